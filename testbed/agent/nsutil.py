@@ -1,0 +1,93 @@
+"""Network-namespace primitives on raw syscalls (stdlib only), shared by the host and the node agent.
+
+Python 3.11 has no os.setns/os.unshare. Everything works on the calling *thread* (/proc/thread-self), so it is
+safe in a multi-threaded host process: CLONE_NEWNET is per thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+from collections.abc import Iterator
+
+CLONE_NEWNET = 0x40000000
+MS_BIND = 4096
+MS_REC = 16384
+MS_SHARED = 1 << 20
+MNT_DETACH = 2
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _check(ret: int, what: str) -> None:
+    if ret != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def self_fd() -> int:
+    """An fd for the calling thread's current netns."""
+    return os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+
+
+def setns(fd: int) -> None:
+    _check(_libc.setns(fd, CLONE_NEWNET), "setns")
+
+
+@contextlib.contextmanager
+def entered(target: str | int) -> Iterator[None]:
+    """Run the body in another netns (a path or an fd), then return. Sockets made inside stay there."""
+    saved = self_fd()
+    fd = os.open(target, os.O_RDONLY) if isinstance(target, str) else target
+    try:
+        setns(fd)
+        try:
+            yield
+        finally:
+            setns(saved)
+    finally:
+        os.close(saved)
+        if isinstance(target, str):
+            os.close(fd)
+
+
+def ensure_run_dir(run_dir: str) -> None:
+    """Make run_dir a shared mount point, as `ip netns add` does, so netns mounts propagate to `ip netns exec`."""
+    os.makedirs(run_dir, exist_ok=True)
+    if os.path.ismount(run_dir):
+        return
+    _check(_libc.mount(run_dir.encode(), run_dir.encode(), None, MS_BIND | MS_REC, None), "bind mount")
+    _check(_libc.mount(b"none", run_dir.encode(), None, MS_SHARED | MS_REC, None), "make shared")
+
+
+def create_named(path: str) -> None:
+    """Create a new netns pinned at path (like `ip netns add`); the caller stays in its own netns."""
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o444)
+    os.close(fd)
+    saved = self_fd()
+    try:
+        _check(_libc.unshare(CLONE_NEWNET), "unshare")
+        try:
+            _check(_libc.mount(b"/proc/thread-self/ns/net", path.encode(), None, MS_BIND, None), "bind netns")
+        finally:
+            setns(saved)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise
+    finally:
+        os.close(saved)
+
+
+def remove_named(path: str) -> None:
+    """Unpin a named netns; the kernel frees it once no socket or process holds it. Missing is fine."""
+    _libc.umount2(path.encode(), MNT_DETACH)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def write_sysctl(name: str, value: str | int) -> None:
+    """Write a sysctl of the calling thread's netns (net.* under /proc/sys resolves per thread)."""
+    with open("/proc/sys/" + name.replace(".", "/"), "w") as f:
+        f.write(str(value))

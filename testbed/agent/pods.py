@@ -1,0 +1,168 @@
+"""Pods inside one node: a named netns, a veth to the node bridge, addresses, routes and workload sockets.
+
+The host sends the full desired list; sync() makes the node match it. A pod whose spec is unchanged is left
+alone (its sockets are reopened if the agent restarted), a changed one is recreated, an unlisted one removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+
+from pyroute2 import IPRoute
+
+from testbed.agent import nsutil, workload
+
+NETNS_DIR = "/run/netns"
+ETC_NETNS = "/etc/netns"
+IFA_F_NODAD = 0x02
+
+
+def host_veth(netns: str) -> str:
+    """The node-side veth name: 15 bytes at most, stable for a pod (like Calico's cali<hash>)."""
+    return "veth" + hashlib.sha1(netns.encode()).hexdigest()[:11]
+
+
+def spec_hash(spec: dict[str, Any]) -> str:
+    return hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass
+class Pod:
+    spec: dict[str, Any]
+    digest: str
+    servers: list[Any] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+class PodManager:
+    def __init__(self, node: str, state_file: str) -> None:
+        self.node = node
+        self.state_file = state_file
+        self.pods: dict[str, Pod] = {}
+        self.node_fd = nsutil.self_fd()
+        self.ipr = IPRoute()
+        nsutil.ensure_run_dir(NETNS_DIR)
+
+    # -- registry: which netns this agent made, with their spec digests, kept across agent restarts
+    def _load_registry(self) -> dict[str, str]:
+        try:
+            with open(self.state_file) as f:
+                return json.load(f)
+        except (FileNotFoundError, ValueError):
+            return {}
+
+    def _save_registry(self) -> None:
+        tmp = self.state_file + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump({name: pod.digest for name, pod in self.pods.items()}, f)
+        os.replace(tmp, self.state_file)
+
+    async def sync(self, net: dict[str, Any], desired: list[dict[str, Any]]) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        known = self._load_registry()
+        known.update({name: pod.digest for name, pod in self.pods.items()})
+        want = {p["netns"]: p for p in desired}
+        removed = created = 0
+        for name in sorted(set(known) - set(want)):
+            self._remove(name)
+            removed += 1
+        bridge = self.ipr.link_lookup(ifname=net["bridge"])
+        if not bridge:
+            raise RuntimeError(f"bridge {net['bridge']} is missing on {self.node}")
+        for name, spec in want.items():
+            digest = spec_hash({"net": net, "pod": spec})
+            present = os.path.exists(os.path.join(NETNS_DIR, name))
+            if known.get(name) == digest and present:
+                if name not in self.pods or not self.pods[name].servers:
+                    self.pods[name] = Pod(spec, digest)
+                    await self._listen(loop, self.pods[name], net)
+                continue
+            if name in known or present:
+                self._remove(name)
+            pod = Pod(spec, digest)
+            self._create(pod, net, bridge[0])
+            await self._listen(loop, pod, net)
+            self.pods[name] = pod
+            created += 1
+        self._save_registry()
+        return {"created": created, "removed": removed, "pods": len(self.pods)}
+
+    def _create(self, pod: Pod, net: dict[str, Any], bridge_idx: int) -> None:
+        spec = pod.spec
+        path = os.path.join(NETNS_DIR, spec["netns"])
+        self._write_etc(spec)
+        nsutil.create_named(path)
+        veth = host_veth(spec["netns"])
+        mtu = net["mtu"]
+        with nsutil.entered(path), IPRoute() as ipr:
+            if spec.get("ipv6"):
+                nsutil.write_sysctl("net.ipv6.conf.all.disable_ipv6", 0)
+                nsutil.write_sysctl("net.ipv6.conf.default.accept_dad", 0)
+            ipr.link("add", ifname="eth0", kind="veth", mtu=mtu,
+                     peer={"ifname": veth, "net_ns_fd": self.node_fd, "mtu": mtu})
+        # the node side goes up first, so the pod's gateway is reachable when its routes are added
+        idx = self.ipr.link_lookup(ifname=veth)[0]
+        self.ipr.link("set", index=idx, master=bridge_idx, state="up")
+        with nsutil.entered(path), IPRoute() as ipr:
+            eth0 = ipr.link_lookup(ifname="eth0")[0]
+            ipr.link("set", index=1, state="up")
+            ipr.addr("add", index=eth0, address=spec["ipv4"], prefixlen=net["prefix4"])
+            if spec.get("ipv6"):
+                ipr.addr("add", index=eth0, address=spec["ipv6"], prefixlen=net["prefix6"],
+                         flags=IFA_F_NODAD)
+            ipr.link("set", index=eth0, state="up")
+            ipr.route("add", dst="0.0.0.0/0", gateway=net["gateway4"])
+            if spec.get("ipv6"):
+                ipr.route("add", dst="::/0", gateway=net["gateway6"], family=socket.AF_INET6)
+
+    async def _listen(self, loop: asyncio.AbstractEventLoop, pod: Pod, net: dict[str, Any]) -> None:
+        spec = pod.spec
+        ident = workload.Identity(spec["name"], spec["namespace"], self.node,
+                                  tuple(ip for ip in (spec["ipv4"], spec.get("ipv6")) if ip))
+        dual = bool(spec.get("ipv6"))
+        socks = []
+        with nsutil.entered(os.path.join(NETNS_DIR, spec["netns"])):
+            for port in spec["ports"]:
+                try:
+                    socks.append((workload.open_socket(port["protocol"], port["port"], dual), port["port"]))
+                except OSError as err:  # SCTP has no sockets on some kernels: report it, keep the pod
+                    pod.errors.append(f"{port['protocol']}/{port['port']}: {err.strerror}")
+        for sock, number in socks:
+            pod.servers.append(await workload.serve(loop, sock, ident, number))
+
+    def _write_etc(self, spec: dict[str, Any]) -> None:
+        """Files `ip netns exec` binds over /etc, so commands in the pod see the pod's names and resolver."""
+        etc = os.path.join(ETC_NETNS, spec["netns"])
+        os.makedirs(etc, exist_ok=True)
+        hosts = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
+        hosts += [f"{ip}\t{spec['hostname']}" for ip in (spec["ipv4"], spec.get("ipv6")) if ip]
+        with open(os.path.join(etc, "hosts"), "w") as f:
+            f.write("\n".join(hosts) + "\n")
+        with open(os.path.join(etc, "resolv.conf"), "w") as f:
+            f.write(spec["resolv"])
+
+    def _remove(self, name: str) -> None:
+        pod = self.pods.pop(name, None)
+        if pod:
+            for server in pod.servers:
+                server.close()  # sockets hold the netns alive, so they go first
+        with contextlib.suppress(Exception):
+            self.ipr.link("del", ifname=host_veth(name))
+        nsutil.remove_named(os.path.join(NETNS_DIR, name))
+        shutil.rmtree(os.path.join(ETC_NETNS, name), ignore_errors=True)
+
+    def status(self) -> list[dict[str, Any]]:
+        out = []
+        for name, pod in sorted(self.pods.items()):
+            out.append({"netns": name, "namespace": pod.spec["namespace"], "name": pod.spec["name"],
+                        "listening": len(pod.servers), "errors": pod.errors,
+                        "present": os.path.exists(os.path.join(NETNS_DIR, name))})
+        return out

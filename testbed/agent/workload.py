@@ -1,0 +1,127 @@
+"""The pod workload, shaped like agnhost netexec: HTTP on TCP ports, echo on UDP ports.
+
+HTTP paths: /hostname (pod name), /clientip (caller's ip:port as the pod sees it), /echo?msg=X, /healthz, and /
+(a JSON document with the pod, namespace, IPs, node and the client address). UDP: "hostname", "clientip",
+"echo X", anything else is echoed back. All pods of a node share one event loop, so an idle pod costs its
+sockets and nothing more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import urllib.parse
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Identity:
+    name: str
+    namespace: str
+    node: str
+    ips: tuple[str, ...]
+
+    def document(self, client: str, port: int) -> dict[str, object]:
+        return {"pod": self.name, "namespace": self.namespace, "node": self.node, "ips": list(self.ips),
+                "port": port, "client": client}
+
+
+def _client(peer: tuple) -> tuple[str, int]:
+    host, port = peer[0], peer[1]
+    if host.startswith("::ffff:"):  # a v4 client on a dual-stack socket
+        host = host[7:]
+    return host, port
+
+
+def _fmt(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def answer(ident: Identity, path: str, client: tuple[str, int], port: int) -> tuple[int, str, str]:
+    """Status, content type and body for one HTTP request path."""
+    url = urllib.parse.urlsplit(path)
+    if url.path == "/hostname":
+        return 200, "text/plain", ident.name
+    if url.path == "/clientip":
+        return 200, "text/plain", _fmt(*client)
+    if url.path == "/healthz":
+        return 200, "text/plain", "ok"
+    if url.path == "/echo":
+        return 200, "text/plain", urllib.parse.parse_qs(url.query).get("msg", [""])[0]
+    if url.path == "/":
+        return 200, "application/json", json.dumps(ident.document(_fmt(*client), port))
+    return 404, "text/plain", "not found"
+
+
+def udp_answer(ident: Identity, data: bytes, client: tuple[str, int]) -> bytes:
+    text = data.decode(errors="replace").strip()
+    if text == "hostname":
+        return ident.name.encode()
+    if text == "clientip":
+        return _fmt(*client).encode()
+    if text.startswith("echo "):
+        return text[5:].encode()
+    return data
+
+
+class Http(asyncio.Protocol):
+    """Just enough HTTP/1.1: one request per connection, then close."""
+
+    def __init__(self, ident: Identity, port: int) -> None:
+        self.ident, self.port, self.buf = ident, port, b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        if b"\r\n\r\n" not in self.buf and b"\n\n" not in self.buf:
+            if len(self.buf) > 16384:
+                self.transport.close()
+            return
+        line = self.buf.split(b"\n", 1)[0].decode(errors="replace").split()
+        client = _client(self.transport.get_extra_info("peername"))
+        if len(line) < 2:
+            status, ctype, body = 400, "text/plain", "bad request"
+        else:
+            status, ctype, body = answer(self.ident, line[1], client, self.port)
+        raw = body.encode()
+        head = (f"HTTP/1.1 {status} {'OK' if status == 200 else 'Error'}\r\nContent-Type: {ctype}\r\n"
+                f"Content-Length: {len(raw)}\r\nConnection: close\r\n\r\n")
+        self.transport.write(head.encode() + raw)
+        self.transport.close()
+
+
+class Udp(asyncio.DatagramProtocol):
+    def __init__(self, ident: Identity) -> None:
+        self.ident = ident
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple) -> None:
+        self.transport.sendto(udp_answer(self.ident, data, _client(addr)), addr)
+
+
+def open_socket(protocol: str, port: int, dual: bool) -> socket.socket:
+    """A listening socket in the calling thread's netns; with dual, one v6 socket also takes v4."""
+    family = socket.AF_INET6 if dual else socket.AF_INET
+    kind = socket.SOCK_STREAM if protocol == "TCP" else socket.SOCK_DGRAM
+    sock = socket.socket(family, kind)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if dual:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    sock.bind(("::" if dual else "0.0.0.0", port))
+    if kind == socket.SOCK_STREAM:
+        sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+async def serve(loop: asyncio.AbstractEventLoop, sock: socket.socket, ident: Identity,
+                port: int) -> asyncio.BaseTransport | asyncio.AbstractServer:
+    if sock.type == socket.SOCK_STREAM:
+        return await loop.create_server(lambda: Http(ident, port), sock=sock, start_serving=True)
+    transport, _ = await loop.create_datagram_endpoint(lambda: Udp(ident), sock=sock)
+    return transport

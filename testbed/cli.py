@@ -1,0 +1,238 @@
+"""The `testbed` command. Verbs only: each calls the library in a few lines.
+
+Exit codes: 0 ok, 1 failed while acting, 2 bad input (nothing created), 3 not found, 4 environment problem.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from testbed import errors, lab, state
+from testbed.errors import NotFound, TestbedError
+
+out = Console()
+err = Console(stderr=True)
+
+
+def _fail(e: TestbedError) -> None:
+    if isinstance(e, errors.InvalidInput):
+        err.print(f"[red]error:[/] invalid input, nothing was created ({len(e.problems)} problem(s)):",
+                  highlight=False)
+        for p in e.problems:
+            err.print(f"  {p}", highlight=False, markup=False)
+    else:
+        err.print(f"[red]error:[/] {e}", highlight=False)
+    sys.exit(e.exit_code)
+
+
+class Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        from docker.errors import DockerException
+
+        try:
+            return super().invoke(ctx)
+        except TestbedError as e:
+            _fail(e)
+        except DockerException as e:
+            err.print(f"[red]error:[/] Docker engine: {e}", highlight=False)
+            sys.exit(errors.EXIT_FAILED)
+
+
+class Steps:
+    """kind-style progress: one line per step with a spinner while it runs and its time when done."""
+
+    def __init__(self) -> None:
+        self.status: Any = None
+        self.title = ""
+        self.start = 0.0
+
+    def __call__(self, title: str) -> None:
+        self.done()
+        self.title, self.start = title, time.monotonic()
+        self.status = err.status(f" {title} ...")
+        self.status.start()
+
+    def done(self) -> None:
+        if self.status:
+            self.status.stop()
+            err.print(f" [green]✓[/] {self.title} ({time.monotonic() - self.start:.1f}s)", highlight=False)
+            self.status = None
+
+    def say(self, text: str) -> None:
+        err.print(f"   {text}", highlight=False, markup=False)
+
+
+def _run(fn: Callable[[Steps], Any]) -> Any:
+    steps = Steps()
+    try:
+        result = fn(steps)
+    except BaseException:
+        if steps.status:
+            steps.status.stop()
+            err.print(f" [red]✗[/] {steps.title}", highlight=False)
+        raise
+    steps.done()
+    return result
+
+
+def _lab(name: str | None) -> str:
+    """The lab to act on: given, or $TESTBED_LAB, or the only one there is."""
+    name = name or os.environ.get("TESTBED_LAB")
+    if name:
+        return name
+    names = state.names()
+    if len(names) == 1:
+        return names[0]
+    if not names:
+        raise NotFound("no lab is up (run `testbed up`)")
+    raise errors.TestbedError(f"several labs are up ({', '.join(names)}): pass --lab")
+
+
+lab_option = click.option("--lab", "lab_name", envvar="TESTBED_LAB", help="Lab name (default: the only lab).")
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="testbed")
+def main() -> None:
+    """Emulate a Kubernetes cluster's network on this machine, with real packets."""
+
+
+@main.command()
+@click.argument("topology", default="topologies/default.yaml", type=click.Path())
+@click.option("--quiet", "-q", is_flag=True, help="No status table at the end.")
+def up(topology: str, quiet: bool) -> None:
+    """Bring up (or re-sync) the lab described by TOPOLOGY."""
+    start = time.monotonic()
+    ctx = _run(lambda s: lab.up(topology, s.say, s))
+    err.print(f"lab [bold]{ctx.lab}[/] is up in {time.monotonic() - start:.1f}s", highlight=False)
+    if not quiet:
+        _print_status(ctx.lab)
+
+
+@main.command()
+@click.argument("name", required=False)
+@click.option("--all", "everything", is_flag=True, help="Remove every lab on this machine.")
+def down(name: str | None, everything: bool) -> None:
+    """Remove a lab and everything it made. Removing a lab that is gone is not an error."""
+    names = sorted(lab.known_labs()) if everything else [_lab(name)]
+    for n in names:
+        found = lab.down(n)
+        err.print(f"lab {n}: {'removed' if found else 'nothing to remove'}", highlight=False)
+
+
+def _print_status(name: str, as_json: bool = False) -> None:
+    from testbed.status import collect
+
+    data = collect(name)
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    out.print(f"[bold]{data['name']}[/]  phase={data['phase']}  network={data['network']}  "
+              f"dualStack={data['dualStack']}  podMTU={data['podMTU']}  underlay={data['underlay']}",
+              highlight=False)
+    nodes = Table("NODE", "CONTAINER", "STATE", "UNDERLAY IP", "POD CIDRS", title="nodes", title_justify="left")
+    for n in data["nodes"]:
+        nodes.add_row(n["name"], n["container"], n["state"], n["underlayIP"], " ".join(n["podCIDRs"]))
+    out.print(nodes)
+    pods = Table("NAMESPACE", "POD", "NODE", "IPS", "PORTS", "READY", title="pods", title_justify="left")
+    for p in data["pods"]:
+        pods.add_row(p["namespace"], p["name"], p["node"], " ".join(p["ips"]), " ".join(p["ports"]),
+                     "yes" if p["ready"] else "[red]no[/]")
+    out.print(pods)
+    links = Table("TYPE", "FROM", "TO", title="links", title_justify="left")
+    for link in data["links"]:
+        links.add_row(link["type"], f"{link['from']}:{link['fromIf']}", f"{link['to']}:{link['toIf']}")
+    out.print(links)
+
+
+@main.command()
+@lab_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status(lab_name: str | None, as_json: bool) -> None:
+    """Nodes, pods (IPs, node, readiness) and links of a lab."""
+    _print_status(_lab(lab_name), as_json)
+
+
+@main.command(name="list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def list_labs(as_json: bool) -> None:
+    """The labs on this machine."""
+    rows = [{"name": n, "phase": s.phase, "topology": s.topology_file, "underlay": s.underlay}
+            for n in state.names() if (s := state.load(n))]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    table = Table("NAME", "PHASE", "UNDERLAY", "TOPOLOGY")
+    for r in rows:
+        table.add_row(r["name"], r["phase"], r["underlay"], r["topology"])
+    out.print(table)
+
+
+@main.command()
+@lab_option
+@click.option("-f", "--filename", required=True, type=click.Path(), help="Manifest file (multi-document).")
+def apply(lab_name: str | None, filename: str) -> None:
+    """Create or update the objects in a manifest file on a running lab."""
+    name = _lab(lab_name)
+    _run(lambda s: lab.apply(name, filename, s.say, s))
+    err.print(f"applied {filename} to {name}", highlight=False)
+
+
+@main.command()
+@lab_option
+@click.option("-f", "--filename", required=True, type=click.Path(), help="Manifest file (multi-document).")
+def delete(lab_name: str | None, filename: str) -> None:
+    """Delete the objects in a manifest file from a running lab."""
+    name = _lab(lab_name)
+    missing = _run(lambda s: lab.delete(name, filename, s.say, s))
+    if missing:
+        raise NotFound(f"not found (the rest was deleted): {', '.join(missing)}")
+    err.print(f"deleted the objects of {filename} from {name}", highlight=False)
+
+
+@main.command(name="exec", context_settings={"ignore_unknown_options": True})
+@lab_option
+@click.argument("pod")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def exec_(lab_name: str | None, pod: str, command: tuple[str, ...]) -> None:
+    """Run COMMAND in a pod's network namespace: testbed exec NS/POD -- CMD..."""
+    from testbed import podexec
+
+    sys.exit(podexec.run(_lab(lab_name), pod, list(command), stream=True).exit_code)
+
+
+@main.group()
+def images() -> None:
+    """The node image."""
+
+
+@images.command()
+@click.option("--force", is_flag=True, help="Rebuild even if the image is up to date.")
+def build(force: bool) -> None:
+    """Build the node image from Debian packages (no registry needed)."""
+    from testbed.runtime import docker as rt
+    from testbed.runtime import images as img
+
+    client = rt.connect()
+    _run(lambda s: (s("Building the node image"), img.build(client, s.say, force)))
+
+
+@main.command()
+def schema() -> None:
+    """Print the topology file's JSON schema."""
+    from testbed.topology import Topology
+
+    click.echo(json.dumps(Topology.model_json_schema(), indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,159 @@
+"""Lab lifecycle: up, down, apply, delete. Each loads desired state, plans it (pure, so bad input fails before
+anything is made), then runs the action pipeline that makes the machine match."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+from collections.abc import Callable
+from ipaddress import IPv4Network
+from pathlib import Path
+
+from testbed import kube, loader, state
+from testbed.actions import Action, Context, run_all
+from testbed.errors import InvalidInput, NotFound, Problem
+from testbed.loader import Doc, Manifest
+from testbed.network import overlay
+from testbed.network.bridge import Bridge
+from testbed.network.pods import Pods
+from testbed.network.underlay import Underlay
+from testbed.network.underlay import lab_names as underlay_labs
+from testbed.network.underlay import remove as remove_underlay
+from testbed.plan import cluster, ipam
+from testbed.plan.cluster import Plan
+from testbed.runtime import docker as rt
+from testbed.runtime.nodes import Nodes
+from testbed.topology import Topology
+
+Say = Callable[[str], object]
+
+
+def pipeline(topo: Topology) -> list[Action]:
+    return [Nodes(), Underlay(), Bridge(), overlay(topo.networking.network), Pods()]
+
+
+def _stored(st: state.LabState) -> list[Manifest]:
+    out = []
+    for entry in st.manifests:
+        doc = Doc(entry["data"], entry["file"])
+        result = loader.parse_manifest(doc)
+        if isinstance(result, list):
+            raise InvalidInput(result)
+        out.append(result)
+    return out
+
+
+def _merge(old: list[Manifest], new: list[Manifest]) -> list[Manifest]:
+    keys = {m.key for m in new}
+    return [m for m in old if m.key not in keys] + new
+
+
+def _underlay(topo: Topology, st: state.LabState | None) -> IPv4Network:
+    others = [s.underlay for n in state.names() if n != topo.name and (s := state.load(n)) and s.underlay]
+    wanted = topo.networking.underlayCIDR
+    if wanted is not None:
+        for o in others:
+            if wanted.overlaps(IPv4Network(o)):
+                raise InvalidInput([Problem("", "networking.underlayCIDR",
+                                            f"{wanted} overlaps another lab's underlay {o}")])
+        return wanted
+    if st and st.underlay:
+        return IPv4Network(st.underlay)
+    return ipam.free_underlay(others)
+
+
+def _converge(plan: Plan, st: state.LabState, say: Say, progress: Say | None) -> Context:
+    client = rt.connect()
+    st.phase = "creating"
+    st.save()  # before anything exists, so `down` after a crash finds the lab by its state too
+    stale = {c.labels.get(rt.NODE) for c in rt.containers(client, plan.lab)} - {n.name for n in plan.nodes}
+    for c in rt.containers(client, plan.lab):
+        if c.labels.get(rt.NODE) in stale:
+            c.remove(force=True)
+    ctx = Context(plan, client, say)
+    run_all(ctx, pipeline(plan.topology), progress)
+    st.allocations = plan.allocations()
+    st.phase = "ready"
+    st.save()
+    return ctx
+
+
+def up(path: str | Path, say: Say = print, progress: Say | None = None) -> Context:
+    topo, manifests = loader.load_topology(path)
+    with state.locked(topo.name):
+        st = state.load(topo.name)
+        if st:  # manifests applied since the last `up` stay; the topology's own ones are refreshed
+            manifests = _merge(_stored(st), manifests)
+        underlay = _underlay(topo, st)
+        plan = cluster.build(topo, manifests, underlay, st.allocations if st else None)
+        st = state.LabState(topo.name, str(Path(path).resolve()), topo.model_dump(mode="json",
+                            exclude={"manifests"}), [{"file": m.doc.file, "data": m.doc.data} for m in manifests],
+                            st.allocations if st else {}, str(underlay))
+        return _converge(plan, st, say, progress)
+
+
+def _require(name: str) -> state.LabState:
+    st = state.load(name)
+    if st is None:
+        raise NotFound(f"no lab named {name!r} (labs: {', '.join(state.names()) or 'none'})")
+    return st
+
+
+def current_plan(name: str) -> tuple[state.LabState, Plan]:
+    st = _require(name)
+    topo = Topology.model_validate(st.topology)
+    return st, cluster.build(topo, _stored(st), IPv4Network(st.underlay), st.allocations)
+
+
+def _change(name: str, manifests: list[Manifest], say: Say, progress: Say | None) -> Context:
+    st = _require(name)
+    topo = Topology.model_validate(st.topology)
+    plan = cluster.build(topo, manifests, IPv4Network(st.underlay), st.allocations)
+    st.manifests = [{"file": m.doc.file, "data": m.doc.data} for m in manifests]
+    return _converge(plan, st, say, progress)
+
+
+def apply(name: str, path: str | Path, say: Say = print, progress: Say | None = None) -> Context:
+    new = loader.load_manifest_file(path)
+    with state.locked(name):
+        return _change(name, _merge(_stored(_require(name)), new), say, progress)
+
+
+def delete(name: str, path: str | Path, say: Say = print, progress: Say | None = None) -> list[str]:
+    """Removes the file's objects (a Namespace takes its objects with it); returns keys that were not there."""
+    gone = loader.load_manifest_file(path)
+    with state.locked(name):
+        old = _stored(_require(name))
+        keys = {m.key for m in gone}
+        namespaces = {m.obj.metadata.name for m in gone if isinstance(m.obj, kube.Namespace)}
+        missing = sorted(keys - {m.key for m in old})
+        keep = [m for m in old if m.key not in keys
+                and (isinstance(m.obj, kube.Namespace) or (m.obj.metadata.namespace or "default") not in namespaces)]
+        _change(name, keep, say, progress)
+    return missing
+
+
+def known_labs() -> set[str]:
+    names = set(state.names()) | underlay_labs()
+    if state.run_root().is_dir():
+        names |= {p.name for p in state.run_root().iterdir() if p.is_dir()}
+    with contextlib.suppress(Exception):
+        names |= rt.lab_names(rt.connect())
+    return names
+
+
+def down(name: str, say: Say = print) -> bool:
+    """Removes everything the lab made; safe to repeat and safe after a crash halfway through `up`."""
+    client = rt.connect()
+    with state.locked(name):
+        found = rt.remove_lab(client, name) > 0
+        found |= remove_underlay(name)
+        run = state.run_root() / name
+        if run.exists():
+            shutil.rmtree(run, ignore_errors=True)
+            found = True
+        found |= state.load(name) is not None
+        state.remove(name)
+    with contextlib.suppress(FileNotFoundError):
+        (state.root() / f".{name}.lock").unlink()
+    return found

@@ -1,0 +1,29 @@
+"""Each node's pod bridge, cni0, holding the pods' gateway addresses (as the bridge CNI plugin sets it up)."""
+
+from __future__ import annotations
+
+from ipaddress import ip_network
+
+from testbed import netns
+from testbed.actions import Context
+
+BRIDGE = "cni0"
+IFA_F_NODAD = 0x02
+
+
+class Bridge:
+    title = "Creating pod bridges"
+
+    def run(self, ctx: Context) -> None:
+        mtu = ctx.plan.topology.networking.pod_mtu
+        for node in ctx.plan.nodes:
+            with netns.ipr(netns.node_path(ctx.pid(node.name))) as nd:
+                idx = netns.one(nd, BRIDGE)
+                if idx is None:
+                    nd.link("add", ifname=BRIDGE, kind="bridge", mtu=mtu)
+                    idx = netns.one(nd, BRIDGE)
+                nd.addr("replace", index=idx, address=node.gateway4, prefixlen=ip_network(node.cidr4).prefixlen)
+                if node.gateway6 and node.cidr6:
+                    nd.addr("replace", index=idx, address=node.gateway6,
+                            prefixlen=ip_network(node.cidr6).prefixlen, flags=IFA_F_NODAD)
+                nd.link("set", index=idx, mtu=mtu, state="up")

@@ -1,0 +1,76 @@
+"""The underlay: a Linux bridge in a lab-owned netns on the host, with a veth into each node (its eth0).
+
+Not a Docker network: on the host, Docker's isolation rules drop forwarded packets whose addresses are outside a
+Docker network's subnet, which would drop pod IPs on the wire in routed modes. This namespace has no rules.
+Nothing is left in the host's own namespace: deleting the lab netns deletes the bridge and every veth.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+from testbed import netns
+from testbed.actions import Context
+from testbed.agent import nsutil
+
+BRIDGE = "fabric"
+NODE_IF = "eth0"
+NETNS_PREFIX = "testbed-"
+
+
+def ns_name(lab: str) -> str:
+    return NETNS_PREFIX + lab
+
+
+def fabric_if(index: int) -> str:
+    return f"node{index}"
+
+
+class Underlay:
+    title = "Wiring the underlay"
+
+    def run(self, ctx: Context) -> None:
+        mtu = ctx.plan.topology.networking.mtu
+        prefix = ctx.plan.underlay.prefixlen
+        path = netns.ensure_named(ns_name(ctx.lab))
+        with netns.ipr(path) as fab:
+            fab.link("set", index=1, state="up")
+            br = netns.one(fab, BRIDGE)
+            if br is None:
+                fab.link("add", ifname=BRIDGE, kind="bridge", mtu=mtu)
+                br = netns.one(fab, BRIDGE)
+            fab.link("set", index=br, mtu=mtu, state="up")
+            for node in ctx.plan.nodes:
+                node_ns = netns.node_path(ctx.pid(node.name))
+                with netns.ipr(node_ns) as nd:
+                    if netns.one(nd, NODE_IF) is None:
+                        stale = netns.one(fab, fabric_if(node.index))
+                        if stale is not None:  # the node was recreated: its old peer is gone
+                            fab.link("del", index=stale)
+                        fd = os.open(node_ns, os.O_RDONLY)
+                        try:
+                            fab.link("add", ifname=fabric_if(node.index), kind="veth", mtu=mtu,
+                                     peer={"ifname": NODE_IF, "net_ns_fd": fd, "mtu": mtu})
+                        finally:
+                            os.close(fd)
+                    fab.link("set", index=netns.one(fab, fabric_if(node.index)), master=br, state="up")
+                    idx = netns.one(nd, NODE_IF)
+                    nd.link("set", index=1, state="up")
+                    nd.addr("replace", index=idx, address=node.underlay_ip, prefixlen=prefix)
+                    nd.link("set", index=idx, mtu=mtu, state="up")
+
+
+def remove(lab: str) -> bool:
+    path = os.path.join(netns.HOST_NETNS_DIR, ns_name(lab))
+    if not os.path.exists(path):
+        return False
+    with contextlib.suppress(OSError):
+        nsutil.remove_named(path)
+    return True
+
+
+def lab_names() -> set[str]:
+    if not os.path.isdir(netns.HOST_NETNS_DIR):
+        return set()
+    return {n[len(NETNS_PREFIX):] for n in os.listdir(netns.HOST_NETNS_DIR) if n.startswith(NETNS_PREFIX)}

@@ -1,0 +1,90 @@
+"""The VXLAN overlay, Flannel style: one device per node, no multicast and no learning; every entry is static.
+
+For each other node B, node A gets: an FDB entry (B's VTEP MAC → B's underlay IP), a permanent neighbour
+(B's VTEP address → B's VTEP MAC) and a route (B's pod range via B's VTEP address, onlink). The MACs are
+derived from the lab and node names, so all of it is planned before anything exists.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.rtnl.ndmsg import NTF_SELF, NUD_NOARP, NUD_PERMANENT
+
+from testbed import netns
+from testbed.actions import Context
+from testbed.plan.cluster import NodePlan
+
+DEVICE = "vxlan0"
+IFA_F_NODAD = 0x02
+RTNH_F_ONLINK = 4
+PERMANENT = NUD_PERMANENT
+NOARP = NUD_NOARP
+
+
+def _device(nd: IPRoute, node: NodePlan, vni: int, port: int, mtu: int) -> int:
+    uplink = netns.one(nd, "eth0")
+    idx = netns.one(nd, DEVICE)
+    if idx is not None:
+        info = dict(nd.get_links(idx)[0].get_attr("IFLA_LINKINFO").get_attr("IFLA_INFO_DATA")["attrs"])
+        if (info.get("IFLA_VXLAN_ID"), info.get("IFLA_VXLAN_PORT"), info.get("IFLA_VXLAN_LOCAL")) != (
+                vni, port, node.underlay_ip):
+            nd.link("del", index=idx)
+            idx = None
+    if idx is None:
+        nd.link("add", ifname=DEVICE, kind="vxlan", vxlan_id=vni, vxlan_port=port, vxlan_local=node.underlay_ip,
+                vxlan_link=uplink, vxlan_learning=0, mtu=mtu, address=node.vtep_mac)
+        idx = netns.one(nd, DEVICE)
+    nd.link("set", index=idx, mtu=mtu, address=node.vtep_mac, state="up")
+    nd.addr("replace", index=idx, address=node.vtep4, prefixlen=32)
+    if node.vtep6:
+        nd.addr("replace", index=idx, address=node.vtep6, prefixlen=128, flags=IFA_F_NODAD)
+    return idx
+
+
+def _attr(msg: Any, name: str) -> Any:
+    return msg.get_attr(name)
+
+
+def _peers(nd: IPRoute, idx: int, peers: list[NodePlan]) -> None:
+    want_routes: set[str] = set()
+    want_neigh: set[str] = set()
+    want_fdb: set[str] = set()
+    for peer in peers:
+        nd.fdb("replace", ifindex=idx, lladdr=peer.vtep_mac, dst=peer.underlay_ip, state=PERMANENT | NOARP,
+               flags=NTF_SELF)
+        want_fdb.add(peer.vtep_mac)
+        families = [(socket.AF_INET, peer.vtep4, peer.cidr4)]
+        if peer.vtep6 and peer.cidr6:
+            families.append((socket.AF_INET6, peer.vtep6, peer.cidr6))
+        for family, gw, cidr in families:
+            nd.neigh("replace", ifindex=idx, dst=gw, lladdr=peer.vtep_mac, state=PERMANENT, family=family)
+            nd.route("replace", dst=cidr, gateway=gw, oif=idx, flags=RTNH_F_ONLINK, family=family)
+            want_neigh.add(gw)
+            want_routes.add(cidr)
+    # entries for nodes no longer in the plan
+    for family in (socket.AF_INET, socket.AF_INET6):
+        for r in nd.get_routes(family=family, oif=idx):
+            dst = _attr(r, "RTA_DST")
+            if dst and _attr(r, "RTA_GATEWAY") and f"{dst}/{r['dst_len']}" not in want_routes:
+                nd.route("del", dst=f"{dst}/{r['dst_len']}", oif=idx, family=family)
+        for n in nd.get_neighbours(family=family, ifindex=idx):
+            if _attr(n, "NDA_DST") not in want_neigh:
+                nd.neigh("del", ifindex=idx, dst=_attr(n, "NDA_DST"), family=family)
+    for f in nd.fdb("dump", ifindex=idx):
+        mac = _attr(f, "NDA_LLADDR")
+        if mac and mac not in want_fdb and _attr(f, "NDA_DST"):
+            nd.fdb("del", ifindex=idx, lladdr=mac, dst=_attr(f, "NDA_DST"))
+
+
+class Vxlan:
+    title = "Building the VXLAN overlay"
+
+    def run(self, ctx: Context) -> None:
+        net = ctx.plan.topology.networking
+        for node in ctx.plan.nodes:
+            with netns.ipr(netns.node_path(ctx.pid(node.name))) as nd:
+                idx = _device(nd, node, net.vxlan.vni, net.vxlan.port, net.pod_mtu)
+                _peers(nd, idx, [p for p in ctx.plan.nodes if p.name != node.name])

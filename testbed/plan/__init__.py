@@ -1,0 +1,1 @@
+"""Pure derivations from desired state: no I/O, unit-tested."""

@@ -1,0 +1,148 @@
+"""The whole desired cluster, derived from topology + manifests + earlier allocations: nodes with their ranges
+and overlay identities, namespaces, and pods with node and addresses."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from ipaddress import IPv4Network, IPv6Network
+from typing import Any
+
+from testbed import kube
+from testbed.errors import InvalidInput, Problem
+from testbed.loader import Manifest
+from testbed.plan import ipam
+from testbed.plan.workloads import Port, Unschedulable, expand, schedule
+from testbed.topology import Topology
+
+
+@dataclass
+class NodePlan:
+    name: str
+    index: int
+    container: str
+    labels: dict[str, str]
+    underlay_ip: str
+    vtep_mac: str
+    cidr4: str
+    gateway4: str
+    vtep4: str
+    cidr6: str | None = None
+    gateway6: str | None = None
+    vtep6: str | None = None
+
+
+@dataclass
+class PodPlan:
+    namespace: str
+    name: str
+    node: str
+    labels: dict[str, str]
+    ports: list[Port]
+    ipv4: str
+    ipv6: str | None = None
+    owner: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def netns(self) -> str:
+        # '_' cannot appear in Kubernetes names, so this never collides
+        return f"{self.namespace}_{self.name}"
+
+
+@dataclass
+class Plan:
+    lab: str
+    topology: Topology
+    underlay: IPv4Network
+    nodes: list[NodePlan]
+    pods: list[PodPlan]
+    namespaces: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def node(self, name: str) -> NodePlan:
+        return next(n for n in self.nodes if n.name == name)
+
+    def pods_on(self, node: str) -> list[PodPlan]:
+        return [p for p in self.pods if p.node == node]
+
+    def allocations(self) -> dict[str, dict[str, str]]:
+        return {p.key: {"node": p.node, "ipv4": p.ipv4} for p in self.pods}
+
+    def as_json(self) -> dict[str, Any]:
+        return {"lab": self.lab, "underlay": str(self.underlay), "nodes": [asdict(n) for n in self.nodes],
+                "pods": [{**asdict(p), "ports": [asdict(x) for x in p.ports]} for p in self.pods]}
+
+
+def container_name(lab: str, node: str) -> str:
+    return f"{lab}-{node}"
+
+
+def plan_nodes(topo: Topology, underlay: IPv4Network) -> list[NodePlan]:
+    net = topo.networking
+    v4 = ipam.node_ranges(net.podCIDR, net.nodeMaskSize, len(topo.nodes))
+    v6 = ipam.node_ranges(net.podCIDRv6, net.nodeMaskSizeV6, len(topo.nodes)) if net.dualStack else None
+    out = []
+    for i, spec in enumerate(topo.nodes):
+        node = NodePlan(
+            name=spec.name, index=i, container=container_name(topo.name, spec.name),
+            labels={"kubernetes.io/hostname": spec.name, "kubernetes.io/os": "linux", **spec.labels},
+            underlay_ip=str(ipam.underlay_address(underlay, i)), vtep_mac=ipam.vtep_mac(topo.name, spec.name),
+            cidr4=str(v4[i]), gateway4=str(ipam.gateway(v4[i])), vtep4=str(ipam.vtep(v4[i])))
+        if v6:
+            node.cidr6, node.gateway6, node.vtep6 = str(v6[i]), str(ipam.gateway(v6[i])), str(ipam.vtep(v6[i]))
+        out.append(node)
+    return out
+
+
+def _check_references(manifests: list[Manifest], namespaces: set[str], nodes: set[str]) -> None:
+    problems: list[Problem] = []
+    for m in manifests:
+        obj = m.obj
+        if isinstance(obj, kube.Namespace):
+            continue
+        ns = obj.metadata.namespace or "default"
+        if ns not in namespaces:
+            problems.append(m.doc.problem(("metadata", "namespace"),
+                                          f"namespace {ns!r} does not exist (declare a v1 Namespace)"))
+        spec = obj.spec if isinstance(obj, kube.Pod) else obj.spec.template.spec
+        base = ("spec",) if isinstance(obj, kube.Pod) else ("spec", "template", "spec")
+        if spec.nodeName and spec.nodeName not in nodes:
+            problems.append(m.doc.problem((*base, "nodeName"), f"no node named {spec.nodeName!r} (nodes: "
+                                                               f"{', '.join(sorted(nodes))})"))
+    if problems:
+        raise InvalidInput(problems)
+
+
+def build(topo: Topology, manifests: list[Manifest], underlay: IPv4Network,
+          previous: dict[str, dict[str, str]] | None = None) -> Plan:
+    """Raises InvalidInput (with file and field) when the manifests do not fit the topology."""
+    previous = previous or {}
+    nodes = plan_nodes(topo, underlay)
+    namespaces = {ns: {kube.METADATA_NAME_LABEL: ns} for ns in kube.BUILTIN_NAMESPACES}
+    for m in manifests:
+        if isinstance(m.obj, kube.Namespace):
+            namespaces[m.obj.metadata.name] = m.obj.metadata.labels
+    _check_references(manifests, set(namespaces), {n.name for n in nodes})
+    intents = expand([m.obj for m in manifests])
+    try:
+        placement = schedule(intents, {n.name: n.labels for n in nodes},
+                         {k: v["node"] for k, v in previous.items()})
+    except Unschedulable as err:
+        raise InvalidInput([Problem(manifests[0].doc.file if manifests else "", "", str(err))]) from None
+    pods: list[PodPlan] = []
+    for node in nodes:
+        mine = [p for p in intents if placement[p.key] == node.name]
+        taken = {k: v["ipv4"] for k, v in previous.items() if v["node"] == node.name}
+        try:
+            ips = ipam.allocate(IPv4Network(node.cidr4), taken, [p.key for p in mine])
+        except ipam.Exhausted as err:
+            raise InvalidInput([Problem("", "networking.nodeMaskSize", str(err))]) from None
+        for p in mine:
+            v6 = (ipam.mirror_v6(ips[p.key], IPv4Network(node.cidr4), IPv6Network(node.cidr6))
+                  if node.cidr6 else None)
+            pods.append(PodPlan(p.namespace, p.name, node.name, p.labels, p.ports, ips[p.key], v6, p.owner))
+    order = {p.key: i for i, p in enumerate(intents)}
+    pods.sort(key=lambda p: order[p.key])
+    return Plan(topo.name, topo, underlay, nodes, pods, namespaces)

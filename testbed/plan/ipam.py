@@ -1,0 +1,76 @@
+"""Address management: node pod ranges (like kube-controller-manager), host-local pod IPs, underlay addresses."""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+
+UNDERLAY_POOL = IPv4Network("100.64.0.0/16")  # carrier-grade NAT space: never a real route on a lab machine
+UNDERLAY_NODE_OFFSET = 11  # .1 is kept for a lab router, .2-.10 for other lab hosts
+
+
+class Exhausted(Exception):
+    pass
+
+
+def node_ranges(cidr: IPv4Network | IPv6Network, mask: int, count: int) -> list:
+    """The i-th node gets the i-th range, in order, as the node IPAM controller hands them out."""
+    gen = cidr.subnets(new_prefix=mask)
+    return [next(gen) for _ in range(count)]
+
+
+def gateway(subnet: IPv4Network | IPv6Network) -> IPv4Address | IPv6Address:
+    """The node bridge's address: the first host of its range (what the bridge CNI plugin picks)."""
+    return subnet[1]
+
+
+def vtep(subnet: IPv4Network | IPv6Network) -> IPv4Address | IPv6Address:
+    """The overlay device's address: the range's network address, as Flannel gives it."""
+    return subnet[0]
+
+
+def allocate(subnet: IPv4Network, taken: dict[str, str], wanted: list[str]) -> dict[str, str]:
+    """Host-local IPAM: keep every wanted key's address, give new keys the lowest free one; unwanted keys free
+    theirs. Skips the network address, the gateway and the broadcast address."""
+    keep = {k: ip for k, ip in taken.items() if k in wanted and ipaddress.ip_address(ip) in subnet}
+    used = {int(ipaddress.ip_address(ip)) for ip in keep.values()}
+    first, last = int(subnet.network_address) + 2, int(subnet.broadcast_address) - 1
+    out = dict(keep)
+    cursor = first
+    for k in wanted:
+        if k in out:
+            continue
+        while cursor in used:
+            cursor += 1
+        if cursor > last:
+            raise Exhausted(f"node range {subnet} has no free address left for {k}")
+        out[k] = str(IPv4Address(cursor))
+        used.add(cursor)
+    return out
+
+
+def mirror_v6(v4: str, subnet4: IPv4Network, subnet6: IPv6Network) -> str:
+    """The pod's IPv6 address takes the same offset in the node's v6 range: 10.244.1.7 ↔ fd00:10:244:1::7."""
+    offset = int(IPv4Address(v4)) - int(subnet4.network_address)
+    return str(subnet6[offset])
+
+
+def underlay_address(cidr: IPv4Network, index: int) -> IPv4Address:
+    return cidr[UNDERLAY_NODE_OFFSET + index]
+
+
+def free_underlay(used: list[str]) -> IPv4Network:
+    """The first /24 of the pool that no other lab holds, so labs side by side never share addresses."""
+    taken = [ipaddress.ip_network(u) for u in used]
+    for candidate in UNDERLAY_POOL.subnets(new_prefix=24):
+        if not any(candidate.overlaps(t) for t in taken):
+            return candidate
+    raise Exhausted("every underlay /24 in 100.64.0.0/16 is taken by a lab")
+
+
+def vtep_mac(lab: str, node: str) -> str:
+    """A stable, locally administered unicast MAC per node, so peers' neighbour entries are pure planning."""
+    raw = bytearray(hashlib.sha256(f"{lab}/{node}".encode()).digest()[:6])
+    raw[0] = (raw[0] | 0x02) & 0xFE
+    return ":".join(f"{b:02x}" for b in raw)

@@ -1,0 +1,110 @@
+"""From manifests to the pods that should exist: Deployments expand to replicas named as the controller names
+them, and every pod is placed on a node by the scheduler below."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+from testbed import kube
+
+# the alphabet Kubernetes uses for generated name suffixes (no vowels, no look-alikes)
+ALPHANUMS = "bcdfghjklmnpqrstvwxz2456789"
+
+
+@dataclass(frozen=True)
+class Port:
+    port: int
+    protocol: str
+    name: str | None = None
+
+
+@dataclass
+class PodIntent:
+    namespace: str
+    name: str
+    labels: dict[str, str]
+    ports: list[Port]
+    node_name: str | None = None
+    node_selector: dict[str, str] = field(default_factory=dict)
+    owner: str | None = None  # "Deployment/<name>" for replicas
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+def _safe(digest: bytes, length: int) -> str:
+    return "".join(ALPHANUMS[b % len(ALPHANUMS)] for b in digest[:length])
+
+
+def template_hash(template: kube.PodTemplate) -> str:
+    raw = json.dumps(template.model_dump(mode="json"), sort_keys=True).encode()
+    return _safe(hashlib.sha256(raw).digest(), 10)
+
+
+def replica_name(deploy: str, thash: str, index: int) -> str:
+    suffix = _safe(hashlib.sha256(f"{deploy}/{thash}/{index}".encode()).digest(), 5)
+    return f"{deploy}-{thash}-{suffix}"
+
+
+def _ports(spec: kube.PodSpec) -> list[Port]:
+    return [Port(p.containerPort, p.protocol, p.name) for p in spec.ports()]
+
+
+def expand(objects: list[kube.Object]) -> list[PodIntent]:
+    pods: list[PodIntent] = []
+    for obj in objects:
+        if isinstance(obj, kube.Pod):
+            pods.append(PodIntent(obj.metadata.namespace or "default", obj.metadata.name, obj.metadata.labels,
+                                  _ports(obj.spec), obj.spec.nodeName, obj.spec.nodeSelector))
+        elif isinstance(obj, kube.Deployment):
+            tpl = obj.spec.template
+            thash = template_hash(tpl)
+            labels = {**tpl.metadata.labels, "pod-template-hash": thash}
+            for i in range(obj.spec.replicas):
+                pods.append(PodIntent(obj.metadata.namespace or "default",
+                                      replica_name(obj.metadata.name, thash, i), labels, _ports(tpl.spec),
+                                      tpl.spec.nodeName, tpl.spec.nodeSelector,
+                                      f"Deployment/{obj.metadata.name}"))
+    return pods
+
+
+class Unschedulable(Exception):
+    pass
+
+
+def schedule(pods: list[PodIntent], nodes: dict[str, dict[str, str]], previous: dict[str, str]) -> dict[str, str]:
+    """Pod key → node name. A placed pod stays put; a new one goes to the eligible node with the fewest pods
+    of its owner, then the fewest pods, then the first in order (spreading like topology spread)."""
+    placed: dict[str, str] = {}
+    load = dict.fromkeys(nodes, 0)
+    owner_load: dict[tuple[str | None, str], int] = {}
+
+    def eligible(p: PodIntent) -> list[str]:
+        if p.node_name:
+            return [p.node_name] if p.node_name in nodes else []
+        return [n for n, labels in nodes.items()
+                if all(labels.get(k) == v for k, v in p.node_selector.items())]
+
+    def put(p: PodIntent, node: str) -> None:
+        placed[p.key] = node
+        load[node] += 1
+        owner_load[(p.owner, node)] = owner_load.get((p.owner, node), 0) + 1
+
+    for p in pods:
+        prev = previous.get(p.key)
+        if prev and prev in eligible(p):
+            put(p, prev)
+    for p in pods:
+        if p.key in placed:
+            continue
+        choices = eligible(p)
+        if not choices:
+            raise Unschedulable(f"pod {p.key}: no node matches nodeName/nodeSelector")
+        order = list(nodes)
+        best = min(choices, key=lambda n: (owner_load.get((p.owner, n), 0) if p.owner else 0, load[n],
+                                           order.index(n)))
+        put(p, best)
+    return placed

@@ -1,0 +1,113 @@
+"""The only module that talks to the Docker engine (through the SDK). Everything it makes carries the lab's
+label, so `down` finds all of it even when the state file is lost."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import docker
+import pyroute2
+from docker.errors import DockerException, NotFound
+from docker.models.containers import Container
+from docker.types import Mount
+
+import testbed
+from testbed.errors import EnvironmentProblem
+
+LAB = "testbed.lab"
+ROLE = "testbed.role"
+NODE = "testbed.node"
+
+# --privileged fails on hosts whose bounding set lacks CAP_SYS_RESOURCE; explicit grants work everywhere and
+# say what a node needs
+SECURITY = {
+    "cap_add": ["ALL"],
+    "cap_drop": ["SYS_RESOURCE"],
+    "security_opt": ["seccomp=unconfined", "apparmor=unconfined"],
+}
+# `--security-opt systempaths=unconfined` is a CLI spelling; the API takes empty masked and read-only path
+# lists, which leave /proc/sys writable (the agent sets per-pod sysctls there)
+UNMASKED = {"MaskedPaths": [], "ReadonlyPaths": []}
+
+
+def connect() -> docker.DockerClient:
+    try:
+        client = docker.from_env(timeout=120)
+        client.ping()
+        return client
+    except DockerException as err:
+        raise EnvironmentProblem(f"no Docker engine is reachable ({err}); `make up` installs and starts one") \
+            from None
+
+
+def containers(client: docker.DockerClient, lab: str | None = None) -> list[Container]:
+    label = f"{LAB}={lab}" if lab else LAB
+    return client.containers.list(all=True, filters={"label": label})
+
+
+def lab_names(client: docker.DockerClient) -> set[str]:
+    names = {c.labels.get(LAB, "") for c in containers(client)}
+    names |= {n.attrs.get("Labels", {}).get(LAB, "") for n in client.networks.list(filters={"label": LAB})}
+    return names - {""}
+
+
+def agent_mounts(run_dir: Path) -> list[Mount]:
+    """The agent's code and its pyroute2, read-only from this install, and the node's run folder."""
+    return [
+        Mount("/opt/testbed/testbed", str(Path(testbed.__file__).parent), type="bind", read_only=True),
+        Mount("/opt/testbed/lib/pyroute2", str(Path(pyroute2.__file__).parent), type="bind", read_only=True),
+        Mount("/run/testbed", str(run_dir), type="bind"),
+    ]
+
+
+def run_node(client: docker.DockerClient, image: str, lab: str, node: str, name: str, run_dir: Path,
+             dual_stack: bool) -> Container:
+    sysctls = {"net.ipv4.ip_forward": "1", "net.ipv4.conf.all.rp_filter": "0"}
+    if dual_stack:
+        sysctls |= {"net.ipv6.conf.all.disable_ipv6": "0", "net.ipv6.conf.default.disable_ipv6": "0",
+                    "net.ipv6.conf.all.forwarding": "1", "net.ipv6.conf.all.accept_dad": "0",
+                    "net.ipv6.conf.default.accept_dad": "0"}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    api = client.api
+    # Docker's networks are not used at all: the project builds the underlay itself (see network/underlay)
+    host_config = api.create_host_config(network_mode="none", mounts=agent_mounts(run_dir), sysctls=sysctls,
+                                         **SECURITY)
+    host_config.update(UNMASKED)
+    created = api.create_container(image, name=name, hostname=node, labels={LAB: lab, ROLE: "node", NODE: node},
+                                   environment={"TESTBED_NODE": node, "TESTBED_LAB": lab},
+                                   host_config=host_config)
+    api.start(created["Id"])
+    return client.containers.get(created["Id"])
+
+
+def pid(container: Container) -> int:
+    container.reload()
+    p = int(container.attrs["State"]["Pid"])
+    if not p:
+        raise EnvironmentProblem(f"container {container.name} is not running")
+    return p
+
+
+def get(client: docker.DockerClient, name: str) -> Container | None:
+    try:
+        return client.containers.get(name)
+    except NotFound:
+        return None
+
+
+def remove_lab(client: docker.DockerClient, lab: str) -> int:
+    found = containers(client, lab)
+    for c in found:
+        with contextlib.suppress(NotFound):
+            c.remove(force=True)
+    for n in client.networks.list(filters={"label": f"{LAB}={lab}"}):
+        with contextlib.suppress(NotFound):
+            n.remove()
+    return len(found)
+
+
+def exec_in(container: Container, cmd: list[str], tty: bool = False) -> tuple[int, bytes, bytes]:
+    result = container.exec_run(cmd, demux=True, tty=tty)
+    out, err = result.output if isinstance(result.output, tuple) else (result.output, b"")
+    return result.exit_code, out or b"", err or b""

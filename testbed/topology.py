@@ -1,0 +1,136 @@
+"""The topology file: `apiVersion: testbed/v1alpha1`, `kind: Topology`. README.md documents every field."""
+
+from __future__ import annotations
+
+import ipaddress
+from ipaddress import IPv4Network, IPv6Network
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from testbed.kube import Labels, dns_label
+
+MAX_NODES = 64
+NETWORKS = ("vxlan",)  # the seam for bgp and host-gw: add a module under testbed/network/ and its name here
+VXLAN_OVERHEAD = 50  # outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8
+
+
+def lab_name(value: str) -> str:
+    dns_label(value)
+    if len(value) > 20:
+        raise ValueError(f"{value!r} is longer than 20 characters (it prefixes container and netns names)")
+    return value
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class NodeSpec(Strict):
+    name: Annotated[str, AfterValidator(dns_label)]
+    labels: Labels = Field(default_factory=dict)
+
+
+class Vxlan(Strict):
+    vni: int = Field(default=1, ge=1, le=16777215)
+    port: int = Field(default=8472, ge=1, le=65535)
+
+
+class Networking(Strict):
+    podCIDR: IPv4Network = IPv4Network("10.244.0.0/16")
+    podCIDRv6: IPv6Network = IPv6Network("fd00:10:244::/56")
+    serviceCIDR: IPv4Network = IPv4Network("10.96.0.0/16")
+    serviceCIDRv6: IPv6Network = IPv6Network("fd00:10:96::/112")
+    nodeMaskSize: int = Field(default=24, ge=8, le=30)
+    nodeMaskSizeV6: int = Field(default=64, ge=64, le=126)
+    dualStack: bool = False
+    network: str = "vxlan"
+    mtu: int = Field(default=1500, ge=1280, le=9000)
+    vxlan: Vxlan = Field(default_factory=Vxlan)
+    underlayCIDR: IPv4Network | None = None
+
+    @field_validator("network")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        if value not in NETWORKS:
+            raise ValueError(f"{value!r} is not supported; choose one of: {', '.join(NETWORKS)}")
+        return value
+
+    @field_validator("underlayCIDR")
+    @classmethod
+    def _underlay(cls, value: IPv4Network | None) -> IPv4Network | None:
+        if value is not None and value.prefixlen > 24:
+            raise ValueError("needs at least a /24 (nodes take .11 upwards)")
+        return value
+
+    @property
+    def pod_mtu(self) -> int:
+        return self.mtu - VXLAN_OVERHEAD
+
+
+class Topology(Strict):
+    apiVersion: Literal["testbed/v1alpha1"]
+    kind: Literal["Topology"]
+    name: Annotated[str, AfterValidator(lab_name)]
+    nodes: list[NodeSpec] = Field(min_length=1, max_length=MAX_NODES)
+    networking: Networking = Field(default_factory=Networking)
+    manifests: list[str | dict[str, Any]] = Field(default_factory=list)
+
+    @field_validator("nodes", mode="before")
+    @classmethod
+    def _count(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError("must be a node count or a list of nodes")
+        if isinstance(value, int):
+            if not 1 <= value <= MAX_NODES:
+                raise ValueError(f"a node count must be between 1 and {MAX_NODES}")
+            return [{"name": f"node{i + 1}"} for i in range(value)]
+        return value
+
+    @field_validator("nodes")
+    @classmethod
+    def _unique(cls, nodes: list[NodeSpec]) -> list[NodeSpec]:
+        names = [n.name for n in nodes]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"node names must be unique; repeated: {', '.join(sorted(dup))}")
+        return nodes
+
+    @model_validator(mode="after")
+    def _address_plan(self) -> Topology:
+        net = self.networking
+        count = len(self.nodes)
+        if net.nodeMaskSize <= net.podCIDR.prefixlen:
+            raise ValueError(f"networking.nodeMaskSize {net.nodeMaskSize} must be longer than podCIDR's "
+                             f"/{net.podCIDR.prefixlen}")
+        if 2 ** (net.nodeMaskSize - net.podCIDR.prefixlen) < count:
+            raise ValueError(f"networking.podCIDR {net.podCIDR} holds fewer than {count} /{net.nodeMaskSize} "
+                             "node ranges")
+        ranges: list[tuple[str, IPv4Network | IPv6Network]] = [
+            ("podCIDR", net.podCIDR), ("serviceCIDR", net.serviceCIDR)]
+        if net.underlayCIDR:
+            ranges.append(("underlayCIDR", net.underlayCIDR))
+        if net.dualStack:
+            if net.nodeMaskSizeV6 <= net.podCIDRv6.prefixlen:
+                raise ValueError(f"networking.nodeMaskSizeV6 {net.nodeMaskSizeV6} must be longer than "
+                                 f"podCIDRv6's /{net.podCIDRv6.prefixlen}")
+            if 2 ** (net.nodeMaskSizeV6 - net.podCIDRv6.prefixlen) < count:
+                raise ValueError(f"networking.podCIDRv6 {net.podCIDRv6} holds fewer than {count} node ranges")
+            if 128 - net.nodeMaskSizeV6 < 32 - net.nodeMaskSize:
+                raise ValueError("networking.nodeMaskSizeV6 leaves fewer pod addresses than nodeMaskSize")
+            if net.pod_mtu < 1280:
+                raise ValueError(f"networking.mtu {net.mtu} leaves pods {net.pod_mtu}, below IPv6's 1280")
+            ranges += [("podCIDRv6", net.podCIDRv6), ("serviceCIDRv6", net.serviceCIDRv6)]
+        for i, (name_a, a) in enumerate(ranges):
+            for name_b, b in ranges[i + 1:]:
+                if a.version == b.version and a.overlaps(b):  # type: ignore[arg-type]
+                    raise ValueError(f"networking.{name_a} {a} overlaps networking.{name_b} {b}")
+        return self
+
+    def dns_ip(self) -> str:
+        """The cluster DNS address pods are given, as kubeadm picks it: the 10th of the service range."""
+        return str(self.networking.serviceCIDR[10])
+
+
+def overlaps_any(cidr: IPv4Network, others: list[str]) -> bool:
+    return any(cidr.overlaps(ipaddress.ip_network(o)) for o in others)

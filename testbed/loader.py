@@ -81,10 +81,8 @@ def _strip_tags(loc: tuple[Any, ...], data: Any) -> Path_:
     out: list[str | int] = []
     cur = data
     for part in loc:
-        if isinstance(part, int) and isinstance(cur, list) and part < len(cur):
-            out.append(part)
-            cur = cur[part]
-        elif isinstance(part, str) and isinstance(cur, dict) and part in cur:
+        in_list = isinstance(part, int) and isinstance(cur, list) and part < len(cur)
+        if in_list or (isinstance(part, str) and isinstance(cur, dict) and part in cur):
             out.append(part)
             cur = cur[part]
         elif isinstance(part, str) and ("[" in part or part in ("int", "str", "bool", "float")):

@@ -6,7 +6,7 @@ import ipaddress
 from ipaddress import IPv4Network, IPv6Network
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from testbed.kube import Labels, dns_label
 
@@ -96,10 +96,11 @@ class Topology(Strict):
             raise ValueError(f"node names must be unique; repeated: {', '.join(sorted(dup))}")
         return nodes
 
-    @model_validator(mode="after")
-    def _address_plan(self) -> Topology:
-        net = self.networking
-        count = len(self.nodes)
+    @field_validator("networking")
+    @classmethod
+    def _address_plan(cls, net: Networking, info: ValidationInfo) -> Networking:
+        """Checks that need the node count; a field validator (nodes come first) so errors point here."""
+        count = len(info.data.get("nodes") or [])
         if net.nodeMaskSize <= net.podCIDR.prefixlen:
             raise ValueError(f"networking.nodeMaskSize {net.nodeMaskSize} must be longer than podCIDR's "
                              f"/{net.podCIDR.prefixlen}")
@@ -125,7 +126,7 @@ class Topology(Strict):
             for name_b, b in ranges[i + 1:]:
                 if a.version == b.version and a.overlaps(b):  # type: ignore[arg-type]
                     raise ValueError(f"networking.{name_a} {a} overlaps networking.{name_b} {b}")
-        return self
+        return net
 
     def dns_ip(self) -> str:
         """The cluster DNS address pods are given, as kubeadm picks it: the 10th of the service range."""

@@ -115,6 +115,16 @@ def _check_references(manifests: list[Manifest], namespaces: set[str], nodes: se
         raise InvalidInput(problems)
 
 
+def _unschedulable(err: Unschedulable, manifests: list[Manifest]) -> Problem:
+    pod = err.pod
+    owner = f"{pod.owner.replace('/', f'/{pod.namespace}/')}" if pod.owner else f"Pod/{pod.key}"
+    for m in manifests:
+        if m.key == owner:
+            base = ("spec",) if isinstance(m.obj, kube.Pod) else ("spec", "template", "spec")
+            return m.doc.problem((*base, "nodeSelector"), str(err))
+    return Problem("", "", str(err))
+
+
 def build(topo: Topology, manifests: list[Manifest], underlay: IPv4Network,
           previous: dict[str, dict[str, str]] | None = None) -> Plan:
     """Raises InvalidInput (with file and field) when the manifests do not fit the topology."""
@@ -130,7 +140,7 @@ def build(topo: Topology, manifests: list[Manifest], underlay: IPv4Network,
         placement = schedule(intents, {n.name: n.labels for n in nodes},
                          {k: v["node"] for k, v in previous.items()})
     except Unschedulable as err:
-        raise InvalidInput([Problem(manifests[0].doc.file if manifests else "", "", str(err))]) from None
+        raise InvalidInput([_unschedulable(err, manifests)]) from None
     pods: list[PodPlan] = []
     for node in nodes:
         mine = [p for p in intents if placement[p.key] == node.name]

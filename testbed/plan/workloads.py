@@ -72,7 +72,9 @@ def expand(objects: list[kube.Object]) -> list[PodIntent]:
 
 
 class Unschedulable(Exception):
-    pass
+    def __init__(self, pod: PodIntent) -> None:
+        self.pod = pod
+        super().__init__(f"pod {pod.key}: no node matches nodeName/nodeSelector")
 
 
 def schedule(pods: list[PodIntent], nodes: dict[str, dict[str, str]], previous: dict[str, str]) -> dict[str, str]:
@@ -102,7 +104,7 @@ def schedule(pods: list[PodIntent], nodes: dict[str, dict[str, str]], previous: 
             continue
         choices = eligible(p)
         if not choices:
-            raise Unschedulable(f"pod {p.key}: no node matches nodeName/nodeSelector")
+            raise Unschedulable(p)
         order = list(nodes)
         best = min(choices, key=lambda n: (owner_load.get((p.owner, n), 0) if p.owner else 0, load[n],
                                            order.index(n)))

@@ -1,0 +1,51 @@
+# Two commands on a fresh machine: `make up` (everything, then the default lab) and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+TOPOLOGY ?= topologies/default.yaml
+TESTBED := $(VENV)/bin/testbed
+PYTEST_ARGS ?=
+
+.PHONY: up down test unit e2e images bench lint host venv status clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+host:
+	@bash scripts/host-setup.sh
+
+images: host venv
+	$(TESTBED) images build
+
+up: images
+	$(TESTBED) up $(TOPOLOGY)
+
+down: venv
+	$(TESTBED) down --all
+
+status: venv
+	$(TESTBED) status
+
+test: images
+	$(VENV)/bin/ruff check testbed tests bench
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+unit: venv
+	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
+
+e2e: images
+	$(VENV)/bin/pytest tests/e2e $(PYTEST_ARGS)
+
+bench: images
+	$(VENV)/bin/python bench/run.py
+
+lint: venv
+	$(VENV)/bin/ruff check testbed tests bench
+
+clean: down
+	rm -rf $(VENV) *.egg-info

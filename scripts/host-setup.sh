@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Makes this machine able to run labs: the Debian packages testbed needs, and a reachable Docker engine.
+# Idempotent; does nothing that is already done. Needs root.
+set -euo pipefail
+
+need=()
+command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
+command -v ip >/dev/null || need+=(iproute2)
+command -v dockerd >/dev/null || need+=(docker.io)
+python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+if ((${#need[@]})); then
+  echo "installing ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+engine_up() { timeout 10 docker version --format '{{.Server.Version}}' >/dev/null 2>&1; }
+
+if ! engine_up; then
+  # Labs use no Docker network and no port publishing, so the engine is started without touching the host
+  # firewall (no iptables rules, no masquerade) and without the default bridge, which masquerades to the outside.
+  echo "starting dockerd (log: /var/log/testbed-dockerd.log)"
+  nohup dockerd --iptables=false --ip-masq=false --bridge=none >/var/log/testbed-dockerd.log 2>&1 &
+  for _ in $(seq 1 120); do
+    engine_up && break
+    sleep 0.25
+  done
+  engine_up || { echo "dockerd did not come up; see /var/log/testbed-dockerd.log" >&2; exit 4; }
+fi
+echo "docker engine $(docker version --format '{{.Server.Version}}') is reachable"

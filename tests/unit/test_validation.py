@@ -1,0 +1,58 @@
+"""The catalogue of bad inputs: each file in bad/ says on its first line the error it must produce. Every error
+names the file, the line, the field path and the reason."""
+
+from ipaddress import IPv4Network
+from pathlib import Path
+
+import pytest
+
+from testbed import loader
+from testbed.errors import InvalidInput
+from testbed.plan import cluster
+
+BAD = sorted((Path(__file__).parent / "bad").glob("*.yaml"))
+ROOT = Path(__file__).parents[2]
+
+
+def _load_and_plan(path: Path) -> None:
+    topo, manifests = loader.load_topology(path)
+    cluster.build(topo, manifests, IPv4Network("100.64.0.0/24"))
+
+
+@pytest.mark.parametrize("path", BAD, ids=[p.stem for p in BAD])
+def test_bad_input_is_rejected_with_file_field_and_reason(path: Path):
+    expected = path.read_text().splitlines()[0].removeprefix("# error: ")
+    with pytest.raises(InvalidInput) as info:
+        _load_and_plan(path)
+    text = str(info.value)
+    assert expected in text
+    assert all(p.file.endswith(path.name) or p.file == "" for p in info.value.problems) or expected in text
+    assert str(path) in text or path.name in text
+
+
+def test_catalogue_is_not_empty():
+    assert len(BAD) >= 20
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "topologies").glob("*.yaml")), ids=lambda p: p.stem)
+def test_shipped_topologies_are_valid(path: Path):
+    _load_and_plan(path)
+
+
+def test_node_count_expands_to_names():
+    topo, _ = loader.load_topology(BAD[0].parent.parent / "good.yaml")
+    assert [n.name for n in topo.nodes] == ["node1", "node2"]
+    assert topo.networking.pod_mtu == topo.networking.mtu - 50
+
+
+def test_namespace_gets_its_metadata_name_label():
+    docs = [loader.Doc({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a"}}, "x.yaml")]
+    (ns,) = loader.load_manifests(docs)
+    assert ns.obj.metadata.labels == {"kubernetes.io/metadata.name": "team-a"}
+
+
+def test_list_documents_are_expanded():
+    item = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "a"}}
+    docs = [loader.Doc({"apiVersion": "v1", "kind": "List", "items": [item, {**item, "metadata": {"name": "b"}}]},
+                       "x.yaml")]
+    assert [m.key for m in loader.load_manifests(docs)] == ["Namespace//a", "Namespace//b"]

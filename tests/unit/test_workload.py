@@ -1,0 +1,22 @@
+from testbed.agent import workload
+
+IDENT = workload.Identity("web-1", "default", "node2", ("10.244.1.2", "fd00:10:244:1::2"))
+
+
+def test_http_paths_answer_like_agnhost_netexec():
+    assert workload.answer(IDENT, "/hostname", ("10.244.0.3", 4000), 8080)[2] == "web-1"
+    assert workload.answer(IDENT, "/clientip", ("10.244.0.3", 4000), 8080)[2] == "10.244.0.3:4000"
+    assert workload.answer(IDENT, "/clientip", ("fd00::3", 4000), 8080)[2] == "[fd00::3]:4000"
+    assert workload.answer(IDENT, "/echo?msg=hi", ("10.0.0.1", 1), 8080)[2] == "hi"
+    assert workload.answer(IDENT, "/nope", ("10.0.0.1", 1), 8080)[0] == 404
+
+
+def test_udp_commands():
+    assert workload.udp_answer(IDENT, b"hostname\n", ("10.0.0.1", 9)) == b"web-1"
+    assert workload.udp_answer(IDENT, b"clientip", ("10.0.0.1", 9)) == b"10.0.0.1:9"
+    assert workload.udp_answer(IDENT, b"echo abc", ("10.0.0.1", 9)) == b"abc"
+    assert workload.udp_answer(IDENT, b"raw", ("10.0.0.1", 9)) == b"raw"
+
+
+def test_v4_mapped_clients_are_shown_as_v4():
+    assert workload._client(("::ffff:10.244.0.3", 5, 0, 0)) == ("10.244.0.3", 5)

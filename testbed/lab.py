@@ -154,6 +154,4 @@ def down(name: str, say: Say = print) -> bool:
             found = True
         found |= state.load(name) is not None
         state.remove(name)
-    with contextlib.suppress(FileNotFoundError):
-        (state.root() / f".{name}.lock").unlink()
     return found

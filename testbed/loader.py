@@ -42,37 +42,47 @@ def dotted(path: Path_) -> str:
     return out
 
 
-def _construct(node: yaml.Node, path: Path_, lines: dict[Path_, int]) -> Any:
-    lines[path] = node.start_mark.line + 1
+def _lines(node: yaml.Node, path: Path_, lines: dict[Path_, int]) -> None:
+    """Record the line of every value under node; a merge key (<<) lends its fields' lines where not overridden."""
+    lines.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
-        out = {}
+        merged = []
         for k, v in node.value:
-            name = yaml.SafeLoader(k.value).construct_object(k) if isinstance(k, yaml.ScalarNode) else k.value
-            lines[(*path, name)] = k.start_mark.line + 1
-            out[name] = _construct(v, (*path, name), lines)
-            lines[(*path, name)] = k.start_mark.line + 1
-        return out
-    if isinstance(node, yaml.SequenceNode):
-        return [_construct(v, (*path, i), lines) for i, v in enumerate(node.value)]
-    return yaml.SafeLoader("").construct_object(node)
+            if k.tag == "tag:yaml.org,2002:merge":
+                merged += v.value if isinstance(v, yaml.SequenceNode) else [v]
+                continue
+            lines[(*path, k.value)] = k.start_mark.line + 1
+            _lines(v, (*path, k.value), lines)
+        for m in merged:
+            for k, v in m.value:
+                if (*path, k.value) not in lines:
+                    _lines(v, (*path, k.value), lines)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, v in enumerate(node.value):
+            _lines(v, (*path, i), lines)
 
 
 def read_docs(path: str | Path) -> list[Doc]:
     p = Path(path)
     if not p.is_file():
         raise NotFound(f"{path}: no such file")
+    docs = []
     try:
-        nodes = list(yaml.compose_all(p.read_text(), Loader=yaml.SafeLoader))
+        loader = yaml.SafeLoader(p.read_text())
+        try:
+            while loader.check_node():
+                node = loader.get_node()
+                lines: dict[Path_, int] = {}
+                _lines(node, (), lines)  # before constructing: construction flattens merge keys in place
+                data = loader.construct_document(node)
+                if data is not None:
+                    docs.append(Doc(data, str(path), lines))
+        finally:
+            loader.dispose()
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         raise InvalidInput([Problem(str(path), "", f"not valid YAML: {getattr(err, 'problem', err)}",
                                     mark.line + 1 if mark else None)]) from None
-    docs = []
-    for node in nodes:
-        if node is None:
-            continue
-        lines: dict[Path_, int] = {}
-        docs.append(Doc(_construct(node, (), lines), str(path), lines))
     return docs
 
 

@@ -75,4 +75,7 @@ def locked(name: str) -> Iterator[None]:
         try:
             yield
         finally:
+            if load(name) is None:  # a lab that does not exist (bad input, or after down) keeps no lock file
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
             fcntl.flock(f, fcntl.LOCK_UN)

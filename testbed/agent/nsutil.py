@@ -52,10 +52,17 @@ def entered(target: str | int) -> Iterator[None]:
             os.close(fd)
 
 
+def is_mount_point(path: str) -> bool:
+    """From mountinfo: os.path.ismount misses bind mounts of a folder onto itself (same device as the parent)."""
+    real = os.path.realpath(path)
+    with open("/proc/thread-self/mountinfo") as f:
+        return any(line.split()[4] == real for line in f)
+
+
 def ensure_run_dir(run_dir: str) -> None:
     """Make run_dir a shared mount point, as `ip netns add` does, so netns mounts propagate to `ip netns exec`."""
     os.makedirs(run_dir, exist_ok=True)
-    if os.path.ismount(run_dir):
+    if is_mount_point(run_dir):
         return
     _check(_libc.mount(run_dir.encode(), run_dir.encode(), None, MS_BIND | MS_REC, None), "bind mount")
     _check(_libc.mount(b"none", run_dir.encode(), None, MS_SHARED | MS_REC, None), "make shared")

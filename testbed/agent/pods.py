@@ -18,7 +18,7 @@ from typing import Any
 
 from pyroute2 import IPRoute
 
-from testbed.agent import nsutil, workload
+from testbed.agent import announce, nsutil, workload
 
 NETNS_DIR = "/run/netns"
 ETC_NETNS = "/etc/netns"
@@ -122,6 +122,8 @@ class PodManager:
             ipr.route("add", dst="0.0.0.0/0", gateway=net["gateway4"])
             if spec.get("ipv6"):
                 ipr.route("add", dst="::/0", gateway=net["gateway6"], family=socket.AF_INET6)
+            mac = ipr.get_links(eth0)[0].get_attr("IFLA_ADDRESS")
+            announce.announce("eth0", mac, spec["ipv4"], spec.get("ipv6"))
 
     async def _listen(self, loop: asyncio.AbstractEventLoop, pod: Pod, net: dict[str, Any]) -> None:
         spec = pod.spec
@@ -154,10 +156,20 @@ class PodManager:
         if pod:
             for server in pod.servers:
                 server.close()  # sockets hold the netns alive, so they go first
+            self._forget_neighbours(pod.spec)
         with contextlib.suppress(Exception):
             self.ipr.link("del", ifname=host_veth(name))
         nsutil.remove_named(os.path.join(NETNS_DIR, name))
         shutil.rmtree(os.path.join(ETC_NETNS, name), ignore_errors=True)
+
+    def _forget_neighbours(self, spec: dict[str, Any]) -> None:
+        """The node's own neighbour entries for a departing pod's IPs, so a successor's MAC is learnt afresh."""
+        for ip in (spec["ipv4"], spec.get("ipv6")):
+            if ip:
+                family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+                for entry in self.ipr.get_neighbours(family=family, dst=ip):
+                    with contextlib.suppress(Exception):
+                        self.ipr.neigh("del", ifindex=entry["ifindex"], dst=ip, family=family)
 
     def status(self) -> list[dict[str, Any]]:
         out = []

@@ -1,0 +1,19 @@
+import pytest
+
+from testbed.pytest_plugin import Lab
+
+
+def curl(lab: Lab, pod: str, url: str) -> str:
+    """The body an HTTP GET from inside pod returns; fails the test on any transport error."""
+    result = lab.exec(pod, ["curl", "-sS", "--max-time", "5", "-g", url])
+    assert result.exit_code == 0, f"curl {url} from {pod}: {result.stderr}"
+    return result.stdout
+
+
+def url(ip: str, port: int, path: str) -> str:
+    return f"http://[{ip}]:{port}{path}" if ":" in ip else f"http://{ip}:{port}{path}"
+
+
+@pytest.fixture
+def lab(testbed_lab: Lab) -> Lab:
+    return testbed_lab

@@ -1,0 +1,59 @@
+"""The command line as a user meets it: exit codes, --json, errors that create nothing."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import leftovers
+import pytest
+
+ROOT = Path(__file__).parents[2]
+BAD = ROOT / "tests/unit/bad"
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "testbed.cli", *args], capture_output=True, text=True,
+                          check=False, cwd=ROOT)
+
+
+@pytest.mark.parametrize("bad", ["overlap.yaml", "manifest-node-name.yaml", "manifest-port.yaml"])
+def test_bad_topology_exits_2_names_the_problem_and_creates_nothing(bad):
+    result = run_cli("up", str(BAD / bad))
+    assert result.returncode == 2
+    expected = (BAD / bad).read_text().splitlines()[0].removeprefix("# error: ")
+    assert expected in result.stderr.replace("\n", "")
+    assert "nothing was created" in result.stderr
+    assert leftovers.of("lab") == []
+
+
+def test_missing_topology_file_exits_3():
+    assert run_cli("up", "no/such/file.yaml").returncode == 3
+
+
+@pytest.mark.topology("tests/e2e/topology.yaml")
+def test_status_json_and_list(testbed_lab):
+    data = json.loads(run_cli("status", "--lab", testbed_lab.name, "--json").stdout)
+    assert [n["name"] for n in data["nodes"]] == ["node1", "node2", "node3"]
+    assert {p["name"] for p in data["pods"]} >= {"a1", "a2", "b", "c", "o1"}
+    assert testbed_lab.name in {r["name"] for r in json.loads(run_cli("list", "--json").stdout)}
+    human = run_cli("status", "--lab", testbed_lab.name)
+    assert human.returncode == 0 and "a1" in human.stdout
+
+
+@pytest.mark.topology("tests/e2e/topology.yaml")
+def test_exec_passes_output_and_exit_code_through(testbed_lab):
+    result = run_cli("exec", "--lab", testbed_lab.name, "default/a1", "--", "sh", "-c", "hostname; exit 7")
+    assert result.returncode == 7
+    assert result.stdout.strip() == "a1"
+    assert run_cli("exec", "--lab", testbed_lab.name, "default/ghost", "--", "true").returncode == 3
+
+
+def test_down_of_an_unknown_lab_is_not_an_error():
+    result = run_cli("down", "never-was")
+    assert result.returncode == 0 and "nothing to remove" in result.stderr
+
+
+def test_no_privileged_anywhere_in_the_code():
+    hits = [p for p in (ROOT / "testbed").rglob("*.py") if "privileged=True" in p.read_text().replace(" ", "")]
+    assert hits == []

@@ -1,0 +1,74 @@
+"""Changing a running lab: apply and delete, Deployment scaling, re-running up."""
+
+from pathlib import Path
+
+import pytest
+from conftest import curl, url
+
+from testbed import lab as labs
+from testbed.agent.pods import host_veth
+
+pytestmark = pytest.mark.topology("tests/e2e/topology.yaml")
+MANIFESTS = Path(__file__).parent / "manifests"
+
+
+def _node_has(node_host, node: str, netns: str) -> tuple[bool, bool]:
+    host = node_host(node)
+    in_netns = netns in host.check_output("ip netns list").split()
+    in_links = host.run(f"ip link show {host_veth(netns)}").rc == 0
+    return in_netns, in_links
+
+
+def test_apply_then_delete_a_pod_frees_its_ip_netns_and_veth(lab, node_host):
+    lab.apply(MANIFESTS / "extra-pod.yaml")
+    extra = lab.pod("extra")
+    assert curl(lab, "a1", url(extra.ipv4, 9090, "/hostname")) == "extra"
+    assert _node_has(node_host, "node2", "default_extra") == (True, True)
+
+    assert lab.delete(MANIFESTS / "extra-pod.yaml") == []
+    assert "default/extra" not in {p.key for p in lab.pods()}
+    assert _node_has(node_host, "node2", "default_extra") == (False, False)
+    assert lab.exec("a1", f"curl -s --max-time 2 http://{extra.ipv4}:9090/").exit_code != 0
+
+    # host-local IPAM hands the freed address to the next pod on that node
+    lab.apply(MANIFESTS / "late-pod.yaml")
+    try:
+        assert lab.pod("late").ipv4 == extra.ipv4
+        assert curl(lab, "c", url(extra.ipv4, 9090, "/hostname")) == "late"
+    finally:
+        lab.delete(MANIFESTS / "late-pod.yaml")
+
+
+def test_deployment_replicas_follow_apply(lab):
+    try:
+        lab.apply(MANIFESTS / "web-5.yaml")
+        replicas = lab.pods("default", app="web")
+        assert len(replicas) == 5
+        for p in replicas:
+            assert curl(lab, "b", url(p.ipv4, 8080, "/hostname")) == p.name
+        assert all(p["ready"] for p in lab.status()["pods"])
+    finally:
+        lab.apply(MANIFESTS / "web-3.yaml")
+    assert len(lab.pods("default", app="web")) == 3
+
+
+def test_deleting_a_namespace_deletes_its_pods(lab):
+    lab.apply(MANIFESTS / "team.yaml")
+    t1 = lab.pod("team/t1")
+    assert curl(lab, "a1", url(t1.ipv4, 8080, "/hostname")) == "t1"
+    lab.delete(MANIFESTS / "team.yaml")
+    assert not lab.pods("team")
+    assert lab.exec("a1", f"curl -s --max-time 2 http://{t1.ipv4}:8080/").exit_code != 0
+
+
+def test_deleting_what_is_not_there_reports_it(lab):
+    assert lab.delete(MANIFESTS / "never-applied.yaml") == ["Pod/default/never"]
+
+
+def test_up_again_is_safe_and_keeps_pods(lab, node_host):
+    before = {p.key: p.ipv4 for p in lab.pods()}
+    inode = node_host("node3").check_output("stat -L -c %i /run/netns/default_c")
+    labs.up(Path(__file__).parent / "topology.yaml", say=lambda _: None)
+    assert {p.key: p.ipv4 for p in lab.pods()} == before
+    assert node_host("node3").check_output("stat -L -c %i /run/netns/default_c") == inode  # not recreated
+    assert curl(lab, "a1", url(lab.pod("c").ipv4, 8080, "/hostname")) == "c"

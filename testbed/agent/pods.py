@@ -8,26 +8,39 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import json
 import os
+import select
 import shutil
 import socket
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from pyroute2 import IPRoute
+from pyroute2.netlink.rtnl import RTMGRP_LINK
+from pyroute2.netlink.rtnl.ndmsg import NUD_REACHABLE
 
-from testbed.agent import announce, nsutil, workload
+from testbed.agent import nsutil, workload
+from testbed.agent.announce import Announcer
 
 NETNS_DIR = "/run/netns"
 ETC_NETNS = "/etc/netns"
 IFA_F_NODAD = 0x02
+REMOVE_WAIT = 10.0  # seconds the kernel gets to destroy unpinned pod netns before veths are deleted by hand
+QUIET = 0.2  # seconds without link events after which the agent checks the link table itself
 
 
 def host_veth(netns: str) -> str:
     """The node-side veth name: 15 bytes at most, stable for a pod (like Calico's cali<hash>)."""
     return "veth" + hashlib.sha1(netns.encode()).hexdigest()[:11]
+
+
+def pod_mac(ipv4: str) -> str:
+    """0a:58 and the IPv4 address, as OVN-Kubernetes derives pod MACs: stable per IP, so a reused IP keeps its MAC."""
+    return "0a:58:" + ":".join(f"{int(b):02x}" for b in ipv4.split("."))
 
 
 def spec_hash(spec: dict[str, Any]) -> str:
@@ -49,6 +62,7 @@ class PodManager:
         self.pods: dict[str, Pod] = {}
         self.node_fd = nsutil.self_fd()
         self.ipr = IPRoute()
+        self.announcer = Announcer()
         nsutil.ensure_run_dir(NETNS_DIR)
 
     # -- registry: which netns this agent made, with their spec digests, kept across agent restarts
@@ -70,10 +84,9 @@ class PodManager:
         known = self._load_registry()
         known.update({name: pod.digest for name, pod in self.pods.items()})
         want = {p["netns"]: p for p in desired}
-        removed = created = 0
-        for name in sorted(set(known) - set(want)):
-            self._remove(name)
-            removed += 1
+        created = 0
+        gone = sorted(set(known) - set(want))
+        self._remove(gone)
         bridge = self.ipr.link_lookup(ifname=net["bridge"])
         if not bridge:
             raise RuntimeError(f"bridge {net['bridge']} is missing on {self.node}")
@@ -86,44 +99,47 @@ class PodManager:
                     await self._listen(loop, self.pods[name], net)
                 continue
             if name in known or present:
-                self._remove(name)
+                self._remove([name])
             pod = Pod(spec, digest)
             self._create(pod, net, bridge[0])
             await self._listen(loop, pod, net)
             self.pods[name] = pod
             created += 1
         self._save_registry()
-        return {"created": created, "removed": removed, "pods": len(self.pods)}
+        return {"created": created, "removed": len(gone), "pods": len(self.pods)}
 
     def _create(self, pod: Pod, net: dict[str, Any], bridge_idx: int) -> None:
         spec = pod.spec
         path = os.path.join(NETNS_DIR, spec["netns"])
         self._write_etc(spec)
         nsutil.create_named(path)
-        veth = host_veth(spec["netns"])
-        mtu = net["mtu"]
+        mtu, mac = net["mtu"], pod_mac(spec["ipv4"])
+        # the node's end is born enslaved and up, the pod's end born in the pod with its MAC: one request
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            self.ipr.link("add", ifname=host_veth(spec["netns"]), kind="veth", mtu=mtu, master=bridge_idx,
+                          state="up", peer={"ifname": "eth0", "net_ns_fd": fd, "mtu": mtu, "address": mac})
+        finally:
+            os.close(fd)
         with nsutil.entered(path), IPRoute() as ipr:
             if spec.get("ipv6"):
                 nsutil.write_sysctl("net.ipv6.conf.all.disable_ipv6", 0)
-                nsutil.write_sysctl("net.ipv6.conf.default.accept_dad", 0)
-            ipr.link("add", ifname="eth0", kind="veth", mtu=mtu,
-                     peer={"ifname": veth, "net_ns_fd": self.node_fd, "mtu": mtu})
-        # the node side goes up first, so the pod's gateway is reachable when its routes are added
-        idx = self.ipr.link_lookup(ifname=veth)[0]
-        self.ipr.link("set", index=idx, master=bridge_idx, state="up")
-        with nsutil.entered(path), IPRoute() as ipr:
             eth0 = ipr.link_lookup(ifname="eth0")[0]
             ipr.link("set", index=1, state="up")
             ipr.addr("add", index=eth0, address=spec["ipv4"], prefixlen=net["prefix4"])
             if spec.get("ipv6"):
-                ipr.addr("add", index=eth0, address=spec["ipv6"], prefixlen=net["prefix6"],
-                         flags=IFA_F_NODAD)
+                ipr.addr("add", index=eth0, address=spec["ipv6"], prefixlen=net["prefix6"], flags=IFA_F_NODAD)
             ipr.link("set", index=eth0, state="up")
             ipr.route("add", dst="0.0.0.0/0", gateway=net["gateway4"])
             if spec.get("ipv6"):
                 ipr.route("add", dst="::/0", gateway=net["gateway6"], family=socket.AF_INET6)
-            mac = ipr.get_links(eth0)[0].get_attr("IFLA_ADDRESS")
-            announce.announce("eth0", mac, spec["ipv4"], spec.get("ipv6"))
+        self.announcer.announce(net["bridge"], mac, spec["ipv4"], spec.get("ipv6"))
+        # the node's own entry too: one left probing for this IP (a client tried it before the pod existed)
+        # would otherwise fail the next connections until it gives up
+        for ip in (spec["ipv4"], spec.get("ipv6")):
+            if ip:
+                self.ipr.neigh("replace", dst=ip, lladdr=mac, ifindex=bridge_idx, state=NUD_REACHABLE,
+                               family=socket.AF_INET6 if ":" in ip else socket.AF_INET)
 
     async def _listen(self, loop: asyncio.AbstractEventLoop, pod: Pod, net: dict[str, Any]) -> None:
         spec = pod.spec
@@ -151,25 +167,51 @@ class PodManager:
         with open(os.path.join(etc, "resolv.conf"), "w") as f:
             f.write(spec["resolv"])
 
-    def _remove(self, name: str) -> None:
-        pod = self.pods.pop(name, None)
-        if pod:
-            for server in pod.servers:
-                server.close()  # sockets hold the netns alive, so they go first
-            self._forget_neighbours(pod.spec)
-        with contextlib.suppress(Exception):
-            self.ipr.link("del", ifname=host_veth(name))
-        nsutil.remove_named(os.path.join(NETNS_DIR, name))
-        shutil.rmtree(os.path.join(ETC_NETNS, name), ignore_errors=True)
+    def _remove(self, names: list[str]) -> None:
+        """Unpin the pods' netns together: the kernel then destroys them, veths included, in one batch, far
+        faster than deleting veths one by one (each deletion waits for an RCU grace period)."""
+        if not names:
+            return
+        with IPRoute() as monitor:
+            monitor.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+            monitor.bind(groups=RTMGRP_LINK)  # before unpinning, so no deletion event is missed
+            leaving = [pod for name in names if (pod := self.pods.pop(name, None))]
+            for pod in leaving:
+                for server in pod.servers:
+                    server.close()  # sockets hold the netns alive, so they go first
+            self._forget_neighbours(leaving)
+            for name in names:
+                nsutil.remove_named(os.path.join(NETNS_DIR, name))
+                shutil.rmtree(os.path.join(ETC_NETNS, name), ignore_errors=True)
+            pending = {host_veth(n) for n in names}
+            pending &= {link.get_attr("IFLA_IFNAME") for link in self.ipr.get_links()}
+            deadline = time.monotonic() + REMOVE_WAIT
+            while pending and (left := deadline - time.monotonic()) > 0:
+                events = []
+                if select.select([monitor], [], [], min(QUIET, left))[0]:
+                    try:
+                        events = monitor.get()
+                    except OSError as err:  # the kernel dropped events: look at the links below
+                        if err.errno != errno.ENOBUFS:
+                            raise
+                pending -= {m.get_attr("IFLA_IFNAME") for m in events if m["event"] == "RTM_DELLINK"}
+                if not events:  # after a quiet spell or an overflow, look rather than listen
+                    pending &= {link.get_attr("IFLA_IFNAME") for link in self.ipr.get_links()}
+        for veth in pending:  # something else holds that netns (a command still running in the pod)
+            with contextlib.suppress(Exception):
+                self.ipr.link("del", ifname=veth)
 
-    def _forget_neighbours(self, spec: dict[str, Any]) -> None:
-        """The node's own neighbour entries for a departing pod's IPs, so a successor's MAC is learnt afresh."""
-        for ip in (spec["ipv4"], spec.get("ipv6")):
-            if ip:
-                family = socket.AF_INET6 if ":" in ip else socket.AF_INET
-                for entry in self.ipr.get_neighbours(family=family, dst=ip):
+    def _forget_neighbours(self, pods: list[Pod]) -> None:
+        """The node's own neighbour entries for departing pods' IPs, so a successor's MAC is learnt afresh."""
+        ips = {ip for pod in pods for ip in (pod.spec["ipv4"], pod.spec.get("ipv6")) if ip}
+        if not ips:
+            return
+        for family in (socket.AF_INET, socket.AF_INET6):
+            for entry in self.ipr.get_neighbours(family=family):
+                dst = entry.get_attr("NDA_DST")
+                if dst in ips:
                     with contextlib.suppress(Exception):
-                        self.ipr.neigh("del", ifindex=entry["ifindex"], dst=ip, family=family)
+                        self.ipr.neigh("del", ifindex=entry["ifindex"], dst=dst, family=family)
 
     def status(self) -> list[dict[str, Any]]:
         out = []

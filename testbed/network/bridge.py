@@ -11,6 +11,12 @@ BRIDGE = "cni0"
 IFA_F_NODAD = 0x02
 
 
+def bridge_mac(gateway4: str) -> str:
+    """A fixed MAC: a bridge without one takes the lowest of its ports' MACs and changes it as pods come and
+    go, leaving every pod with a stale gateway entry (the CNI bridge plugin had this bug too)."""
+    return "0a:58:" + ":".join(f"{int(b):02x}" for b in gateway4.split("."))
+
+
 class Bridge:
     title = "Creating pod bridges"
 
@@ -19,11 +25,12 @@ class Bridge:
         for node in ctx.plan.nodes:
             with netns.ipr(netns.node_path(ctx.pid(node.name))) as nd:
                 idx = netns.one(nd, BRIDGE)
+                mac = bridge_mac(node.gateway4)
                 if idx is None:
-                    nd.link("add", ifname=BRIDGE, kind="bridge", mtu=mtu)
+                    nd.link("add", ifname=BRIDGE, kind="bridge", mtu=mtu, address=mac)
                     idx = netns.one(nd, BRIDGE)
                 nd.addr("replace", index=idx, address=node.gateway4, prefixlen=ip_network(node.cidr4).prefixlen)
                 if node.gateway6 and node.cidr6:
                     nd.addr("replace", index=idx, address=node.gateway6,
                             prefixlen=ip_network(node.cidr6).prefixlen, flags=IFA_F_NODAD)
-                nd.link("set", index=idx, mtu=mtu, state="up")
+                nd.link("set", index=idx, mtu=mtu, address=mac, state="up")

@@ -116,3 +116,10 @@ def test_nodes_run_without_privileged(lab):
         assert cfg["Privileged"] is False
         assert cfg["CapAdd"] == ["ALL"] and cfg["CapDrop"] == ["SYS_RESOURCE"]
         assert cfg["NetworkMode"] == "none"  # no Docker network at all: the underlay is the project's
+
+
+def test_bridge_mac_is_fixed_so_gateway_entries_never_go_stale(lab, node_host):
+    from testbed.network.bridge import bridge_mac
+
+    node = lab.plan.node("node1")
+    assert node_host("node1").check_output("cat /sys/class/net/cni0/address") == bridge_mac(node.gateway4)

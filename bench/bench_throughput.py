@@ -1,0 +1,96 @@
+"""Cross-node pod→pod TCP throughput (iperf3, one stream, 5 s per run) over the VXLAN overlay, against the same
+path with plain routes instead of encapsulation (host-gw style, over the same underlay, same pod MTU), and
+against one raw veth pair between two namespaces (the ceiling for a single hop). All traffic stays inside the
+lab's own namespaces."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+from common import HERE, lab_up
+from tenacity import retry, retry_if_result, stop_after_attempt, wait_fixed
+
+from testbed import netns, podexec
+from testbed.network.underlay import NODE_IF
+from testbed.network.vxlan import Vxlan
+from testbed.runtime import docker as rt
+
+SECONDS = 5
+ROUNDS = 2
+
+RAW_PAIR = textwrap.dedent("""
+    from pyroute2 import IPRoute
+    from testbed.agent import nsutil
+    for name in ("rawa", "rawb"):
+        nsutil.create_named("/run/netns/" + name)
+    with nsutil.entered("/run/netns/rawa"), IPRoute() as ipr:
+        fd = open("/run/netns/rawb")
+        ipr.link("add", ifname="r0", kind="veth", mtu={mtu}, peer={{"ifname": "r1", "net_ns_fd": fd.fileno(),
+                 "mtu": {mtu}}})
+        ipr.addr("add", index=ipr.link_lookup(ifname="r0")[0], address="192.0.2.1", prefixlen=30)
+        ipr.link("set", index=ipr.link_lookup(ifname="r0")[0], state="up")
+    with nsutil.entered("/run/netns/rawb"), IPRoute() as ipr:
+        ipr.addr("add", index=ipr.link_lookup(ifname="r1")[0], address="192.0.2.2", prefixlen=30)
+        ipr.link("set", index=ipr.link_lookup(ifname="r1")[0], state="up")
+""")
+
+
+@retry(retry=retry_if_result(lambda r: r[0] != 0), stop=stop_after_attempt(50), wait=wait_fixed(0.1))
+def _client(container, prefix: list[str], server: str) -> tuple[int, bytes]:
+    code, out, _ = rt.exec_in(container, [*prefix, "iperf3", "-c", server, "-t", str(SECONDS), "-J"])
+    return code, out
+
+
+def _measure(container_s, prefix_s: list[str], container_c, prefix_c: list[str], server: str) -> float:
+    """Gbit/s received, best of ROUNDS runs; the server serves one client then exits."""
+    best = 0.0
+    for _ in range(ROUNDS):
+        container_s.exec_run([*prefix_s, "iperf3", "-s", "-1"], detach=True)
+        _, out = _client(container_c, prefix_c, server)
+        best = max(best, json.loads(out)["end"]["sum_received"]["bits_per_second"] / 1e9)
+    return best
+
+
+def _plain_routes(ctx) -> None:
+    """Replace each node's overlay routes by routes via the peer's underlay address: no encapsulation."""
+    for node in ctx.plan.nodes:
+        with netns.ipr(netns.node_path(ctx.pid(node.name))) as nd:
+            eth0 = netns.one(nd, NODE_IF)
+            for peer in ctx.plan.nodes:
+                if peer.name != node.name:
+                    nd.route("replace", dst=peer.cidr4, gateway=peer.underlay_ip, oif=eth0)
+
+
+def run() -> dict[str, float]:
+    out: dict[str, float] = {}
+    with lab_up(HERE / "topology-throughput.yaml") as ctx:
+        server_pod = podexec.find(ctx.lab, "server")[1]
+        client_pod = podexec.find(ctx.lab, "client")[1]
+        c_client = ctx.container("node1")
+        c_server = ctx.container(server_pod.node)
+
+        def pods() -> float:
+            return _measure(c_server, podexec.wrap(server_pod, []), c_client, podexec.wrap(client_pod, []),
+                            server_pod.ipv4)
+
+        out["vxlan_gbps"] = pods()
+        _plain_routes(ctx)
+        out["plain_routes_gbps"] = pods()
+        Vxlan().run(ctx)
+        out["vxlan_again_gbps"] = pods()
+
+        mtu = ctx.plan.topology.networking.pod_mtu
+        code, _, err = rt.exec_in(c_client, ["python3", "-c", RAW_PAIR.format(mtu=mtu)])
+        assert code == 0, err
+        ns_a, ns_b = ["ip", "netns", "exec", "rawa"], ["ip", "netns", "exec", "rawb"]
+        out["raw_veth_gbps"] = _measure(c_client, ns_b, c_client, ns_a, "192.0.2.2")
+        vx = (out["vxlan_gbps"] + out["vxlan_again_gbps"]) / 2
+        out["vxlan_vs_plain_ratio"] = vx / out["plain_routes_gbps"]
+        out["vxlan_vs_raw_veth_ratio"] = vx / out["raw_veth_gbps"]
+        out["pod_mtu"] = mtu
+    return out
+
+
+if __name__ == "__main__":
+    print(run())

@@ -1,0 +1,41 @@
+"""`make bench`: every benchmark, figures printed as a table (and as JSON with --json). No asserts: targets
+are printed beside the figures for a person to read."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import bench_pods
+import bench_throughput
+import bench_up
+
+TARGETS = {
+    "up_s_best": "≤ 5 s",
+    "one_node_pods_per_s": "≥ 500 /s",
+    "mem_machine_kib_per_pod": "≤ 1024 KiB",
+    "vxlan_vs_plain_ratio": "≥ 0.90",
+}
+
+
+def main() -> None:
+    results: dict[str, float] = {}
+    for name, module in (("up", bench_up), ("pods", bench_pods), ("throughput", bench_throughput)):
+        if len(sys.argv) > 1 and sys.argv[1] not in ("--json", name):
+            continue
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        results |= module.run()
+    if "--json" in sys.argv:
+        print(json.dumps(results, indent=2))
+        return
+    width = max(len(k) for k in results)
+    for key, value in results.items():
+        target = TARGETS.get(key, "")
+        print(f"{key:<{width}}  {value:10.3f}  {target}")
+
+
+if __name__ == "__main__":
+    main()

@@ -22,7 +22,7 @@ import testinfra
 from testinfra.backend.docker import DockerBackend
 from testinfra.host import Host
 
-from testbed import lab, podexec, status
+from testbed import lab, loader, podexec, state, status
 from testbed.plan.cluster import Plan, PodPlan
 
 
@@ -87,18 +87,23 @@ class Labs:
     def __init__(self, keep: bool) -> None:
         self.keep = keep
         self.up: dict[Path, Lab] = {}
+        self.made: set[str] = set()
 
     def get(self, topology: str | Path) -> Lab:
         path = Path(topology).resolve()
         if path not in self.up:
+            name = loader.load_topology(path)[0].name
+            existed = state.load(name) is not None
             ctx = lab.up(path, say=lambda _: None)
+            if not existed:  # a lab that was up before the session (`make up`) is re-synced, and left up
+                self.made.add(ctx.lab)
             self.up[path] = Lab(ctx.lab)
         return self.up[path]
 
     def close(self) -> None:
         if not self.keep:
-            for handle in self.up.values():
-                lab.down(handle.name, say=lambda _: None)
+            for name in self.made:
+                lab.down(name, say=lambda _: None)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -38,8 +38,8 @@ def run() -> dict[str, float]:
     with lab_up(HERE / "topology-pods.yaml") as ctx, tempfile.TemporaryDirectory() as tmp:
         nodes = [n.name for n in ctx.plan.nodes]
         containers = [n.container for n in ctx.plan.nodes]
-        # one node: one agent's rate; then both nodes in parallel
-        for label, node, count in (("one_node", "node1", PODS), ("two_nodes", None, PODS)):
+        # one node: one agent's rate; then spread over the three nodes, agents working in parallel
+        for label, node, count in (("one_node", "node1", PODS), ("three_nodes", None, PODS)):
             manifest = Path(tmp) / f"{label}.yaml"
             manifest.write_text(deployment(count, node))
             mem0, cg0, rss0 = _meminfo_available_kib(), _cgroup_bytes(client, containers), _agent_rss_kib(

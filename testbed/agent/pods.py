@@ -23,13 +23,13 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.rtnl import RTMGRP_LINK
 from pyroute2.netlink.rtnl.ndmsg import NUD_REACHABLE
 
-from testbed.agent import nsutil, workload
-from testbed.agent.announce import Announcer
+from testbed.agent import nlbatch, nsutil, workload
 
 NETNS_DIR = "/run/netns"
 ETC_NETNS = "/etc/netns"
 IFA_F_NODAD = 0x02
 REMOVE_WAIT = 10.0  # seconds the kernel gets to destroy unpinned pod netns before veths are deleted by hand
+FIRST_IFINDEX = 2
 QUIET = 0.2  # seconds without link events after which the agent checks the link table itself
 
 
@@ -39,8 +39,19 @@ def host_veth(netns: str) -> str:
 
 
 def pod_mac(ipv4: str) -> str:
-    """0a:58 and the IPv4 address, as OVN-Kubernetes derives pod MACs: stable per IP, so a reused IP keeps its MAC."""
+    """0a:58 and the IPv4 address, as OVN-Kubernetes derives pod MACs. A reused IP keeps its MAC, so no
+    neighbour entry anywhere in the cluster can go stale, and no gratuitous ARP is needed."""
     return "0a:58:" + ":".join(f"{int(b):02x}" for b in ipv4.split("."))
+
+
+def _family(ip: str) -> int:
+    return socket.AF_INET6 if ":" in ip else socket.AF_INET
+
+
+def _check(errors: list[int], pod: str, side: str) -> None:
+    failed = [os.strerror(e) for e in errors if e]
+    if failed:
+        raise OSError(f"pod {pod}, {side}: {'; '.join(failed)}")
 
 
 def spec_hash(spec: dict[str, Any]) -> str:
@@ -62,7 +73,8 @@ class PodManager:
         self.pods: dict[str, Pod] = {}
         self.node_fd = nsutil.self_fd()
         self.ipr = IPRoute()
-        self.announcer = Announcer()
+        self.nl = nlbatch.open_socket()
+        self.compiler = nlbatch.Compiler()
         nsutil.ensure_run_dir(NETNS_DIR)
 
     # -- registry: which netns this agent made, with their spec digests, kept across agent restarts
@@ -114,32 +126,45 @@ class PodManager:
         self._write_etc(spec)
         nsutil.create_named(path)
         mtu, mac = net["mtu"], pod_mac(spec["ipv4"])
-        # the node's end is born enslaved and up, the pod's end born in the pod with its MAC: one request
+        ips = [ip for ip in (spec["ipv4"], spec.get("ipv6")) if ip]
+        # node side, one write: the node's end is born enslaved and up, the pod's end born in the pod with its
+        # MAC; then the node's neighbour entries, since one left probing for this IP (a client tried it before
+        # the pod existed) would fail the next connections until it gives up
         fd = os.open(path, os.O_RDONLY)
         try:
-            self.ipr.link("add", ifname=host_veth(spec["netns"]), kind="veth", mtu=mtu, master=bridge_idx,
-                          state="up", peer={"ifname": "eth0", "net_ns_fd": fd, "mtu": mtu, "address": mac})
+            b = self.compiler.ipb
+            b.link("add", ifname=host_veth(spec["netns"]), kind="veth", mtu=mtu, master=bridge_idx, state="up",
+                   peer={"ifname": "eth0", "net_ns_fd": fd, "mtu": mtu, "address": mac})
+            for ip in ips:
+                b.neigh("replace", dst=ip, lladdr=mac, ifindex=bridge_idx, state=NUD_REACHABLE, family=_family(ip))
+            _check(nlbatch.send(self.nl, self.compiler.take()), spec["netns"], "node side")
         finally:
             os.close(fd)
-        with nsutil.entered(path), IPRoute() as ipr:
+        # pod side, one write on a socket opened in the pod
+        with nsutil.entered(path):
             if spec.get("ipv6"):
                 nsutil.write_sysctl("net.ipv6.conf.all.disable_ipv6", 0)
-            eth0 = ipr.link_lookup(ifname="eth0")[0]
-            ipr.link("set", index=1, state="up")
-            ipr.addr("add", index=eth0, address=spec["ipv4"], prefixlen=net["prefix4"])
-            if spec.get("ipv6"):
-                ipr.addr("add", index=eth0, address=spec["ipv6"], prefixlen=net["prefix6"], flags=IFA_F_NODAD)
-            ipr.link("set", index=eth0, state="up")
-            ipr.route("add", dst="0.0.0.0/0", gateway=net["gateway4"])
-            if spec.get("ipv6"):
-                ipr.route("add", dst="::/0", gateway=net["gateway6"], family=socket.AF_INET6)
-        self.announcer.announce(net["bridge"], mac, spec["ipv4"], spec.get("ipv6"))
-        # the node's own entry too: one left probing for this IP (a client tried it before the pod existed)
-        # would otherwise fail the next connections until it gives up
-        for ip in (spec["ipv4"], spec.get("ipv6")):
-            if ip:
-                self.ipr.neigh("replace", dst=ip, lladdr=mac, ifindex=bridge_idx, state=NUD_REACHABLE,
-                               family=socket.AF_INET6 if ":" in ip else socket.AF_INET)
+            sock = nlbatch.open_socket()
+        with sock:
+            # in a fresh netns lo is 1 and the first device made there is 2; look it up if that ever differs
+            errors = nlbatch.send(sock, self._pod_side(spec, net, FIRST_IFINDEX))
+            if errno.ENODEV in errors:
+                with nsutil.entered(path), IPRoute() as ipr:
+                    index = ipr.link_lookup(ifname="eth0")[0]
+                errors = nlbatch.send(sock, self._pod_side(spec, net, index))
+            _check(errors, spec["netns"], "pod side")
+
+    def _pod_side(self, spec: dict[str, Any], net: dict[str, Any], eth0: int) -> bytes:
+        b = self.compiler.ipb
+        b.link("set", index=1, state="up")
+        b.addr("add", index=eth0, address=spec["ipv4"], prefixlen=net["prefix4"])
+        if spec.get("ipv6"):
+            b.addr("add", index=eth0, address=spec["ipv6"], prefixlen=net["prefix6"], flags=IFA_F_NODAD)
+        b.link("set", index=eth0, state="up")
+        b.route("add", dst="0.0.0.0/0", gateway=net["gateway4"])
+        if spec.get("ipv6"):
+            b.route("add", dst="::/0", gateway=net["gateway6"], family=socket.AF_INET6)
+        return self.compiler.take()
 
     async def _listen(self, loop: asyncio.AbstractEventLoop, pod: Pod, net: dict[str, Any]) -> None:
         spec = pod.spec

@@ -7,6 +7,8 @@ need=()
 command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
 command -v ip >/dev/null || need+=(iproute2)
 command -v dockerd >/dev/null || need+=(docker.io)
+# mmdebstrap checks Debian's signatures; Ubuntu machines (CI runners) lack the keyring
+[ -f /usr/share/keyrings/debian-archive-keyring.gpg ] || need+=(debian-archive-keyring)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 if ((${#need[@]})); then
   echo "installing ${need[*]}"

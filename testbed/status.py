@@ -34,7 +34,7 @@ def collect(name: str) -> dict[str, Any]:
              "ready": ready(p.netns, len(p.ports)),
              "warnings": seen.get(p.netns, {}).get("errors", [])} for p in plan.pods]
     links = [{"type": "underlay", "from": n.name, "fromIf": underlay.NODE_IF,
-              "to": underlay.ns_name(name), "toIf": underlay.fabric_if(n.index)} for n in plan.nodes]
+              "to": underlay.ns_name(name), "toIf": underlay.fabric_if(n.name)} for n in plan.nodes]
     links += [{"type": plan.topology.networking.network, "from": a.name, "fromIf": DEVICE, "to": b.name,
                "toIf": DEVICE} for a in plan.nodes for b in plan.nodes if a.index < b.index]
     return {"name": name, "phase": st.phase, "topology": st.topology_file, "underlay": str(plan.underlay),

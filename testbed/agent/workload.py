@@ -107,8 +107,9 @@ class Udp(asyncio.DatagramProtocol):
 def open_socket(protocol: str, port: int, dual: bool) -> socket.socket:
     """A listening socket in the calling thread's netns; with dual, one v6 socket also takes v4."""
     family = socket.AF_INET6 if dual else socket.AF_INET
-    kind = socket.SOCK_STREAM if protocol == "TCP" else socket.SOCK_DGRAM
-    sock = socket.socket(family, kind)
+    kind = socket.SOCK_DGRAM if protocol == "UDP" else socket.SOCK_STREAM
+    # SCTP one-to-one sockets serve like TCP; on kernels without SCTP this raises, and the pod reports it
+    sock = socket.socket(family, kind, socket.IPPROTO_SCTP if protocol == "SCTP" else 0)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if dual:
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)

@@ -8,6 +8,7 @@ Nothing is left in the host's own namespace: deleting the lab netns deletes the 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 
 from testbed import netns
@@ -23,8 +24,10 @@ def ns_name(lab: str) -> str:
     return NETNS_PREFIX + lab
 
 
-def fabric_if(index: int) -> str:
-    return f"node{index}"
+def fabric_if(node: str) -> str:
+    """The fabric's end of a node's link: named after the node, within the 15-byte limit."""
+    name = f"ul-{node}"
+    return name if len(name) <= 15 else "ul-" + hashlib.sha1(node.encode()).hexdigest()[:12]
 
 
 class Underlay:
@@ -45,16 +48,16 @@ class Underlay:
                 node_ns = netns.node_path(ctx.pid(node.name))
                 with netns.ipr(node_ns) as nd:
                     if netns.one(nd, NODE_IF) is None:
-                        stale = netns.one(fab, fabric_if(node.index))
+                        stale = netns.one(fab, fabric_if(node.name))
                         if stale is not None:  # the node was recreated: its old peer is gone
                             fab.link("del", index=stale)
                         fd = os.open(node_ns, os.O_RDONLY)
                         try:
-                            fab.link("add", ifname=fabric_if(node.index), kind="veth", mtu=mtu,
+                            fab.link("add", ifname=fabric_if(node.name), kind="veth", mtu=mtu,
                                      peer={"ifname": NODE_IF, "net_ns_fd": fd, "mtu": mtu})
                         finally:
                             os.close(fd)
-                    fab.link("set", index=netns.one(fab, fabric_if(node.index)), master=br, state="up")
+                    fab.link("set", index=netns.one(fab, fabric_if(node.name)), master=br, state="up")
                     idx = netns.one(nd, NODE_IF)
                     nd.link("set", index=1, state="up")
                     nd.addr("replace", index=idx, address=node.underlay_ip, prefixlen=prefix)

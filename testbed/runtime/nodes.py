@@ -5,6 +5,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 from testbed.actions import Context
+from testbed.errors import TestbedError
 from testbed.plan.cluster import NodePlan
 from testbed.runtime import agent, images
 from testbed.runtime import docker as rt
@@ -21,6 +22,9 @@ class Nodes:
 
         def one(node: NodePlan) -> None:
             c = rt.get(ctx.client, node.container)
+            if c is not None and c.labels.get(rt.LAB) != ctx.lab:
+                owner = f"lab {c.labels[rt.LAB]}" if rt.LAB in c.labels else "a container testbed did not make"
+                raise TestbedError(f"container name {node.container} is taken by {owner}")
             if c is not None and (c.status != "running" or c.image.tags[:1] != [image]):
                 c.remove(force=True)  # a crashed or outdated node is replaced; the later actions re-wire it
                 c = None

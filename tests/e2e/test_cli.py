@@ -57,3 +57,13 @@ def test_down_of_an_unknown_lab_is_not_an_error():
 def test_no_privileged_anywhere_in_the_code():
     hits = [p for p in (ROOT / "testbed").rglob("*.py") if "privileged=True" in p.read_text().replace(" ", "")]
     assert hits == []
+
+
+@pytest.mark.parametrize("bad", sorted(BAD.glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_bad_input_creates_nothing(bad):
+    from testbed import lab
+    from testbed.errors import InvalidInput
+
+    with pytest.raises(InvalidInput):
+        lab.up(bad, say=lambda _: None)
+    assert leftovers.of("lab") == []

@@ -20,3 +20,19 @@ def test_udp_commands():
 
 def test_v4_mapped_clients_are_shown_as_v4():
     assert workload._client(("::ffff:10.244.0.3", 5, 0, 0)) == ("10.244.0.3", 5)
+
+
+def test_each_protocol_gets_its_own_socket_kind():
+    import socket
+
+    import pytest
+
+    for proto, kind in (("TCP", socket.SOCK_STREAM), ("UDP", socket.SOCK_DGRAM)):
+        with workload.open_socket(proto, 0, False) as s:
+            assert s.type == kind
+    try:
+        s = workload.open_socket("SCTP", 0, False)
+    except OSError:
+        pytest.skip("this kernel has no SCTP sockets")
+    with s:
+        assert s.proto == socket.IPPROTO_SCTP

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 from ipaddress import IPv4Network, IPv6Network
 from typing import Annotated, Any, Literal
 
@@ -27,27 +26,28 @@ class Strict(BaseModel):
 
 
 class NodeSpec(Strict):
-    name: Annotated[str, AfterValidator(dns_label)]
-    labels: Labels = Field(default_factory=dict)
+    name: Annotated[str, AfterValidator(dns_label)] = Field(description="Node name (DNS-1123 label), unique")
+    labels: Labels = Field(default_factory=dict, description="Node labels, matched by nodeSelector")
 
 
 class Vxlan(Strict):
-    vni: int = Field(default=1, ge=1, le=16777215)
-    port: int = Field(default=8472, ge=1, le=65535)
+    vni: int = Field(default=1, ge=1, le=16777215, description="VXLAN network identifier")
+    port: int = Field(default=8472, ge=1, le=65535, description="VXLAN UDP port (Flannel uses 8472)")
 
 
 class Networking(Strict):
-    podCIDR: IPv4Network = IPv4Network("10.244.0.0/16")
-    podCIDRv6: IPv6Network = IPv6Network("fd00:10:244::/56")
-    serviceCIDR: IPv4Network = IPv4Network("10.96.0.0/16")
-    serviceCIDRv6: IPv6Network = IPv6Network("fd00:10:96::/112")
-    nodeMaskSize: int = Field(default=24, ge=8, le=30)
-    nodeMaskSizeV6: int = Field(default=64, ge=64, le=126)
-    dualStack: bool = False
-    network: str = "vxlan"
-    mtu: int = Field(default=1500, ge=1280, le=9000)
+    podCIDR: IPv4Network = Field(IPv4Network("10.244.0.0/16"), description="IPv4 pod range of the cluster")
+    podCIDRv6: IPv6Network = Field(IPv6Network("fd00:10:244::/56"), description="IPv6 pod range (dualStack)")
+    serviceCIDR: IPv4Network = Field(IPv4Network("10.96.0.0/16"), description="IPv4 service range")
+    serviceCIDRv6: IPv6Network = Field(IPv6Network("fd00:10:96::/112"), description="IPv6 service range")
+    nodeMaskSize: int = Field(default=24, ge=8, le=30, description="Prefix length of each node's IPv4 range")
+    nodeMaskSizeV6: int = Field(default=64, ge=64, le=126, description="Prefix length of each node's IPv6 range")
+    dualStack: bool = Field(False, description="Pods also get an IPv6 address")
+    network: str = Field("vxlan", description="Pod network between nodes", json_schema_extra={"enum": NETWORKS})
+    mtu: int = Field(default=1500, ge=1280, le=9000, description="Underlay MTU; pods get mtu - 50")
     vxlan: Vxlan = Field(default_factory=Vxlan)
-    underlayCIDR: IPv4Network | None = None
+    underlayCIDR: IPv4Network | None = Field(None, description="Underlay range (default: a free /24 of "
+                                                                "100.64.0.0/16)")
 
     @field_validator("network")
     @classmethod
@@ -71,10 +71,11 @@ class Networking(Strict):
 class Topology(Strict):
     apiVersion: Literal["testbed/v1alpha1"]
     kind: Literal["Topology"]
-    name: Annotated[str, AfterValidator(lab_name)]
-    nodes: list[NodeSpec] = Field(min_length=1, max_length=MAX_NODES)
+    name: Annotated[str, AfterValidator(lab_name)] = Field(description="Lab name (DNS-1123 label, <= 20)")
+    nodes: list[NodeSpec] = Field(min_length=1, max_length=MAX_NODES, description="A node count or a list")
     networking: Networking = Field(default_factory=Networking)
-    manifests: list[str | dict[str, Any]] = Field(default_factory=list)
+    manifests: list[str | dict[str, Any]] = Field(
+        default_factory=list, description="Kubernetes manifests: inline objects or file paths")
 
     @field_validator("nodes", mode="before")
     @classmethod
@@ -133,5 +134,10 @@ class Topology(Strict):
         return str(self.networking.serviceCIDR[10])
 
 
-def overlaps_any(cidr: IPv4Network, others: list[str]) -> bool:
-    return any(cidr.overlaps(ipaddress.ip_network(o)) for o in others)
+def json_schema() -> dict[str, Any]:
+    schema = Topology.model_json_schema()
+    # the count form becomes a list before validation, so the schema says both forms are fine
+    nodes = schema["properties"]["nodes"]
+    as_list = {k: nodes.pop(k) for k in ("type", "items", "minItems", "maxItems")}
+    nodes["anyOf"] = [{"type": "integer", "minimum": 1, "maximum": MAX_NODES}, as_list]
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}

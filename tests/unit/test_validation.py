@@ -56,3 +56,20 @@ def test_list_documents_are_expanded():
     docs = [loader.Doc({"apiVersion": "v1", "kind": "List", "items": [item, {**item, "metadata": {"name": "b"}}]},
                        "x.yaml")]
     assert [m.key for m in loader.load_manifests(docs)] == ["Namespace//a", "Namespace//b"]
+
+
+def test_shipped_json_schema_is_current_and_validates_the_topologies():
+    import json
+
+    import jsonschema
+    import yaml
+
+    from testbed.topology import json_schema
+
+    shipped = json.loads((ROOT / "schema" / "topology.schema.json").read_text())
+    assert shipped == json_schema(), "run: testbed schema > schema/topology.schema.json"
+    for path in (ROOT / "topologies").glob("*.yaml"):
+        jsonschema.validate(yaml.safe_load(path.read_text()), shipped)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"apiVersion": "testbed/v1alpha1", "kind": "Topology", "name": "x", "nodes": "3"},
+                            shipped)

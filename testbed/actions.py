@@ -25,6 +25,7 @@ class Context:
     say: Callable[[str], None] = print
     timings: dict[str, float] = field(default_factory=dict)
     _containers: dict[str, Container] = field(default_factory=dict)
+    _pids: dict[str, int] = field(default_factory=dict)
 
     @property
     def lab(self) -> str:
@@ -42,7 +43,10 @@ class Context:
         return self._containers[node]
 
     def pid(self, node: str) -> int:
-        return rt.pid(self.container(node))
+        """Asked once per node per run: the Nodes action comes first, and nothing after it restarts a node."""
+        if node not in self._pids:
+            self._pids[node] = rt.pid(self.container(node))
+        return self._pids[node]
 
 
 class Action(Protocol):

@@ -19,7 +19,7 @@ LAB = "testbed.lab"
 ROLE = "testbed.role"
 NODE = "testbed.node"
 
-# --privileged fails on hosts whose bounding set lacks CAP_SYS_RESOURCE; explicit grants work everywhere and
+# privileged mode fails on hosts whose bounding set lacks CAP_SYS_RESOURCE; explicit grants work everywhere and
 # say what a node needs
 SECURITY = {
     "cap_add": ["ALL"],

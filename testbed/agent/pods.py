@@ -24,6 +24,7 @@ from pyroute2.netlink.rtnl import RTMGRP_LINK
 from pyroute2.netlink.rtnl.ndmsg import NUD_REACHABLE
 
 from testbed.agent import nlbatch, nsutil, workload
+from testbed.agent.macs import ip_mac
 
 NETNS_DIR = "/run/netns"
 ETC_NETNS = "/etc/netns"
@@ -36,12 +37,6 @@ QUIET = 0.2  # seconds without link events after which the agent checks the link
 def host_veth(netns: str) -> str:
     """The node-side veth name: 15 bytes at most, stable for a pod (like Calico's cali<hash>)."""
     return "veth" + hashlib.sha1(netns.encode()).hexdigest()[:11]
-
-
-def pod_mac(ipv4: str) -> str:
-    """0a:58 and the IPv4 address, as OVN-Kubernetes derives pod MACs. A reused IP keeps its MAC, so no
-    neighbour entry anywhere in the cluster can go stale, and no gratuitous ARP is needed."""
-    return "0a:58:" + ":".join(f"{int(b):02x}" for b in ipv4.split("."))
 
 
 def _family(ip: str) -> int:
@@ -95,23 +90,24 @@ class PodManager:
         loop = asyncio.get_running_loop()
         known = self._load_registry()
         known.update({name: pod.digest for name, pod in self.pods.items()})
-        want = {p["netns"]: p for p in desired}
-        created = 0
+        want = {p["netns"]: (p, spec_hash({"net": net, "pod": p})) for p in desired}
         gone = sorted(set(known) - set(want))
-        self._remove(gone)
+        # changed pods, and netns left by an agent that died before recording them, are rebuilt from scratch
+        stale = [name for name, (_, digest) in want.items()
+                 if (name in known or self._present(name)) and not (known.get(name) == digest and
+                                                                   self._present(name))]
+        self._remove(gone + stale)
         bridge = self.ipr.link_lookup(ifname=net["bridge"])
         if not bridge:
             raise RuntimeError(f"bridge {net['bridge']} is missing on {self.node}")
-        for name, spec in want.items():
-            digest = spec_hash({"net": net, "pod": spec})
-            present = os.path.exists(os.path.join(NETNS_DIR, name))
-            if known.get(name) == digest and present:
-                if name not in self.pods or not self.pods[name].servers:
-                    self.pods[name] = Pod(spec, digest)
-                    await self._listen(loop, self.pods[name], net)
+        created = 0
+        for name, (spec, digest) in want.items():
+            pod = self.pods.get(name)
+            if name in known and name not in stale:
+                if pod is None or not pod.servers:  # the agent restarted: the pod is there, its sockets not
+                    self.pods[name] = pod = Pod(spec, digest)
+                    await self._listen(loop, pod, net)
                 continue
-            if name in known or present:
-                self._remove([name])
             pod = Pod(spec, digest)
             self._create(pod, net, bridge[0])
             await self._listen(loop, pod, net)
@@ -120,12 +116,16 @@ class PodManager:
         self._save_registry()
         return {"created": created, "removed": len(gone), "pods": len(self.pods)}
 
+    @staticmethod
+    def _present(name: str) -> bool:
+        return os.path.exists(os.path.join(NETNS_DIR, name))
+
     def _create(self, pod: Pod, net: dict[str, Any], bridge_idx: int) -> None:
         spec = pod.spec
         path = os.path.join(NETNS_DIR, spec["netns"])
         self._write_etc(spec)
         nsutil.create_named(path)
-        mtu, mac = net["mtu"], pod_mac(spec["ipv4"])
+        mtu, mac = net["mtu"], ip_mac(spec["ipv4"])
         ips = [ip for ip in (spec["ipv4"], spec.get("ipv6")) if ip]
         # node side, one write: the node's end is born enslaved and up, the pod's end born in the pod with its
         # MAC; then the node's neighbour entries, since one left probing for this IP (a client tried it before
@@ -243,5 +243,5 @@ class PodManager:
         for name, pod in sorted(self.pods.items()):
             out.append({"netns": name, "namespace": pod.spec["namespace"], "name": pod.spec["name"],
                         "listening": len(pod.servers), "errors": pod.errors,
-                        "present": os.path.exists(os.path.join(NETNS_DIR, name))})
+                        "present": self._present(name)})
         return out

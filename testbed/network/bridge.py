@@ -6,6 +6,7 @@ from ipaddress import ip_network
 
 from testbed import netns
 from testbed.actions import Context
+from testbed.agent.macs import ip_mac
 
 BRIDGE = "cni0"
 IFA_F_NODAD = 0x02
@@ -14,7 +15,7 @@ IFA_F_NODAD = 0x02
 def bridge_mac(gateway4: str) -> str:
     """A fixed MAC: a bridge without one takes the lowest of its ports' MACs and changes it as pods come and
     go, leaving every pod with a stale gateway entry (the CNI bridge plugin had this bug too)."""
-    return "0a:58:" + ":".join(f"{int(b):02x}" for b in gateway4.split("."))
+    return ip_mac(gateway4)
 
 
 class Bridge:

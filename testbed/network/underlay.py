@@ -14,6 +14,7 @@ import os
 from testbed import netns
 from testbed.actions import Context
 from testbed.agent import nsutil
+from testbed.agent.macs import ip_mac
 
 BRIDGE = "fabric"
 NODE_IF = "eth0"
@@ -46,6 +47,8 @@ class Underlay:
             fab.link("set", index=br, mtu=mtu, state="up")
             for node in ctx.plan.nodes:
                 node_ns = netns.node_path(ctx.pid(node.name))
+                # a restarted node's link comes back with the same MAC, so its peers' ARP entries stay right
+                mac = ip_mac(node.underlay_ip)
                 with netns.ipr(node_ns) as nd:
                     if netns.one(nd, NODE_IF) is None:
                         stale = netns.one(fab, fabric_if(node.name))
@@ -54,14 +57,14 @@ class Underlay:
                         fd = os.open(node_ns, os.O_RDONLY)
                         try:
                             fab.link("add", ifname=fabric_if(node.name), kind="veth", mtu=mtu,
-                                     peer={"ifname": NODE_IF, "net_ns_fd": fd, "mtu": mtu})
+                                     peer={"ifname": NODE_IF, "net_ns_fd": fd, "mtu": mtu, "address": mac})
                         finally:
                             os.close(fd)
                     fab.link("set", index=netns.one(fab, fabric_if(node.name)), master=br, state="up")
                     idx = netns.one(nd, NODE_IF)
                     nd.link("set", index=1, state="up")
                     nd.addr("replace", index=idx, address=node.underlay_ip, prefixlen=prefix)
-                    nd.link("set", index=idx, mtu=mtu, state="up")
+                    nd.link("set", index=idx, mtu=mtu, address=mac, state="up")
 
 
 def remove(lab: str) -> bool:

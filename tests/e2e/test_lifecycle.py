@@ -95,3 +95,16 @@ def test_a_port_the_kernel_cannot_serve_is_reported_not_fatal(lab):
             assert any("SCTP/9999" in w for w in row["warnings"])
     finally:
         lab.delete(MANIFESTS / "sctp-pod.yaml")
+
+
+def test_a_restarted_node_is_rebuilt_from_desired_state_by_up(lab):
+    import docker
+
+    docker.from_env().containers.get(lab.plan.node("node2").container).restart(timeout=0)
+    assert lab.exec("a1", f"curl -s --max-time 2 http://{lab.pod('b').ipv4}:8080/").exit_code != 0
+    labs.up(Path(__file__).parent / "topology.yaml", say=lambda _: None)
+    for ref in ("b", "other/o1"):
+        pod = lab.pod(ref)
+        port = pod.ports[0].port
+        assert curl(lab, "a1", url(pod.ipv4, port, "/clientip")).rsplit(":", 1)[0] == lab.pod("a1").ipv4
+        assert curl(lab, "c", url(pod.ipv6, port, "/hostname")) == pod.name

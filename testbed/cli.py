@@ -94,7 +94,7 @@ def _lab(name: str | None) -> str:
         return names[0]
     if not names:
         raise NotFound("no lab is up (run `testbed up`)")
-    raise errors.TestbedError(f"several labs are up ({', '.join(names)}): pass --lab")
+    raise click.UsageError(f"several labs are up ({', '.join(names)}): pass --lab")
 
 
 lab_option = click.option("--lab", "lab_name", envvar="TESTBED_LAB", help="Lab name (default: the only lab).")
@@ -201,13 +201,18 @@ def delete(lab_name: str | None, filename: str) -> None:
 
 @main.command(name="exec", context_settings={"ignore_unknown_options": True})
 @lab_option
+@click.option("-i", "--interactive", is_flag=True, help="Attach this terminal (for shells); with -t too.")
+@click.option("-t", "--tty", is_flag=True, help="Same as -i: the command gets this terminal.")
 @click.argument("pod")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def exec_(lab_name: str | None, pod: str, command: tuple[str, ...]) -> None:
+def exec_(lab_name: str | None, interactive: bool, tty: bool, pod: str, command: tuple[str, ...]) -> None:
     """Run COMMAND in a pod's network namespace: testbed exec NS/POD -- CMD..."""
     from testbed import podexec
 
-    sys.exit(podexec.run(_lab(lab_name), pod, list(command), stream=True).exit_code)
+    name = _lab(lab_name)
+    if interactive or tty:
+        podexec.attach(name, pod, list(command))  # replaces this process
+    sys.exit(podexec.run(name, pod, list(command), stream=True).exit_code)
 
 
 @main.group()

@@ -3,6 +3,7 @@ and the pod's name as hostname, as in a real pod."""
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass
 
@@ -33,6 +34,17 @@ def find(name: str, pod: str) -> tuple[str, PodPlan]:
 def wrap(pod: PodPlan, command: list[str]) -> list[str]:
     return ["ip", "netns", "exec", pod.netns, "unshare", "--uts", "sh", "-c", 'hostname "$0" && exec "$@"',
             pod.name, *command]
+
+
+def attach(name: str, pod: str, command: list[str]) -> None:
+    """Hand this terminal to the command: enter the node's namespaces directly (nsenter) and exec, so job
+    control, resizing and signals behave as in any shell. Does not return."""
+    container, p = find(name, pod)
+    c = rt.get(rt.connect(), container)
+    if c is None:
+        raise NotFound(f"node container {container} is missing")
+    target = str(rt.pid(c))
+    os.execvp("nsenter", ["nsenter", "-t", target, "-m", "-u", "-i", "-p", "--", *wrap(p, command)])
 
 
 def run(name: str, pod: str, command: list[str], stream: bool = False) -> Result:

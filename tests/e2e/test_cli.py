@@ -69,3 +69,27 @@ def test_every_bad_input_creates_nothing(bad):
     with pytest.raises(InvalidInput):
         lab.up(bad, say=lambda _: None)
     assert leftovers.of("lab") == []
+
+
+@pytest.mark.topology("tests/e2e/topology.yaml")
+def test_interactive_exec_gets_a_terminal_in_the_pod(testbed_lab):
+    import shutil
+
+    if not shutil.which("script"):
+        pytest.skip("util-linux `script` is not installed")
+    inner = "sh -c 'test -t 0 && echo terminal; hostname'"
+    cmd = f"{sys.executable} -m testbed.cli exec --lab {testbed_lab.name} -it default/b -- {inner}"
+    result = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True, text=True, check=False,
+                            cwd=ROOT, timeout=30, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stdout
+    lines = result.stdout.replace("\r", "").split()
+    assert lines == ["terminal", "b"]
+
+
+def test_ambiguous_lab_is_a_usage_error(testbed_labs):
+    from pathlib import Path
+
+    testbed_labs.get(Path(__file__).parent / "topology.yaml")
+    testbed_labs.get(Path(__file__).parent / "second.yaml")
+    result = run_cli("status")
+    assert result.returncode == 2 and "pass --lab" in result.stderr

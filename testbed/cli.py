@@ -20,7 +20,7 @@ from testbed import errors, lab, state
 from testbed.errors import NotFound, TestbedError
 
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # messages are never cut into lines, whatever the width
 
 
 def _fail(e: TestbedError) -> None:

@@ -22,7 +22,7 @@ def test_bad_topology_exits_2_names_the_problem_and_creates_nothing(bad):
     result = run_cli("up", str(BAD / bad))
     assert result.returncode == 2
     expected = (BAD / bad).read_text().splitlines()[0].removeprefix("# error: ")
-    assert expected in result.stderr.replace("\n", "")
+    assert expected in result.stderr
     assert "nothing was created" in result.stderr
     assert leftovers.of("lab") == []
 

@@ -26,6 +26,7 @@ from testbed.runtime.nodes import Nodes
 from testbed.topology import Topology
 
 Say = Callable[[str], object]
+ALLOCATION_LOCK = "_allocations"  # not a DNS label, so never a lab's name
 
 
 def pipeline(topo: Topology) -> list[Action]:
@@ -84,11 +85,15 @@ def up(path: str | Path, say: Say = print, progress: Say | None = None) -> Conte
         st = state.load(topo.name)
         if st:  # manifests applied since the last `up` stay; the topology's own ones are refreshed
             manifests = _merge(_stored(st), manifests)
-        underlay = _underlay(topo, st)
-        plan = cluster.build(topo, manifests, underlay, st.allocations if st else None)
-        st = state.LabState(topo.name, str(Path(path).resolve()), topo.model_dump(mode="json",
-                            exclude={"manifests"}), [{"file": m.doc.file, "data": m.doc.data} for m in manifests],
-                            st.allocations if st else {}, str(underlay))
+        # one lab at a time picks its underlay and records it, so labs brought up together never share one
+        with state.locked(ALLOCATION_LOCK):
+            underlay = _underlay(topo, st)
+            plan = cluster.build(topo, manifests, underlay, st.allocations if st else None)
+            st = state.LabState(topo.name, str(Path(path).resolve()),
+                                topo.model_dump(mode="json", exclude={"manifests"}),
+                                [{"file": m.doc.file, "data": m.doc.data} for m in manifests],
+                                st.allocations if st else {}, str(underlay))
+            st.save()
         return _converge(plan, st, say, progress)
 
 

@@ -9,7 +9,6 @@ from testbed.actions import Context
 from testbed.agent.macs import ip_mac
 
 BRIDGE = "cni0"
-IFA_F_NODAD = 0x02
 
 
 def bridge_mac(gateway4: str) -> str:
@@ -30,8 +29,8 @@ class Bridge:
                 if idx is None:
                     nd.link("add", ifname=BRIDGE, kind="bridge", mtu=mtu, address=mac)
                     idx = netns.one(nd, BRIDGE)
-                nd.addr("replace", index=idx, address=node.gateway4, prefixlen=ip_network(node.cidr4).prefixlen)
+                wanted = [(node.gateway4, ip_network(node.cidr4).prefixlen)]
                 if node.gateway6 and node.cidr6:
-                    nd.addr("replace", index=idx, address=node.gateway6,
-                            prefixlen=ip_network(node.cidr6).prefixlen, flags=IFA_F_NODAD)
+                    wanted.append((node.gateway6, ip_network(node.cidr6).prefixlen))
+                netns.sync_addresses(nd, idx, wanted)
                 nd.link("set", index=idx, mtu=mtu, address=mac, state="up")

@@ -63,7 +63,7 @@ class Underlay:
                     fab.link("set", index=netns.one(fab, fabric_if(node.name)), master=br, state="up")
                     idx = netns.one(nd, NODE_IF)
                     nd.link("set", index=1, state="up")
-                    nd.addr("replace", index=idx, address=node.underlay_ip, prefixlen=prefix)
+                    netns.sync_addresses(nd, idx, [(node.underlay_ip, prefix)])
                     nd.link("set", index=idx, mtu=mtu, address=mac, state="up")
 
 

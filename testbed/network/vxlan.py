@@ -18,7 +18,6 @@ from testbed.actions import Context
 from testbed.plan.cluster import NodePlan
 
 DEVICE = "vxlan0"
-IFA_F_NODAD = 0x02
 RTNH_F_ONLINK = 4
 PERMANENT = NUD_PERMANENT
 NOARP = NUD_NOARP
@@ -38,9 +37,7 @@ def _device(nd: IPRoute, node: NodePlan, vni: int, port: int, mtu: int) -> int:
                 vxlan_link=uplink, vxlan_learning=0, mtu=mtu, address=node.vtep_mac)
         idx = netns.one(nd, DEVICE)
     nd.link("set", index=idx, mtu=mtu, address=node.vtep_mac, state="up")
-    nd.addr("replace", index=idx, address=node.vtep4, prefixlen=32)
-    if node.vtep6:
-        nd.addr("replace", index=idx, address=node.vtep6, prefixlen=128, flags=IFA_F_NODAD)
+    netns.sync_addresses(nd, idx, [(node.vtep4, 32)] + ([(node.vtep6, 128)] if node.vtep6 else []))
     return idx
 
 

@@ -108,3 +108,26 @@ def test_a_restarted_node_is_rebuilt_from_desired_state_by_up(lab):
         port = pod.ports[0].port
         assert curl(lab, "a1", url(pod.ipv4, port, "/clientip")).rsplit(":", 1)[0] == lab.pod("a1").ipv4
         assert curl(lab, "c", url(pod.ipv6, port, "/hostname")) == pod.name
+
+
+def test_up_after_a_change_of_pod_range_leaves_no_old_address(tmp_path):
+    import docker
+    import yaml
+
+    source = yaml.safe_load((Path(__file__).parent / "single.yaml").read_text())
+    first, second = tmp_path / "first.yaml", tmp_path / "second.yaml"
+    first.write_text(yaml.safe_dump(source))
+    source["networking"] = {"podCIDR": "10.250.0.0/16"}
+    second.write_text(yaml.safe_dump(source))
+    try:
+        labs.up(first, say=lambda _: None)
+        ctx = labs.up(second, say=lambda _: None)
+        node = docker.from_env().containers.get(ctx.plan.nodes[0].container)
+        addrs = node.exec_run("ip -4 -o addr show dev cni0").output.decode()
+        assert "10.250.0.1/24" in addrs and "10.244." not in addrs
+        pod = ctx.plan.pods[0]
+        assert pod.ipv4.startswith("10.250.0.")
+        out = node.exec_run(["curl", "-s", "--max-time", "5", f"http://{pod.ipv4}:80/hostname"]).output.decode()
+        assert out == pod.name
+    finally:
+        labs.down("e2e-single", say=lambda _: None)

@@ -44,6 +44,11 @@ def _stored(st: state.LabState) -> list[Manifest]:
     return out
 
 
+def _record(manifests: list[Manifest]) -> list[dict[str, object]]:
+    """What the state keeps of manifests; _stored reads it back."""
+    return [{"file": m.doc.file, "data": m.doc.data} for m in manifests]
+
+
 def _merge(old: list[Manifest], new: list[Manifest]) -> list[Manifest]:
     keys = {m.key for m in new}
     return [m for m in old if m.key not in keys] + new
@@ -67,9 +72,9 @@ def _converge(plan: Plan, st: state.LabState, say: Say, progress: Say | None) ->
     client = rt.connect()
     st.phase = "creating"
     st.save()  # before anything exists, so `down` after a crash finds the lab by its state too
-    stale = {c.labels.get(rt.NODE) for c in rt.containers(client, plan.lab)} - {n.name for n in plan.nodes}
+    planned = {n.name for n in plan.nodes}
     for c in rt.containers(client, plan.lab):
-        if c.labels.get(rt.NODE) in stale:
+        if c.labels.get(rt.NODE) not in planned:  # nodes the topology no longer has
             c.remove(force=True)
     ctx = Context(plan, client, say)
     run_all(ctx, pipeline(plan.topology), progress)
@@ -91,7 +96,7 @@ def up(path: str | Path, say: Say = print, progress: Say | None = None) -> Conte
             plan = cluster.build(topo, manifests, underlay, st.allocations if st else None)
             st = state.LabState(topo.name, str(Path(path).resolve()),
                                 topo.model_dump(mode="json", exclude={"manifests"}),
-                                [{"file": m.doc.file, "data": m.doc.data} for m in manifests],
+                                _record(manifests),
                                 st.allocations if st else {}, str(underlay))
             st.save()
         return _converge(plan, st, say, progress)
@@ -104,37 +109,41 @@ def _require(name: str) -> state.LabState:
     return st
 
 
+def _plan(st: state.LabState, manifests: list[Manifest]) -> Plan:
+    topo = Topology.model_validate(st.topology)
+    return cluster.build(topo, manifests, IPv4Network(st.underlay), st.allocations)
+
+
 def current_plan(name: str) -> tuple[state.LabState, Plan]:
     st = _require(name)
-    topo = Topology.model_validate(st.topology)
-    return st, cluster.build(topo, _stored(st), IPv4Network(st.underlay), st.allocations)
+    return st, _plan(st, _stored(st))
 
 
-def _change(name: str, manifests: list[Manifest], say: Say, progress: Say | None) -> Context:
-    st = _require(name)
-    topo = Topology.model_validate(st.topology)
-    plan = cluster.build(topo, manifests, IPv4Network(st.underlay), st.allocations)
-    st.manifests = [{"file": m.doc.file, "data": m.doc.data} for m in manifests]
+def _change(st: state.LabState, manifests: list[Manifest], say: Say, progress: Say | None) -> Context:
+    plan = _plan(st, manifests)
+    st.manifests = _record(manifests)
     return _converge(plan, st, say, progress)
 
 
 def apply(name: str, path: str | Path, say: Say = print, progress: Say | None = None) -> Context:
     new = loader.load_manifest_file(path)
     with state.locked(name):
-        return _change(name, _merge(_stored(_require(name)), new), say, progress)
+        st = _require(name)
+        return _change(st, _merge(_stored(st), new), say, progress)
 
 
 def delete(name: str, path: str | Path, say: Say = print, progress: Say | None = None) -> list[str]:
     """Removes the file's objects (a Namespace takes its objects with it); returns keys that were not there."""
     gone = loader.load_manifest_file(path)
     with state.locked(name):
-        old = _stored(_require(name))
+        st = _require(name)
+        old = _stored(st)
         keys = {m.key for m in gone}
         namespaces = {m.obj.metadata.name for m in gone if isinstance(m.obj, kube.Namespace)}
         missing = sorted(keys - {m.key for m in old})
         keep = [m for m in old if m.key not in keys
                 and (isinstance(m.obj, kube.Namespace) or (m.obj.metadata.namespace or "default") not in namespaces)]
-        _change(name, keep, say, progress)
+        _change(st, keep, say, progress)
     return missing
 
 

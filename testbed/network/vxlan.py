@@ -8,23 +8,21 @@ derived from the lab and node names, so all of it is planned before anything exi
 from __future__ import annotations
 
 import socket
-from typing import Any
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.rtnl.ndmsg import NTF_SELF, NUD_NOARP, NUD_PERMANENT
 
 from testbed import netns
 from testbed.actions import Context
+from testbed.network.underlay import NODE_IF
 from testbed.plan.cluster import NodePlan
 
 DEVICE = "vxlan0"
 RTNH_F_ONLINK = 4
-PERMANENT = NUD_PERMANENT
-NOARP = NUD_NOARP
 
 
 def _device(nd: IPRoute, node: NodePlan, vni: int, port: int, mtu: int) -> int:
-    uplink = netns.one(nd, "eth0")
+    uplink = netns.one(nd, NODE_IF)
     idx = netns.one(nd, DEVICE)
     if idx is not None:
         info = dict(nd.get_links(idx)[0].get_attr("IFLA_LINKINFO").get_attr("IFLA_INFO_DATA")["attrs"])
@@ -41,39 +39,35 @@ def _device(nd: IPRoute, node: NodePlan, vni: int, port: int, mtu: int) -> int:
     return idx
 
 
-def _attr(msg: Any, name: str) -> Any:
-    return msg.get_attr(name)
-
-
 def _peers(nd: IPRoute, idx: int, peers: list[NodePlan]) -> None:
     want_routes: set[str] = set()
     want_neigh: set[str] = set()
     want_fdb: set[str] = set()
     for peer in peers:
-        nd.fdb("replace", ifindex=idx, lladdr=peer.vtep_mac, dst=peer.underlay_ip, state=PERMANENT | NOARP,
+        nd.fdb("replace", ifindex=idx, lladdr=peer.vtep_mac, dst=peer.underlay_ip, state=NUD_PERMANENT | NUD_NOARP,
                flags=NTF_SELF)
         want_fdb.add(peer.vtep_mac)
         families = [(socket.AF_INET, peer.vtep4, peer.cidr4)]
         if peer.vtep6 and peer.cidr6:
             families.append((socket.AF_INET6, peer.vtep6, peer.cidr6))
         for family, gw, cidr in families:
-            nd.neigh("replace", ifindex=idx, dst=gw, lladdr=peer.vtep_mac, state=PERMANENT, family=family)
+            nd.neigh("replace", ifindex=idx, dst=gw, lladdr=peer.vtep_mac, state=NUD_PERMANENT, family=family)
             nd.route("replace", dst=cidr, gateway=gw, oif=idx, flags=RTNH_F_ONLINK, family=family)
             want_neigh.add(gw)
             want_routes.add(cidr)
     # entries for nodes no longer in the plan
     for family in (socket.AF_INET, socket.AF_INET6):
         for r in nd.get_routes(family=family, oif=idx):
-            dst = _attr(r, "RTA_DST")
-            if dst and _attr(r, "RTA_GATEWAY") and f"{dst}/{r['dst_len']}" not in want_routes:
+            dst = r.get_attr("RTA_DST")
+            if dst and r.get_attr("RTA_GATEWAY") and f"{dst}/{r['dst_len']}" not in want_routes:
                 nd.route("del", dst=f"{dst}/{r['dst_len']}", oif=idx, family=family)
         for n in nd.get_neighbours(family=family, ifindex=idx):
-            if _attr(n, "NDA_DST") not in want_neigh:
-                nd.neigh("del", ifindex=idx, dst=_attr(n, "NDA_DST"), family=family)
+            if n.get_attr("NDA_DST") not in want_neigh:
+                nd.neigh("del", ifindex=idx, dst=n.get_attr("NDA_DST"), family=family)
     for f in nd.fdb("dump", ifindex=idx):
-        mac = _attr(f, "NDA_LLADDR")
-        if mac and mac not in want_fdb and _attr(f, "NDA_DST"):
-            nd.fdb("del", ifindex=idx, lladdr=mac, dst=_attr(f, "NDA_DST"))
+        mac = f.get_attr("NDA_LLADDR")
+        if mac and mac not in want_fdb and f.get_attr("NDA_DST"):
+            nd.fdb("del", ifindex=idx, lladdr=mac, dst=f.get_attr("NDA_DST"))
 
 
 class Vxlan:

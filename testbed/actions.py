@@ -32,7 +32,7 @@ class Context:
         return self.plan.lab
 
     def run_dir(self, node: str) -> Path:
-        return state.run_root() / self.lab / node
+        return state.run_dir(self.lab) / node
 
     def container(self, node: str) -> Container:
         if node not in self._containers:

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from testbed import errors, lab, state
-from testbed.errors import NotFound, TestbedError
+from testbed.errors import Interrupted, TestbedError
 
 out = Console()
 err = Console(stderr=True, soft_wrap=True)  # messages are never cut into lines, whatever the width
@@ -40,6 +40,10 @@ class Group(click.Group):
 
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt:
+            # what was recorded by then says what is left; Interrupted (below) says it when a lab is half made
+            err.print("interrupted", highlight=False)
+            sys.exit(Interrupted.exit_code)
         except TestbedError as e:
             _fail(e)
         except DockerException as e:
@@ -85,15 +89,16 @@ def _run(fn: Callable[[Steps], Any]) -> Any:
 
 
 def _lab(name: str | None) -> str:
-    """The lab to act on: given, or $TESTBED_LAB, or the only one there is."""
-    name = name or os.environ.get("TESTBED_LAB")
-    if name:
-        return name
+    """The lab to act on: given, or $TESTBED_LAB, or the only one there is. A name is checked before it goes
+    near a path."""
+    if name is not None:
+        source = "$TESTBED_LAB" if name == os.environ.get("TESTBED_LAB") else "lab name"
+        return state.check_name(name, source)
     names = state.names()
     if len(names) == 1:
         return names[0]
     if not names:
-        raise NotFound("no lab is up (run `testbed up`)")
+        raise errors.NotFound("no lab is up (run `testbed up`)")
     raise click.UsageError(f"several labs are up ({', '.join(names)}): pass --lab")
 
 
@@ -109,21 +114,34 @@ def main() -> None:
 @main.command()
 @click.argument("topology", default="topologies/default.yaml", type=click.Path())
 @click.option("--quiet", "-q", is_flag=True, help="No status table at the end.")
-def up(topology: str, quiet: bool) -> None:
-    """Bring up (or re-sync) the lab described by TOPOLOGY."""
+@click.option("--replace", is_flag=True, help="Re-sync a lab of the same name that runs from another file.")
+def up(topology: str, quiet: bool, replace: bool) -> None:
+    """Bring up (or re-sync) the lab described by TOPOLOGY.
+
+    \b
+    Example:
+      testbed up topologies/default.yaml
+    """
     start = time.monotonic()
-    ctx = _run(lambda s: lab.up(topology, s.say, s))
+    ctx = _run(lambda s: lab.up(topology, s.say, s, replace=replace))
     err.print(f"lab [bold]{ctx.lab}[/] is up in {time.monotonic() - start:.1f}s", highlight=False)
     if not quiet:
         _print_status(ctx.lab)
 
 
 @main.command()
-@click.argument("name", required=False)
+@click.argument("name", required=False, envvar="TESTBED_LAB")
 @click.option("--all", "everything", is_flag=True, help="Remove every lab on this machine.")
 def down(name: str | None, everything: bool) -> None:
-    """Remove a lab and everything it made. Removing a lab that is gone is not an error."""
-    names = sorted(lab.known_labs()) if everything else [_lab(name)]
+    """Remove a lab and everything it made. Removing a lab that is gone is not an error.
+
+    \b
+    Example:
+      testbed down default
+    """
+    names = sorted(lab.known_labs()) if everything else [_lab(name)] if name is not None or state.names() else []
+    if not names:
+        err.print("no lab is up: nothing to remove", highlight=False)
     for n in names:
         found = lab.down(n)
         err.print(f"lab {n}: {'removed' if found else 'nothing to remove'}", highlight=False)
@@ -136,22 +154,36 @@ def _print_status(name: str, as_json: bool = False) -> None:
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
-    out.print(f"[bold]{data['name']}[/]  phase={data['phase']}  network={data['network']}  "
+    color = {"ready": "green", "degraded": "red"}.get(data["phase"], "yellow")
+    out.print(f"[bold]{data['name']}[/]  phase=[{color}]{data['phase']}[/]  network={data['network']}  "
               f"dualStack={data['dualStack']}  podMTU={data['podMTU']}  underlay={data['underlay']}",
               highlight=False)
-    nodes = Table("NODE", "CONTAINER", "STATE", "UNDERLAY IP", "POD CIDRS", title="nodes", title_justify="left")
+    for reason in data["reasons"][:20]:
+        out.print(f"  [red]✗[/] {reason}", highlight=False)
+    if len(data["reasons"]) > 20:
+        out.print(f"  ... and {len(data['reasons']) - 20} more (--json lists them all)", highlight=False)
+    if data["hint"]:
+        out.print(f"  hint: {data['hint']}", highlight=False)
+    nodes = Table("NODE", "CONTAINER", "STATE", "AGENT", "UNDERLAY IP", "POD CIDRS", title="nodes",
+                  title_justify="left")
     for n in data["nodes"]:
-        nodes.add_row(n["name"], n["container"], n["state"], n["underlayIP"], " ".join(n["podCIDRs"]))
+        nodes.add_row(n["name"], n["container"], _mark(n["state"], "running"), _mark(n["agent"], "answering"),
+                      n["underlayIP"], " ".join(n["podCIDRs"]))
     out.print(nodes)
     pods = Table("NAMESPACE", "POD", "NODE", "IPS", "PORTS", "READY", title="pods", title_justify="left")
     for p in data["pods"]:
         pods.add_row(p["namespace"], p["name"], p["node"], " ".join(p["ips"]), " ".join(p["ports"]),
                      "yes" if p["ready"] else "[red]no[/]")
     out.print(pods)
-    links = Table("TYPE", "FROM", "TO", title="links", title_justify="left")
+    links = Table("TYPE", "FROM", "TO", "STATE", title="links", title_justify="left")
     for link in data["links"]:
-        links.add_row(link["type"], f"{link['from']}:{link['fromIf']}", f"{link['to']}:{link['toIf']}")
+        links.add_row(link["type"], f"{link['from']}:{link['fromIf']}", f"{link['to']}:{link['toIf']}",
+                      _mark(link["state"], "up"))
     out.print(links)
+
+
+def _mark(value: str, good: str) -> str:
+    return value if value == good else f"[red]{value}[/]"
 
 
 @main.command()
@@ -195,7 +227,7 @@ def delete(lab_name: str | None, filename: str) -> None:
     name = _lab(lab_name)
     missing = _run(lambda s: lab.delete(name, filename, s.say, s))
     if missing:
-        raise NotFound(f"not found (the rest was deleted): {', '.join(missing)}")
+        raise errors.NotFound(f"not found (the rest was deleted): {', '.join(missing)}")
     err.print(f"deleted the objects of {filename} from {name}", highlight=False)
 
 

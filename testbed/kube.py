@@ -9,6 +9,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from testbed.errors import show
+
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
@@ -18,13 +20,13 @@ METADATA_NAME_LABEL = "kubernetes.io/metadata.name"
 
 def dns_label(value: str) -> str:
     if len(value) > 63 or not DNS1123_LABEL.match(value):
-        raise ValueError(f"{value!r} is not a DNS-1123 label (lowercase letters, digits and '-', at most 63)")
+        raise ValueError(f"{show(value)} is not a DNS-1123 label (lowercase letters, digits and '-', at most 63)")
     return value
 
 
 def dns_subdomain(value: str) -> str:
     if len(value) > 253 or not DNS1123_SUBDOMAIN.match(value):
-        raise ValueError(f"{value!r} is not a DNS-1123 subdomain (lowercase letters, digits, '-' and '.')")
+        raise ValueError(f"{show(value)} is not a DNS-1123 subdomain (lowercase letters, digits, '-' and '.')")
     return value
 
 
@@ -32,13 +34,14 @@ def check_labels(labels: dict[str, str]) -> dict[str, str]:
     for key, value in labels.items():
         prefix, _, name = key.rpartition("/")
         if prefix and (len(prefix) > 253 or not DNS1123_SUBDOMAIN.match(prefix)):
-            raise ValueError(f"label key {key!r}: prefix must be a DNS-1123 subdomain")
+            raise ValueError(f"label key {show(key)}: prefix must be a DNS-1123 subdomain")
         if len(name) > 63 or not LABEL_NAME.match(name):
-            raise ValueError(f"label key {key!r}: name must be 1-63 alphanumerics, '-', '_' or '.'")
+            raise ValueError(f"label key {show(key)}: name must be 1-63 alphanumerics, '-', '_' or '.'")
         if not isinstance(value, str):
-            raise ValueError(f"label {key!r}: value must be a string (quote it in YAML)")
+            raise ValueError(f"label {show(key)}: value must be a string (quote it in YAML)")
         if value and (len(value) > 63 or not LABEL_NAME.match(value)):
-            raise ValueError(f"label {key!r}: value {value!r} must be empty or 1-63 alphanumerics, '-', '_', '.'")
+            raise ValueError(f"label {show(key)}: value {show(value)} must be empty or 1-63 alphanumerics, "
+                             "'-', '_', '.'")
     return labels
 
 
@@ -67,7 +70,7 @@ class ContainerPort(Loose):
     def _iana(cls, value: str | None) -> str | None:
         if value is not None and (len(value) > 15 or not IANA_SVC_NAME.match(value) or "--" in value
                                   or not re.search("[a-z]", value)):
-            raise ValueError(f"{value!r} is not an IANA service name (1-15 lowercase alphanumerics or '-', "
+            raise ValueError(f"{show(value)} is not an IANA service name (1-15 lowercase alphanumerics or '-', "
                              "with a letter)")
         return value
 
@@ -82,6 +85,16 @@ class PodSpec(Loose):
     containers: list[Container] = Field(min_length=1)
     nodeName: str | None = None
     nodeSelector: dict[str, str] = Field(default_factory=dict)
+    hostNetwork: bool = False
+
+    @field_validator("hostNetwork")
+    @classmethod
+    def _own_netns(cls, value: bool) -> bool:
+        if value:
+            raise ValueError("hostNetwork: true is not supported: every testbed pod gets its own network "
+                             "namespace and pod IP (remove the field, or run the command on the node with "
+                             "`docker exec`)")
+        return value
 
     @model_validator(mode="after")
     def _unique_ports(self) -> PodSpec:
@@ -126,6 +139,15 @@ class Requirement(Loose):
     key: str
     operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
     values: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _values_fit_operator(self) -> Requirement:
+        """As the API server validates a LabelSelectorRequirement."""
+        if self.operator in ("In", "NotIn") and not self.values:
+            raise ValueError(f"values: must be non-empty when operator is {self.operator}")
+        if self.operator in ("Exists", "DoesNotExist") and self.values:
+            raise ValueError(f"values: must be empty when operator is {self.operator}")
+        return self
 
 
 class LabelSelector(Loose):

@@ -4,14 +4,15 @@ anything is made), then runs the action pipeline that makes the machine match.""
 from __future__ import annotations
 
 import contextlib
-import shutil
 from collections.abc import Callable
 from ipaddress import IPv4Network
 from pathlib import Path
 
+import docker
+
 from testbed import kube, loader, state
 from testbed.actions import Action, Context, run_all
-from testbed.errors import InvalidInput, NotFound, Problem
+from testbed.errors import Interrupted, InvalidInput, NotFound
 from testbed.loader import Doc, Manifest
 from testbed.network import overlay
 from testbed.network.bridge import Bridge
@@ -22,31 +23,34 @@ from testbed.network.underlay import remove as remove_underlay
 from testbed.plan import cluster, ipam
 from testbed.plan.cluster import Plan
 from testbed.runtime import docker as rt
+from testbed.runtime import images
 from testbed.runtime.nodes import Nodes
 from testbed.topology import Topology
 
 Say = Callable[[str], object]
-ALLOCATION_LOCK = "_allocations"  # not a DNS label, so never a lab's name
 
 
 def pipeline(topo: Topology) -> list[Action]:
     return [Nodes(), Underlay(), Bridge(), overlay(topo.networking.network), Pods()]
 
 
-def _stored(st: state.LabState) -> list[Manifest]:
+def _stored(st: state.LabState, origins: tuple[str, ...] = ("topology", "apply")) -> list[Manifest]:
     out = []
     for entry in st.manifests:
-        doc = Doc(entry["data"], entry["file"])
-        result = loader.parse_manifest(doc)
+        origin = entry.get("origin") or ("topology" if entry["file"] == st.topology_file else "apply")
+        if origin not in origins:
+            continue
+        result = loader.parse_manifest(Doc(entry["data"], entry["file"]))
         if isinstance(result, list):
             raise InvalidInput(result)
+        result.origin = origin
         out.append(result)
     return out
 
 
 def _record(manifests: list[Manifest]) -> list[dict[str, object]]:
     """What the state keeps of manifests; _stored reads it back."""
-    return [{"file": m.doc.file, "data": m.doc.data} for m in manifests]
+    return [{"file": m.doc.file, "data": m.doc.data, "origin": m.origin} for m in manifests]
 
 
 def _merge(old: list[Manifest], new: list[Manifest]) -> list[Manifest]:
@@ -54,52 +58,88 @@ def _merge(old: list[Manifest], new: list[Manifest]) -> list[Manifest]:
     return [m for m in old if m.key not in keys] + new
 
 
-def _underlay(topo: Topology, st: state.LabState | None) -> IPv4Network:
-    others = [s.underlay for n in state.names() if n != topo.name and (s := state.load(n)) and s.underlay]
+def _others() -> list[state.LabState]:
+    return [s for n in state.names() if (s := state.load(n))]
+
+
+def _underlay(loaded: loader.TopologyFile, st: state.LabState | None) -> IPv4Network:
+    topo = loaded.topology
+    others = [o for o in _others() if o.name != topo.name and o.underlay]
     wanted = topo.networking.underlayCIDR
     if wanted is not None:
         for o in others:
-            if wanted.overlaps(IPv4Network(o)):
-                raise InvalidInput([Problem("", "networking.underlayCIDR",
-                                            f"{wanted} overlaps another lab's underlay {o}")])
+            if wanted.overlaps(IPv4Network(o.underlay)):
+                raise InvalidInput([loaded.doc.problem(
+                    ("networking", "underlayCIDR"),
+                    f"{wanted} overlaps the underlay {o.underlay} of lab {o.name} (from {o.topology_file})")])
         return wanted
     if st and st.underlay:
         return IPv4Network(st.underlay)
-    return ipam.free_underlay(others)
+    return ipam.free_underlay([o.underlay for o in others])
 
 
-def _converge(plan: Plan, st: state.LabState, say: Say, progress: Say | None) -> Context:
-    client = rt.connect()
+def _check_names(client: docker.DockerClient, loaded: loader.TopologyFile, plan: Plan) -> None:
+    """Container names are `<lab>-<node>`, so labs `a` and `a-b` can both want `a-b-node1`; a container that
+    testbed did not make can hold one too. Found before anything is made."""
+    problems = []
+    for i, node in enumerate(plan.nodes):
+        c = rt.get(client, node.container)
+        owner = c.labels.get(rt.LAB) if c is not None else plan.lab
+        if owner == plan.lab:
+            continue
+        other = state.load(owner) if owner and state.valid(owner) else None
+        who = (f"lab {owner}" + (f" (from {other.topology_file})" if other else "")) if owner \
+            else "a container testbed did not make"
+        problems.append(loaded.doc.problem(("nodes", i) if "nodes" in loaded.doc.data else ("name",),
+                                           f"container name {node.container} is taken by {who}; rename the lab "
+                                           "or the node"))
+    if problems:
+        raise InvalidInput(problems)
+
+
+def _converge(plan: Plan, st: state.LabState, client: docker.DockerClient, say: Say,
+              progress: Say | None) -> Context:
     st.phase = "creating"
     st.save()  # before anything exists, so `down` after a crash finds the lab by its state too
-    planned = {n.name for n in plan.nodes}
-    for c in rt.containers(client, plan.lab):
-        if c.labels.get(rt.NODE) not in planned:  # nodes the topology no longer has
-            c.remove(force=True)
-    ctx = Context(plan, client, say)
-    run_all(ctx, pipeline(plan.topology), progress)
+    try:
+        planned = {n.name for n in plan.nodes}
+        for c in rt.containers(client, plan.lab):
+            if c.labels.get(rt.NODE) not in planned:  # nodes the topology no longer has
+                c.remove(force=True)
+        ctx = Context(plan, client, say)
+        run_all(ctx, pipeline(plan.topology), progress)
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted: lab {plan.lab} is partly made (phase creating); `testbed up "
+                          f"{st.topology_file}` finishes it, `testbed down {plan.lab}` removes it") from None
     st.allocations = plan.allocations()
     st.phase = "ready"
     st.save()
     return ctx
 
 
-def up(path: str | Path, say: Say = print, progress: Say | None = None) -> Context:
-    topo, manifests = loader.load_topology(path)
+def up(path: str | Path, say: Say = print, progress: Say | None = None, replace: bool = False) -> Context:
+    """Creates the lab, or re-syncs it to the file: the file's manifests are refreshed (those gone from it are
+    removed), the ones applied since stay. A lab running from another file is only re-synced with replace."""
+    loaded = loader.load_topology(path)
+    topo, source = loaded.topology, str(Path(path).resolve())
+    client = rt.connect()  # the machine must be able to run labs before anything is recorded
+    images.check_buildable(client)
     with state.locked(topo.name):
         st = state.load(topo.name)
-        if st:  # manifests applied since the last `up` stay; the topology's own ones are refreshed
-            manifests = _merge(_stored(st), manifests)
+        if st and st.topology_file != source and not replace:
+            raise InvalidInput([loaded.doc.problem(("name",), f"lab {topo.name} is running from "
+                                                              f"{st.topology_file}; pass --replace to re-sync it "
+                                                              "to this file, or choose another name")])
+        manifests = _merge(_stored(st, ("apply",)), loaded.manifests) if st else loaded.manifests
         # one lab at a time picks its underlay and records it, so labs brought up together never share one
-        with state.locked(ALLOCATION_LOCK):
-            underlay = _underlay(topo, st)
+        with state.allocation_lock():
+            underlay = _underlay(loaded, st)
             plan = cluster.build(topo, manifests, underlay, st.allocations if st else None)
-            st = state.LabState(topo.name, str(Path(path).resolve()),
-                                topo.model_dump(mode="json", exclude={"manifests"}),
-                                _record(manifests),
-                                st.allocations if st else {}, str(underlay))
+            _check_names(client, loaded, plan)
+            st = state.LabState(topo.name, source, topo.model_dump(mode="json", exclude={"manifests"}),
+                                _record(manifests), st.allocations if st else {}, str(underlay))
             st.save()
-        return _converge(plan, st, say, progress)
+        return _converge(plan, st, client, say, progress)
 
 
 def _require(name: str) -> state.LabState:
@@ -121,8 +161,9 @@ def current_plan(name: str) -> tuple[state.LabState, Plan]:
 
 def _change(st: state.LabState, manifests: list[Manifest], say: Say, progress: Say | None) -> Context:
     plan = _plan(st, manifests)
+    client = rt.connect()
     st.manifests = _record(manifests)
-    return _converge(plan, st, say, progress)
+    return _converge(plan, st, client, say, progress)
 
 
 def apply(name: str, path: str | Path, say: Say = print, progress: Say | None = None) -> Context:
@@ -148,24 +189,23 @@ def delete(name: str, path: str | Path, say: Say = print, progress: Say | None =
 
 
 def known_labs() -> set[str]:
+    """Every lab something of which is on this machine, found by each kind of thing a lab makes."""
     names = set(state.names()) | underlay_labs()
     if state.run_root().is_dir():
         names |= {p.name for p in state.run_root().iterdir() if p.is_dir()}
     with contextlib.suppress(Exception):
         names |= rt.lab_names(rt.connect())
-    return names
+    return {n for n in names if state.valid(n)}
 
 
 def down(name: str, say: Say = print) -> bool:
     """Removes everything the lab made; safe to repeat and safe after a crash halfway through `up`."""
+    state.check_name(name)
     client = rt.connect()
     with state.locked(name):
         found = rt.remove_lab(client, name) > 0
         found |= remove_underlay(name)
-        run = state.run_root() / name
-        if run.exists():
-            shutil.rmtree(run, ignore_errors=True)
-            found = True
+        found |= state.remove_run_dir(name)
         found |= state.load(name) is not None
         state.remove(name)
     return found

@@ -2,89 +2,27 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from testbed import kube
-from testbed.errors import InvalidInput, NotFound, Problem
+from testbed.errors import InvalidInput, Problem, show
+from testbed.reader import Doc, Path_, kind_of, read_docs
 from testbed.topology import Topology
 
-Path_ = tuple[str | int, ...]
-
-
-@dataclass
-class Doc:
-    """One YAML document, with the line of every value in it."""
-
-    data: Any
-    file: str
-    lines: dict[Path_, int] = field(default_factory=dict)
-    base: Path_ = ()  # where this document sits inside its file (for manifests inline in a topology)
-
-    def line(self, path: Path_) -> int | None:
-        path = self.base + path
-        while path not in self.lines and path:
-            path = path[:-1]
-        return self.lines.get(path)
-
-    def problem(self, path: Path_, reason: str) -> Problem:
-        return Problem(self.file, dotted(self.base + path), reason, self.line(path))
-
-
-def dotted(path: Path_) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def _lines(node: yaml.Node, path: Path_, lines: dict[Path_, int]) -> None:
-    """Record the line of every value under node; a merge key (<<) lends its fields' lines where not overridden."""
-    lines.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        merged = []
-        for k, v in node.value:
-            if k.tag == "tag:yaml.org,2002:merge":
-                merged += v.value if isinstance(v, yaml.SequenceNode) else [v]
-                continue
-            lines[(*path, k.value)] = k.start_mark.line + 1
-            _lines(v, (*path, k.value), lines)
-        for m in merged:
-            for k, v in m.value:
-                if (*path, k.value) not in lines:
-                    _lines(v, (*path, k.value), lines)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, v in enumerate(node.value):
-            _lines(v, (*path, i), lines)
-
-
-def read_docs(path: str | Path) -> list[Doc]:
-    p = Path(path)
-    if not p.is_file():
-        raise NotFound(f"{path}: no such file")
-    docs = []
-    try:
-        loader = yaml.SafeLoader(p.read_text())
-        try:
-            while loader.check_node():
-                node = loader.get_node()
-                lines: dict[Path_, int] = {}
-                _lines(node, (), lines)  # before constructing: construction flattens merge keys in place
-                data = loader.construct_document(node)
-                if data is not None:
-                    docs.append(Doc(data, str(path), lines))
-        finally:
-            loader.dispose()
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        raise InvalidInput([Problem(str(path), "", f"not valid YAML: {getattr(err, 'problem', err)}",
-                                    mark.line + 1 if mark else None)]) from None
-    return docs
-
+__all__ = [
+    "Doc",
+    "Manifest",
+    "Path_",
+    "TopologyFile",
+    "load_manifest_file",
+    "load_topology",
+    "parse_manifest",
+    "read_docs",
+]
 
 def _strip_tags(loc: tuple[Any, ...], data: Any) -> Path_:
     """Pydantic puts union and validator tags ('list[...]', 'function-after[...]') in error paths; drop them."""
@@ -111,7 +49,7 @@ def problems_of(err: ValidationError, doc: Doc) -> list[Problem]:
         if e["type"] == "extra_forbidden":
             reason = "unknown field"
         elif e["type"] == "literal_error":
-            reason = f"{reason}, got {e.get('input')!r}"
+            reason = f"{reason}, got {show(e.get('input'))}"
         out.append(doc.problem(path, reason))
     return out
 
@@ -120,6 +58,7 @@ def problems_of(err: ValidationError, doc: Doc) -> list[Problem]:
 class Manifest:
     obj: kube.Object
     doc: Doc
+    origin: str = "apply"  # or "topology": what a re-run of `up` refreshes (and prunes) from the file
 
     @property
     def key(self) -> str:
@@ -131,9 +70,9 @@ def parse_manifest(doc: Doc) -> Manifest | list[Problem]:
     if not isinstance(data, dict):
         return [doc.problem((), "a manifest must be a mapping with apiVersion and kind")]
     kind = data.get("kind")
-    if kind not in kube.KINDS:
+    if not isinstance(kind, str) or kind not in kube.KINDS:
         known = ", ".join(kube.KINDS)
-        return [doc.problem(("kind",), f"kind {kind!r} is not supported (supported: {known})")]
+        return [doc.problem(("kind",), f"kind {show(kind)} is not supported (supported: {known})")]
     try:
         return Manifest(kube.KINDS[kind].model_validate(data), doc)
     except ValidationError as err:
@@ -175,7 +114,14 @@ def load_manifest_file(path: str | Path) -> list[Manifest]:
     return load_manifests(read_docs(path))
 
 
-def load_topology(path: str | Path) -> tuple[Topology, list[Manifest]]:
+@dataclass
+class TopologyFile:
+    topology: Topology
+    manifests: list[Manifest]
+    doc: Doc  # for errors found later, against other labs or the machine, to name a line of this file
+
+
+def load_topology(path: str | Path) -> TopologyFile:
     docs = read_docs(path)
     if len(docs) != 1:
         raise InvalidInput([Problem(str(path), "", f"expected one YAML document, found {len(docs)}")])
@@ -191,12 +137,17 @@ def load_topology(path: str | Path) -> tuple[Topology, list[Manifest]]:
     for i, entry in enumerate(topo.manifests):
         if isinstance(entry, str):
             target = (Path(path).parent / entry)
-            if not target.is_file():
-                problems.append(doc.problem(("manifests", i), f"no such file: {target}"))
+            kind = kind_of(target)
+            if kind != "file":
+                problems.append(doc.problem(("manifests", i), f"{target} is a folder; name a manifest file"
+                                            if kind == "folder" else f"no such file: {target}"))
                 continue
             manifest_docs += read_docs(target)
         else:
             manifest_docs.append(Doc(entry, doc.file, doc.lines, ("manifests", i)))
     if problems:
         raise InvalidInput(problems)
-    return topo, load_manifests(manifest_docs)
+    manifests = load_manifests(manifest_docs)
+    for m in manifests:
+        m.origin = "topology"
+    return TopologyFile(topo, manifests, doc)

@@ -7,9 +7,8 @@ import ipaddress
 import os
 from collections.abc import Iterator
 
-from pyroute2 import IPRoute
-
 from testbed.agent import nsutil
+from testbed.agent.iproute import IPRoute
 
 HOST_NETNS_DIR = "/run/netns"
 

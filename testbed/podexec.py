@@ -7,8 +7,11 @@ import os
 import sys
 from dataclasses import dataclass
 
+import docker
+from docker.models.containers import Container
+
 from testbed import lab
-from testbed.errors import NotFound
+from testbed.errors import EnvironmentProblem, NotFound
 from testbed.plan.cluster import PodPlan
 from testbed.runtime import docker as rt
 
@@ -33,23 +36,31 @@ def find(name: str, pod: str) -> tuple[str, PodPlan]:
 
 def wrap(pod: PodPlan, command: list[str]) -> list[str]:
     return ["ip", "netns", "exec", pod.netns, "unshare", "--uts", "sh", "-c", 'hostname "$0" && exec "$@"',
-            pod.name, *command]
+            pod.hostname, *command]
+
+
+def running(client: docker.DockerClient, container: str, pod: PodPlan) -> Container:
+    """The pod's node container, if it runs; otherwise a clear error (exit 4) that says how to heal."""
+    c = rt.get(client, container)
+    state = "missing" if c is None else c.status
+    if c is None or state != "running":
+        raise EnvironmentProblem(f"pod {pod.key} is on node {pod.node}, whose container {container} is {state}; "
+                                 "`testbed up` restarts it and restores its pods")
+    return c
 
 
 def attach(name: str, pod: str, command: list[str]) -> None:
     """Hand this terminal to the command: enter the node's namespaces directly (nsenter) and exec, so job
     control, resizing and signals behave as in any shell. Does not return."""
     container, p = find(name, pod)
-    c = rt.get(rt.connect(), container)
-    if c is None:
-        raise NotFound(f"node container {container} is missing")
-    target = str(rt.pid(c))
+    target = str(rt.pid(running(rt.connect(), container, p)))
     os.execvp("nsenter", ["nsenter", "-t", target, "-m", "-u", "-i", "-p", "--", *wrap(p, command)])
 
 
 def run(name: str, pod: str, command: list[str], stream: bool = False) -> Result:
     container, p = find(name, pod)
     client = rt.connect()
+    running(client, container, p)
     api = client.api
     exec_id = api.exec_create(container, wrap(p, command))["Id"]
     out: list[bytes] = []

@@ -92,7 +92,7 @@ class Labs:
     def get(self, topology: str | Path) -> Lab:
         path = Path(topology).resolve()
         if path not in self.up:
-            name = loader.load_topology(path)[0].name
+            name = loader.load_topology(path).topology.name
             existed = state.load(name) is not None
             ctx = lab.up(path, say=lambda _: None)
             if not existed:  # a lab that was up before the session (`make up`) is re-synced, and left up

@@ -10,10 +10,58 @@ import contextlib
 import fcntl
 import json
 import os
-from collections.abc import Iterator
+import shutil
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from testbed.errors import InvalidInput, Problem, TestbedError
+from testbed.topology import lab_name
+
+ALLOCATIONS = ".allocations"  # the machine-wide lock under which labs pick their underlay
+
+
+def check_name(name: str, source: str = "lab name") -> str:
+    """Every lab name that reaches a path must be the DNS label a topology's `name` is: never '..', '/x'
+    or empty, so joining it to testbed's folders can never leave them."""
+    try:
+        return lab_name(name)
+    except ValueError as err:
+        raise InvalidInput([Problem(source, "", f"invalid lab name: {err}")]) from None
+
+
+def valid(name: str) -> bool:
+    try:
+        lab_name(name)
+        return True
+    except ValueError:
+        return False
+
+
+def inside(base: Path, name: str) -> Path:
+    """base/name, for a checked name, resolved and refused unless it is a direct child of base."""
+    path = (base / check_name(name)).resolve()
+    if path.parent != base.resolve():
+        raise TestbedError(f"refusing to touch {path}: it is not inside {base}")
+    return path
+
+
+def lab_dir(name: str) -> Path:
+    return inside(root(), name)
+
+
+def run_dir(name: str) -> Path:
+    return inside(run_root(), name)
+
+
+def remove_run_dir(name: str) -> bool:
+    """Removes the lab's runtime folder (agent sockets); only ever a checked child of the run root."""
+    path = run_dir(name)
+    if not path.is_dir() or path.is_symlink():
+        return False
+    shutil.rmtree(path, ignore_errors=True)
+    return True
 
 
 def root() -> Path:
@@ -36,7 +84,7 @@ class LabState:
     phase: str = "creating"  # creating | ready
 
     def save(self) -> None:
-        d = root() / self.name
+        d = lab_dir(self.name)
         d.mkdir(parents=True, exist_ok=True)
         tmp = d / "state.json.tmp"
         tmp.write_text(json.dumps(asdict(self), indent=1, sort_keys=True))
@@ -45,19 +93,24 @@ class LabState:
 
 def load(name: str) -> LabState | None:
     try:
-        return LabState(**json.loads((root() / name / "state.json").read_text()))
+        data = json.loads((lab_dir(name) / "state.json").read_text())
     except FileNotFoundError:
         return None
+    st = LabState(**data)
+    if st.name != name:
+        raise TestbedError(f"{lab_dir(name) / 'state.json'} names lab {st.name!r}, not {name!r}")
+    return st
 
 
 def names() -> list[str]:
+    """The labs with a state file; a folder whose name is not a lab name is not testbed's and is ignored."""
     if not root().is_dir():
         return []
-    return sorted(p.parent.name for p in root().glob("*/state.json"))
+    return sorted(n for p in root().glob("*/state.json") if valid(n := p.parent.name))
 
 
 def remove(name: str) -> None:
-    d = root() / name
+    d = lab_dir(name)
     for p in (d / "state.json", d / "state.json.tmp"):
         with contextlib.suppress(FileNotFoundError):
             p.unlink()
@@ -66,16 +119,24 @@ def remove(name: str) -> None:
 
 
 @contextlib.contextmanager
-def locked(name: str) -> Iterator[None]:
-    """An exclusive lock per lab; its file sits beside the lab folders so `down` can remove the folder."""
+def _flock(path: Path, keep: Callable[[], bool]) -> Iterator[None]:
     root().mkdir(parents=True, exist_ok=True)
-    path = root() / f".{name}.lock"
     with open(path, "w") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield
         finally:
-            if load(name) is None:  # a lab that does not exist (bad input, or after down) keeps no lock file
+            if not keep():
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def locked(name: str) -> contextlib.AbstractContextManager[None]:
+    """An exclusive lock per lab; its file sits beside the lab folders so `down` can remove the folder. A lab
+    that does not exist (bad input, or after down) keeps no lock file."""
+    return _flock(root() / f".{check_name(name)}.lock", lambda: load(name) is not None)
+
+
+def allocation_lock() -> contextlib.AbstractContextManager[None]:
+    return _flock(root() / f"{ALLOCATIONS}.lock", lambda: bool(names()))

@@ -1,42 +1,108 @@
-"""What a lab looks like right now: planned state joined with what the engine and the agents report."""
+"""What a lab looks like right now, observed: containers from the engine, links and pods from each node's agent
+and from the fabric's namespace. The plan only says what to look for; a difference makes the lab `degraded`,
+with the reasons and a hint that `testbed up` heals it."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import Any
 
-from testbed import lab, state
+from testbed import lab, netns, state
+from testbed.agent.version import code_version
 from testbed.network import underlay
 from testbed.network.vxlan import DEVICE
+from testbed.plan.cluster import Plan
 from testbed.runtime import agent
 from testbed.runtime import docker as rt
+
+HEAL = "`testbed up` heals it"
+
+
+def _fabric_ports(name: str) -> dict[str, bool]:
+    """The fabric's veth ends as they are: name → up."""
+    path = os.path.join(netns.HOST_NETNS_DIR, underlay.ns_name(name))
+    if not os.path.exists(path):
+        return {}
+    with contextlib.suppress(OSError), netns.ipr(path) as fab:
+        return {link.get_attr("IFLA_IFNAME"): bool(link["flags"] & 1) for link in fab.get_links()}
+    return {}
+
+
+def _agents(name: str, plan: Plan, running: dict[str, str]) -> dict[str, dict[str, Any]]:
+    seen: dict[str, dict[str, Any]] = {}
+    for node in plan.nodes:
+        if running.get(node.name) != "running":
+            continue
+        with contextlib.suppress(OSError, agent.AgentError):
+            seen[node.name] = agent.call(state.run_dir(name) / node.name, "status", timeout=10)
+    return seen
+
+
+def _link(kind: str, a: str, a_if: str, b: str, b_if: str, up: bool | None) -> dict[str, Any]:
+    return {"type": kind, "from": a, "fromIf": a_if, "to": b, "toIf": b_if,
+            "state": "missing" if up is None else "up" if up else "down"}
 
 
 def collect(name: str) -> dict[str, Any]:
     st, plan = lab.current_plan(name)
     client = rt.connect()
     running = {c.labels.get(rt.NODE): c.status for c in rt.containers(client, name)}
-    seen: dict[str, dict[str, Any]] = {}  # netns → what the node's agent reports
-    for node in plan.nodes:
-        with contextlib.suppress(OSError, agent.AgentError):
-            reply = agent.call(state.run_root() / name / node.name, "status", timeout=10)
-            seen |= {p["netns"]: p for p in reply["pods"]}
+    agents = _agents(name, plan, running)
+    fabric = _fabric_ports(name)
+    node_links = {n: {link["name"]: link["up"] for link in reply.get("links", [])} for n, reply in agents.items()}
+    pods_seen = {p["netns"]: p for reply in agents.values() for p in reply["pods"]}
+    reasons: list[str] = []
 
-    def ready(netns: str, ports: int) -> bool:
-        got = seen.get(netns)
-        return bool(got and got["present"] and got["listening"] + len(got["errors"]) == ports)
-    nodes = [{"name": n.name, "container": n.container, "state": running.get(n.name, "missing"),
-              "underlayIP": n.underlay_ip, "podCIDRs": [c for c in (n.cidr4, n.cidr6) if c],
-              "vtepMAC": n.vtep_mac, "labels": n.labels} for n in plan.nodes]
-    pods = [{"namespace": p.namespace, "name": p.name, "node": p.node,
-             "ips": [ip for ip in (p.ipv4, p.ipv6) if ip],
-             "ports": [f"{x.port}/{x.protocol}" for x in p.ports],
-             "ready": ready(p.netns, len(p.ports)),
-             "warnings": seen.get(p.netns, {}).get("errors", [])} for p in plan.pods]
-    links = [{"type": "underlay", "from": n.name, "fromIf": underlay.NODE_IF,
-              "to": underlay.ns_name(name), "toIf": underlay.fabric_if(n.name)} for n in plan.nodes]
-    links += [{"type": plan.topology.networking.network, "from": a.name, "fromIf": DEVICE, "to": b.name,
-               "toIf": DEVICE} for a in plan.nodes for b in plan.nodes if a.index < b.index]
-    return {"name": name, "phase": st.phase, "topology": st.topology_file, "underlay": str(plan.underlay),
-            "dualStack": plan.topology.networking.dualStack, "network": plan.topology.networking.network,
+    nodes = []
+    for n in plan.nodes:
+        container_state = running.get(n.name, "missing")
+        reply = agents.get(n.name)
+        agent_state = "answering" if reply else "not answering"
+        if container_state != "running":
+            reasons.append(f"node {n.name}: container {n.container} is {container_state}")
+        elif reply is None:
+            reasons.append(f"node {n.name}: its agent does not answer")
+        elif reply.get("version") != code_version():
+            agent_state = "outdated"
+            reasons.append(f"node {n.name}: its agent runs older code")
+        nodes.append({"name": n.name, "container": n.container, "state": container_state, "agent": agent_state,
+                      "underlayIP": n.underlay_ip, "podCIDRs": [c for c in (n.cidr4, n.cidr6) if c],
+                      "vtepMAC": n.vtep_mac, "labels": n.labels})
+
+    def both(a: bool | None, b: bool | None) -> bool | None:
+        return None if a is None or b is None else a and b
+
+    links = []
+    for n in plan.nodes:
+        port = underlay.fabric_if(n.name)
+        links.append(_link("underlay", n.name, underlay.NODE_IF, underlay.ns_name(name), port,
+                           both(node_links.get(n.name, {}).get(underlay.NODE_IF), fabric.get(port))))
+    network = plan.topology.networking.network
+    links += [_link(network, a.name, DEVICE, b.name, DEVICE,
+                    both(node_links.get(a.name, {}).get(DEVICE), node_links.get(b.name, {}).get(DEVICE)))
+              for a in plan.nodes for b in plan.nodes if a.index < b.index]
+    reasons += [f"link {x['type']} {x['from']}:{x['fromIf']} → {x['to']}:{x['toIf']} is {x['state']}"
+                for x in links if x["state"] != "up"]
+
+    pods = []
+    for p in plan.pods:
+        got = pods_seen.get(p.netns)
+        present = bool(got and got["present"])
+        ready = bool(present and got and got["listening"] + len(got["errors"]) == len(p.ports))
+        if not ready:
+            reasons.append(f"pod {p.key}: {'not serving its ports' if present else 'missing'}")
+        pods.append({"namespace": p.namespace, "name": p.name, "node": p.node,
+                     "ips": [ip for ip in (p.ipv4, p.ipv6) if ip], "ports": [f"{x.port}/{x.protocol}" for x in p.ports],
+                     "present": present, "ready": ready, "warnings": got.get("errors", []) if got else []})
+
+    if st.phase != "ready":
+        phase, hint = st.phase, (f"the last command stopped before it finished; `testbed up {st.topology_file}` "
+                                 f"finishes it, `testbed down {name}` removes it")
+    elif reasons:
+        phase, hint = "degraded", HEAL
+    else:
+        phase, hint = "ready", ""
+    return {"name": name, "phase": phase, "reasons": reasons, "hint": hint, "topology": st.topology_file,
+            "underlay": str(plan.underlay), "dualStack": plan.topology.networking.dualStack, "network": network,
             "podMTU": plan.topology.networking.pod_mtu, "nodes": nodes, "pods": pods, "links": links}

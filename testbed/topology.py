@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from testbed.errors import show
 from testbed.kube import Labels, dns_label
 
 MAX_NODES = 64
@@ -17,7 +18,7 @@ VXLAN_OVERHEAD = 50  # outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8
 def lab_name(value: str) -> str:
     dns_label(value)
     if len(value) > 20:
-        raise ValueError(f"{value!r} is longer than 20 characters (it prefixes container and netns names)")
+        raise ValueError(f"{show(value)} is longer than 20 characters (it prefixes container and netns names)")
     return value
 
 
@@ -53,7 +54,7 @@ class Networking(Strict):
     @classmethod
     def _known(cls, value: str) -> str:
         if value not in NETWORKS:
-            raise ValueError(f"{value!r} is not supported; choose one of: {', '.join(NETWORKS)}")
+            raise ValueError(f"{show(value)} is not supported; choose one of: {', '.join(NETWORKS)}")
         return value
 
     @field_validator("underlayCIDR")
@@ -108,6 +109,12 @@ class Topology(Strict):
         if 2 ** (net.nodeMaskSize - net.podCIDR.prefixlen) < count:
             raise ValueError(f"networking.podCIDR {net.podCIDR} holds fewer than {count} /{net.nodeMaskSize} "
                              "node ranges")
+        # the cluster DNS Service takes the 10th address of each service range, as kubeadm picks it
+        for name, cidr in [("serviceCIDR", net.serviceCIDR)] + ([("serviceCIDRv6", net.serviceCIDRv6)]
+                                                                if net.dualStack else []):
+            if cidr.num_addresses < 16:
+                raise ValueError(f"networking.{name} {cidr} is too small: it needs at least 16 addresses "
+                                 "(the cluster DNS Service takes the 10th)")
         ranges: list[tuple[str, IPv4Network | IPv6Network]] = [
             ("podCIDR", net.podCIDR), ("serviceCIDR", net.serviceCIDR)]
         if net.underlayCIDR:

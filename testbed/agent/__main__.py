@@ -9,10 +9,12 @@ import asyncio
 import json
 import os
 import signal
+import sys
 import traceback
 from typing import Any
 
 from testbed.agent.pods import PodManager
+from testbed.agent.version import code_version
 
 RUN_DIR = os.environ.get("TESTBED_RUN_DIR", "/run/testbed")
 
@@ -22,16 +24,24 @@ class Agent:
         self.node = node
         self.pods = PodManager(node, os.path.join(RUN_DIR, "pods.json"))
         self.lock = asyncio.Lock()
+        self.version = code_version()
+        self.reexec = False
 
     async def handle(self, req: dict[str, Any]) -> Any:
         op = req.get("op")
         if op == "ping":
-            return {"node": self.node, "pid": os.getpid()}
+            return {"node": self.node, "pid": os.getpid(), "version": self.version}
+        # re-executed after the reply: pods and their netns stay, and the next sync reopens their sockets
+        if op == "reexec":
+            async with self.lock:
+                self.reexec = True
+                return {"version": self.version}
         if op == "sync_pods":
             async with self.lock:
                 return await self.pods.sync(req["net"], req["pods"])
         if op == "status":
-            return {"node": self.node, "pods": self.pods.status(), "rss_kib": _rss_kib()}
+            return {"node": self.node, "pods": self.pods.status(), "links": self.pods.links(), "rss_kib": _rss_kib(),
+                    "version": self.version}
         raise ValueError(f"unknown op {op!r}")
 
     async def client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -44,6 +54,8 @@ class Agent:
                              "trace": traceback.format_exc()}
                 writer.write(json.dumps(reply).encode() + b"\n")
                 await writer.drain()
+                if self.reexec:
+                    os.execv(sys.executable, [sys.executable, "-m", "testbed.agent"])
         finally:
             writer.close()
 

@@ -19,16 +19,17 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from pyroute2 import IPRoute
 from pyroute2.netlink.rtnl import RTMGRP_LINK
 from pyroute2.netlink.rtnl.ndmsg import NUD_REACHABLE
 
 from testbed.agent import nlbatch, nsutil, workload
+from testbed.agent.iproute import IPRoute
 from testbed.agent.macs import ip_mac
 
 NETNS_DIR = "/run/netns"
 ETC_NETNS = "/etc/netns"
 IFA_F_NODAD = 0x02
+IFF_UP = 1
 REMOVE_WAIT = 10.0  # seconds the kernel gets to destroy unpinned pod netns before veths are deleted by hand
 FIRST_IFINDEX = 2
 QUIET = 0.2  # seconds without link events after which the agent checks the link table itself
@@ -237,6 +238,18 @@ class PodManager:
                 if dst in ips:
                     with contextlib.suppress(Exception):
                         self.ipr.neigh("del", ifindex=entry["ifindex"], dst=dst, family=family)
+
+    def links(self) -> list[dict[str, Any]]:
+        """The node's own links as they are (pods' veths left out: their pods report them)."""
+        out = []
+        for link in self.ipr.get_links():
+            name = link.get_attr("IFLA_IFNAME")
+            if name.startswith("veth") or name == "lo":
+                continue
+            info = link.get_attr("IFLA_LINKINFO")
+            out.append({"name": name, "kind": info.get_attr("IFLA_INFO_KIND") if info else None,
+                        "up": bool(link["flags"] & IFF_UP)})
+        return out
 
     def status(self) -> list[dict[str, Any]]:
         out = []

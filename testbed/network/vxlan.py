@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import socket
 
-from pyroute2 import IPRoute
 from pyroute2.netlink.rtnl.ndmsg import NTF_SELF, NUD_NOARP, NUD_PERMANENT
 
 from testbed import netns
 from testbed.actions import Context
+from testbed.agent.iproute import IPRoute
 from testbed.network.underlay import NODE_IF
 from testbed.plan.cluster import NodePlan
 

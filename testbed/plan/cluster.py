@@ -3,16 +3,19 @@ and overlay identities, namespaces, and pods with node and addresses."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass, field
 from ipaddress import IPv4Network, IPv6Network
 from typing import Any
 
 from testbed import kube
-from testbed.errors import InvalidInput, Problem
+from testbed.errors import InvalidInput, Problem, show
 from testbed.loader import Manifest
 from testbed.plan import ipam
-from testbed.plan.workloads import Port, Unschedulable, expand, schedule
+from testbed.plan.workloads import PodIntent, Port, Unschedulable, expand, schedule
 from testbed.topology import Topology
+
+MAX_NETNS = 200  # /run/netns/<name>: file names stop at 255 bytes
 
 
 @dataclass
@@ -48,8 +51,17 @@ class PodPlan:
 
     @property
     def netns(self) -> str:
-        # '_' cannot appear in Kubernetes names, so this never collides
-        return f"{self.namespace}_{self.name}"
+        """'_' cannot appear in Kubernetes names, so this never collides. A name too long for a file name (a
+        namespace and pod name can reach 317 characters) is cut and given a digest of the whole."""
+        whole = f"{self.namespace}_{self.name}"
+        if len(whole) <= MAX_NETNS:
+            return whole
+        return f"{whole[:MAX_NETNS - 17]}-{hashlib.sha256(whole.encode()).hexdigest()[:16]}"
+
+    @property
+    def hostname(self) -> str:
+        """As the kubelet sets it: the pod name cut to 63 characters, without a trailing '-' or '.'."""
+        return self.name[:63].rstrip("-.")
 
 
 @dataclass
@@ -105,24 +117,28 @@ def _check_references(manifests: list[Manifest], namespaces: set[str], nodes: se
         ns = obj.metadata.namespace or "default"
         if ns not in namespaces:
             problems.append(m.doc.problem(("metadata", "namespace"),
-                                          f"namespace {ns!r} does not exist (declare a v1 Namespace)"))
+                                          f"namespace {show(ns)} does not exist (declare a v1 Namespace)"))
         spec = obj.spec if isinstance(obj, kube.Pod) else obj.spec.template.spec
         base = ("spec",) if isinstance(obj, kube.Pod) else ("spec", "template", "spec")
         if spec.nodeName and spec.nodeName not in nodes:
-            problems.append(m.doc.problem((*base, "nodeName"), f"no node named {spec.nodeName!r} (nodes: "
+            problems.append(m.doc.problem((*base, "nodeName"), f"no node named {show(spec.nodeName)} (nodes: "
                                                                f"{', '.join(sorted(nodes))})"))
     if problems:
         raise InvalidInput(problems)
 
 
-def _unschedulable(err: Unschedulable, manifests: list[Manifest]) -> Problem:
-    pod = err.pod
+def _blame(pod: PodIntent, manifests: list[Manifest], field: str, reason: str) -> Problem:
+    """A problem at the manifest that asked for pod: the Pod itself, or its Deployment (field under the pod
+    template's spec, or `replicas` under the Deployment's)."""
     owner = f"{pod.owner.replace('/', f'/{pod.namespace}/')}" if pod.owner else f"Pod/{pod.key}"
     for m in manifests:
         if m.key == owner:
-            base = ("spec",) if isinstance(m.obj, kube.Pod) else ("spec", "template", "spec")
-            return m.doc.problem((*base, "nodeSelector"), str(err))
-    return Problem("", "", str(err))
+            if field == "replicas":
+                path = ("spec", "replicas") if isinstance(m.obj, kube.Deployment) else ("metadata", "name")
+            else:
+                path = (*(("spec",) if isinstance(m.obj, kube.Pod) else ("spec", "template", "spec")), field)
+            return m.doc.problem(path, reason)
+    return Problem("", "", reason)
 
 
 def build(topo: Topology, manifests: list[Manifest], underlay: IPv4Network,
@@ -140,7 +156,7 @@ def build(topo: Topology, manifests: list[Manifest], underlay: IPv4Network,
         placement = schedule(intents, {n.name: n.labels for n in nodes},
                          {k: v["node"] for k, v in previous.items()})
     except Unschedulable as err:
-        raise InvalidInput([_unschedulable(err, manifests)]) from None
+        raise InvalidInput([_blame(err.pod, manifests, "nodeSelector", str(err))]) from None
     pods: list[PodPlan] = []
     for node in nodes:
         mine = [p for p in intents if placement[p.key] == node.name]
@@ -148,7 +164,12 @@ def build(topo: Topology, manifests: list[Manifest], underlay: IPv4Network,
         try:
             ips = ipam.allocate(IPv4Network(node.cidr4), taken, [p.key for p in mine])
         except ipam.Exhausted as err:
-            raise InvalidInput([Problem("", "networking.nodeMaskSize", str(err))]) from None
+            pod = next(p for p in mine if p.key == err.key)
+            room = ipam.capacity(IPv4Network(node.cidr4))
+            raise InvalidInput([_blame(pod, manifests, "replicas",
+                                       f"node {node.name} has room for {room} pods ({node.cidr4}) and {pod.key} "
+                                       f"does not fit: ask for fewer, or give nodes larger ranges "
+                                       f"(networking.nodeMaskSize {topo.networking.nodeMaskSize})")]) from None
         for p in mine:
             v6 = (ipam.mirror_v6(ips[p.key], IPv4Network(node.cidr4), IPv6Network(node.cidr6))
                   if node.cidr6 else None)

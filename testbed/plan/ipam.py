@@ -11,7 +11,9 @@ UNDERLAY_NODE_OFFSET = 11  # .1 is kept for a lab router, .2-.10 for other lab h
 
 
 class Exhausted(Exception):
-    pass
+    def __init__(self, message: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key  # the pod that did not fit, when a pod range ran out
 
 
 def node_ranges(cidr: IPv4Network | IPv6Network, mask: int, count: int) -> list:
@@ -44,10 +46,15 @@ def allocate(subnet: IPv4Network, taken: dict[str, str], wanted: list[str]) -> d
         while cursor in used:
             cursor += 1
         if cursor > last:
-            raise Exhausted(f"node range {subnet} has no free address left for {k}")
+            raise Exhausted(f"node range {subnet} has no free address left for {k}", k)
         out[k] = str(IPv4Address(cursor))
         used.add(cursor)
     return out
+
+
+def capacity(subnet: IPv4Network) -> int:
+    """Pod addresses in a node range: all but the network, gateway and broadcast addresses."""
+    return max(subnet.num_addresses - 3, 0)
 
 
 def mirror_v6(v4: str, subnet4: IPv4Network, subnet6: IPv6Network) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
 
+from testbed.agent.version import code_version
 from testbed.errors import TestbedError
 
 
@@ -39,3 +40,22 @@ def wait_ready(run_dir: Path) -> Any:
     """The agent binds its socket under a temporary name and renames it once it accepts, so a connect that
     succeeds means ready."""
     return call(run_dir, "ping", timeout=5)
+
+
+class Outdated(AgentError):
+    pass
+
+
+@retry(retry=retry_if_exception_type((OSError, Outdated)), stop=stop_after_delay(30),
+       wait=wait_exponential(multiplier=0.005, max=0.2), reraise=True)
+def _current(run_dir: Path, want: str) -> None:
+    if call(run_dir, "ping", timeout=5).get("version") != want:
+        raise Outdated(f"agent at {run_dir} still runs code other than {want}")
+
+
+def ensure_current(run_dir: Path) -> None:
+    """Wait for the agent, and have it re-execute itself if it started from other code than this install's."""
+    want = code_version()
+    if wait_ready(run_dir).get("version") != want:
+        call(run_dir, "reexec", timeout=60)
+        _current(run_dir, want)

@@ -29,7 +29,7 @@ CHANGES = [
     # the agent and its pyroute2 are bind-mounted here from the host's install, so code changes need no rebuild
     'ENV PYTHONPATH=/opt/testbed:/opt/testbed/lib',
     'ENV PYTHONDONTWRITEBYTECODE=1',
-    'CMD ["python3", "-m", "testbed.agent"]',
+    'CMD ["tini", "-g", "--", "python3", "-m", "testbed.agent"]',
     'LABEL testbed.image=node',
 ]
 
@@ -54,6 +54,13 @@ def present(client: docker.DockerClient) -> bool:
         return True
     except ImageNotFound:
         return False
+
+
+def check_buildable(client: docker.DockerClient) -> None:
+    """Before a lab is recorded: the image is there, or it can be built here."""
+    if not present(client) and not shutil.which("mmdebstrap"):
+        raise EnvironmentProblem("the node image is missing and mmdebstrap is not installed to build it "
+                                 "(apt-get install mmdebstrap; `make up` does it)")
 
 
 def build(client: docker.DockerClient, say: Callable[[str], None] = print, force: bool = False) -> str:

@@ -30,7 +30,7 @@ class Nodes:
                 c = None
             if c is None:
                 rt.run_node(ctx.client, image, ctx.lab, node.name, node.container, ctx.run_dir(node.name), dual)
-            agent.wait_ready(ctx.run_dir(node.name))
+            agent.ensure_current(ctx.run_dir(node.name))
 
         # container starts are mostly waiting on dockerd, so they overlap well even on two cores
         with ThreadPoolExecutor(max_workers=8) as pool:

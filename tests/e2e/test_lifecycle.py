@@ -121,7 +121,7 @@ def test_up_after_a_change_of_pod_range_leaves_no_old_address(tmp_path):
     second.write_text(yaml.safe_dump(source))
     try:
         labs.up(first, say=lambda _: None)
-        ctx = labs.up(second, say=lambda _: None)
+        ctx = labs.up(second, say=lambda _: None, replace=True)
         node = docker.from_env().containers.get(ctx.plan.nodes[0].container)
         addrs = node.exec_run("ip -4 -o addr show dev cni0").output.decode()
         assert "10.250.0.1/24" in addrs and "10.244." not in addrs

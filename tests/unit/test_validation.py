@@ -15,8 +15,8 @@ ROOT = Path(__file__).parents[2]
 
 
 def _load_and_plan(path: Path) -> None:
-    topo, manifests = loader.load_topology(path)
-    cluster.build(topo, manifests, IPv4Network("100.64.0.0/24"))
+    loaded = loader.load_topology(path)
+    cluster.build(loaded.topology, loaded.manifests, IPv4Network("100.64.0.0/24"))
 
 
 @pytest.mark.parametrize("path", BAD, ids=[p.stem for p in BAD])
@@ -40,7 +40,7 @@ def test_shipped_topologies_are_valid(path: Path):
 
 
 def test_node_count_expands_to_names():
-    topo, _ = loader.load_topology(BAD[0].parent.parent / "good.yaml")
+    topo = loader.load_topology(BAD[0].parent.parent / "good.yaml").topology
     assert [n.name for n in topo.nodes] == ["node1", "node2"]
     assert topo.networking.pod_mtu == topo.networking.mtu - 50
 

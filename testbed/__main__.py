@@ -1,0 +1,19 @@
+"""`testbed` and `python -m testbed`: the command line, with a Ctrl-C during start-up (importing click, rich and
+the Docker SDK takes a few tenths of a second) answered like one later on, not with a traceback."""
+
+from __future__ import annotations
+
+import sys
+
+
+def main() -> None:
+    try:
+        from testbed.cli import main as cli
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted: nothing was changed\n")
+        sys.exit(130)
+    cli()
+
+
+if __name__ == "__main__":
+    main()

@@ -170,7 +170,7 @@ class PodManager:
     async def _listen(self, loop: asyncio.AbstractEventLoop, pod: Pod, net: dict[str, Any]) -> None:
         spec = pod.spec
         ident = workload.Identity(spec["name"], spec["namespace"], self.node,
-                                  tuple(ip for ip in (spec["ipv4"], spec.get("ipv6")) if ip))
+                                  tuple(ip for ip in (spec["ipv4"], spec.get("ipv6")) if ip), spec["hostname"])
         dual = bool(spec.get("ipv6"))
         socks = []
         with nsutil.entered(os.path.join(NETNS_DIR, spec["netns"])):

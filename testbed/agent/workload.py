@@ -21,6 +21,7 @@ class Identity:
     namespace: str
     node: str
     ips: tuple[str, ...]
+    hostname: str = ""  # what /hostname answers: the pod name cut to 63 characters, as the kubelet sets it
 
     def document(self, client: str, port: int) -> dict[str, object]:
         return {"pod": self.name, "namespace": self.namespace, "node": self.node, "ips": list(self.ips),
@@ -42,7 +43,7 @@ def answer(ident: Identity, path: str, client: tuple[str, int], port: int) -> tu
     """Status, content type and body for one HTTP request path."""
     url = urllib.parse.urlsplit(path)
     if url.path == "/hostname":
-        return 200, "text/plain", ident.name
+        return 200, "text/plain", ident.hostname or ident.name
     if url.path == "/clientip":
         return 200, "text/plain", _fmt(*client)
     if url.path == "/healthz":
@@ -57,7 +58,7 @@ def answer(ident: Identity, path: str, client: tuple[str, int], port: int) -> tu
 def udp_answer(ident: Identity, data: bytes, client: tuple[str, int]) -> bytes:
     text = data.decode(errors="replace").strip()
     if text == "hostname":
-        return ident.name.encode()
+        return (ident.hostname or ident.name).encode()
     if text == "clientip":
         return _fmt(*client).encode()
     if text.startswith("echo "):

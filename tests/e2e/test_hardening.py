@@ -168,3 +168,25 @@ def test_ctrl_c_exits_130_and_says_what_was_left():
     finally:
         labs.down(name, **quiet)
         assert leftovers.of(name) == []
+
+
+def test_a_long_pod_name_gets_the_kubelets_63_character_hostname(tmp_path):
+    name = "long-" + "x" * 95
+    manifest = tmp_path / "long.yaml"
+    manifest.write_text(f"{{apiVersion: v1, kind: Pod, metadata: {{name: {name}}}, spec: {{containers: "
+                        "[{name: c, ports: [{containerPort: 80}]}]}}\n")
+    ctx = labs.up(HERE / "single.yaml", **quiet)
+    try:
+        lab = Lab(ctx.lab)
+        lab.apply(manifest)
+        assert lab.exec(name, "hostname").stdout.strip() == name[:63]
+        assert curl(lab, "p", url(lab.pod(name).ipv4, 80, "/hostname")) == name[:63]
+
+        overlap = tmp_path / "overlap.yaml"
+        overlap.write_text((HERE / "second.yaml").read_text() + f"networking: {{underlayCIDR: {ctx.plan.underlay}}}\n")
+        with pytest.raises(InvalidInput) as info:
+            labs.up(overlap, **quiet)
+        assert f"{overlap}:9: networking.underlayCIDR: {ctx.plan.underlay} overlaps the underlay" in str(info.value)
+        assert "of lab e2e-single (from " in str(info.value)
+    finally:
+        labs.down(ctx.lab, **quiet)

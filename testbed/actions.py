@@ -19,11 +19,30 @@ from testbed.runtime import docker as rt
 
 
 @dataclass
+class Change:
+    """What a sync changed, so status, benchmarks and progress can report it (containerlab's ApplyResult)."""
+
+    added: int = 0
+    removed: int = 0
+    changed: int = 0
+
+    def __add__(self, other: Change) -> Change:
+        return Change(self.added + other.added, self.removed + other.removed, self.changed + other.changed)
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.removed or self.changed)
+
+    def __str__(self) -> str:
+        return f"{self.added} added, {self.removed} removed, {self.changed} changed"
+
+
+@dataclass
 class Context:
     plan: Plan
     client: docker.DockerClient
     say: Callable[[str], None] = print
     timings: dict[str, float] = field(default_factory=dict)
+    changes: dict[str, Change] = field(default_factory=dict)
     _containers: dict[str, Container] = field(default_factory=dict)
     _pids: dict[str, int] = field(default_factory=dict)
 
@@ -31,16 +50,21 @@ class Context:
     def lab(self) -> str:
         return self.plan.lab
 
-    def run_dir(self, node: str) -> Path:
-        return state.run_dir(self.lab) / node
+    def run_dir(self, machine: str) -> Path:
+        return state.run_dir(self.lab) / machine
 
-    def container(self, node: str) -> Container:
-        if node not in self._containers:
-            c = rt.get(self.client, self.plan.node(node).container)
+    def container(self, machine: str) -> Container:
+        if machine not in self._containers:
+            name = self.plan.machine(machine).container
+            c = rt.get(self.client, name)
             if c is None:
-                raise RuntimeError(f"node container {self.plan.node(node).container} is missing")
-            self._containers[node] = c
-        return self._containers[node]
+                raise RuntimeError(f"container {name} is missing")
+            self._containers[machine] = c
+        return self._containers[machine]
+
+    def netns(self, machine: str) -> str:
+        """The machine's network namespace, as a path the host can open (its init's, which never moves)."""
+        return f"/proc/{self.pid(machine)}/ns/net"
 
     def pid(self, node: str) -> int:
         """Asked once per node per run: the Nodes action comes first, and nothing after it restarts a node."""
@@ -52,7 +76,7 @@ class Context:
 class Action(Protocol):
     title: str
 
-    def run(self, ctx: Context) -> None: ...
+    def run(self, ctx: Context) -> Change | None: ...
 
 
 def run_all(ctx: Context, actions: list[Action], progress: Callable[[str], object] | None = None) -> None:
@@ -60,5 +84,7 @@ def run_all(ctx: Context, actions: list[Action], progress: Callable[[str], objec
         start = time.monotonic()
         if progress:
             progress(action.title)
-        action.run(ctx)
+        change = action.run(ctx)
         ctx.timings[action.title] = time.monotonic() - start
+        if change is not None:
+            ctx.changes[action.title] = change

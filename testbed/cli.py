@@ -126,7 +126,10 @@ def up(topology: str, quiet: bool, replace: bool) -> None:
     ctx = _run(lambda s: lab.up(topology, s.say, s, replace=replace))
     err.print(f"lab [bold]{ctx.lab}[/] is up in {time.monotonic() - start:.1f}s", highlight=False)
     if not quiet:
-        _print_status(ctx.lab)
+        from testbed import show
+        from testbed.status import collect
+
+        show.status(out, collect(ctx.lab))
 
 
 @main.command()
@@ -147,51 +150,19 @@ def down(name: str | None, everything: bool) -> None:
         err.print(f"lab {n}: {'removed' if found else 'nothing to remove'}", highlight=False)
 
 
-def _print_status(name: str, as_json: bool = False) -> None:
-    from testbed.status import collect
-
-    data = collect(name)
-    if as_json:
-        click.echo(json.dumps(data, indent=2))
-        return
-    color = {"ready": "green", "degraded": "red"}.get(data["phase"], "yellow")
-    out.print(f"[bold]{data['name']}[/]  phase=[{color}]{data['phase']}[/]  network={data['network']}  "
-              f"dualStack={data['dualStack']}  podMTU={data['podMTU']}  underlay={data['underlay']}",
-              highlight=False)
-    for reason in data["reasons"][:20]:
-        out.print(f"  [red]✗[/] {reason}", highlight=False)
-    if len(data["reasons"]) > 20:
-        out.print(f"  ... and {len(data['reasons']) - 20} more (--json lists them all)", highlight=False)
-    if data["hint"]:
-        out.print(f"  hint: {data['hint']}", highlight=False)
-    nodes = Table("NODE", "CONTAINER", "STATE", "AGENT", "UNDERLAY IP", "POD CIDRS", title="nodes",
-                  title_justify="left")
-    for n in data["nodes"]:
-        nodes.add_row(n["name"], n["container"], _mark(n["state"], "running"), _mark(n["agent"], "answering"),
-                      n["underlayIP"], " ".join(n["podCIDRs"]))
-    out.print(nodes)
-    pods = Table("NAMESPACE", "POD", "NODE", "IPS", "PORTS", "READY", title="pods", title_justify="left")
-    for p in data["pods"]:
-        pods.add_row(p["namespace"], p["name"], p["node"], " ".join(p["ips"]), " ".join(p["ports"]),
-                     "yes" if p["ready"] else "[red]no[/]")
-    out.print(pods)
-    links = Table("TYPE", "FROM", "TO", "STATE", title="links", title_justify="left")
-    for link in data["links"]:
-        links.add_row(link["type"], f"{link['from']}:{link['fromIf']}", f"{link['to']}:{link['toIf']}",
-                      _mark(link["state"], "up"))
-    out.print(links)
-
-
-def _mark(value: str, good: str) -> str:
-    return value if value == good else f"[red]{value}[/]"
-
-
 @main.command()
 @lab_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status(lab_name: str | None, as_json: bool) -> None:
     """Nodes, pods (IPs, node, readiness) and links of a lab."""
-    _print_status(_lab(lab_name), as_json)
+    from testbed import show
+    from testbed.status import collect
+
+    data = collect(_lab(lab_name))
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+    else:
+        show.status(out, data)
 
 
 @main.command(name="list")
@@ -231,6 +202,44 @@ def delete(lab_name: str | None, filename: str) -> None:
     err.print(f"deleted the objects of {filename} from {name}", highlight=False)
 
 
+@main.command()
+@lab_option
+@click.argument("pod")
+@click.option("--to", "to", required=True, help="The node the pod moves to.")
+def move(lab_name: str | None, pod: str, to: str) -> None:
+    """Recreate a pod on another node with the same IPs (network: bgp).
+
+    \b
+    Example:
+      testbed move default/client --to node2
+    """
+    name = _lab(lab_name)
+    start = time.monotonic()
+    _run(lambda s: lab.move(name, pod, to, s.say, s))
+    err.print(f"moved {pod} to {to} in {time.monotonic() - start:.1f}s", highlight=False)
+
+
+@main.command()
+@lab_option
+@click.argument("machine", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def routes(lab_name: str | None, machine: str | None, as_json: bool) -> None:
+    """The routing tables that matter (nodes and router, or one MACHINE), with who installed each route.
+
+    \b
+    Example:
+      testbed routes router
+    """
+    from testbed import show
+    from testbed.status import routes as observed
+
+    data = observed(_lab(lab_name), machine)
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+    else:
+        show.routes(out, data)
+
+
 @main.command(name="exec", context_settings={"ignore_unknown_options": True})
 @lab_option
 @click.option("-i", "--interactive", is_flag=True, help="Attach this terminal (for shells); with -t too.")
@@ -238,7 +247,13 @@ def delete(lab_name: str | None, filename: str) -> None:
 @click.argument("pod")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def exec_(lab_name: str | None, interactive: bool, tty: bool, pod: str, command: tuple[str, ...]) -> None:
-    """Run COMMAND in a pod's network namespace: testbed exec NS/POD -- CMD..."""
+    """Run COMMAND in a pod's network namespace, or on a machine (a node, router, an external host).
+
+    \b
+    Examples:
+      testbed exec default/client -- curl -s http://203.0.113.11/clientip
+      testbed exec router -- birdc -s /run/testbed/bird.ctl show protocols
+    """
     from testbed import podexec
 
     name = _lab(lab_name)

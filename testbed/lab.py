@@ -12,16 +12,21 @@ import docker
 
 from testbed import kube, loader, state
 from testbed.actions import Action, Context, run_all
-from testbed.errors import Interrupted, InvalidInput, NotFound
+from testbed.errors import Interrupted, InvalidInput, NotFound, Problem, show
+from testbed.installers import installers
+from testbed.kinds.external import External
+from testbed.kinds.router import Router
 from testbed.loader import Doc, Manifest
-from testbed.network import overlay
+from testbed.network import registry
 from testbed.network.bridge import Bridge
 from testbed.network.pods import Pods
+from testbed.network.registry import PodNetwork
 from testbed.network.underlay import Underlay
 from testbed.network.underlay import lab_names as underlay_labs
 from testbed.network.underlay import remove as remove_underlay
 from testbed.plan import cluster, ipam
 from testbed.plan.cluster import Plan
+from testbed.plan.workloads import expand
 from testbed.runtime import docker as rt
 from testbed.runtime import images
 from testbed.runtime.nodes import Nodes
@@ -31,7 +36,8 @@ Say = Callable[[str], object]
 
 
 def pipeline(topo: Topology) -> list[Action]:
-    return [Nodes(), Underlay(), Bridge(), overlay(topo.networking.network), Pods()]
+    return [Nodes(), Underlay(), External(), Router(), Bridge(), PodNetwork(topo.networking.network), Pods(),
+            *installers()]
 
 
 def _stored(st: state.LabState, origins: tuple[str, ...] = ("topology", "apply")) -> list[Manifest]:
@@ -82,7 +88,7 @@ def _check_names(client: docker.DockerClient, loaded: loader.TopologyFile, plan:
     """Container names are `<lab>-<node>`, so labs `a` and `a-b` can both want `a-b-node1`; a container that
     testbed did not make can hold one too. Found before anything is made."""
     problems = []
-    for i, node in enumerate(plan.nodes):
+    for i, node in enumerate(plan.machines()):
         c = rt.get(client, node.container)
         owner = c.labels.get(rt.LAB) if c is not None else plan.lab
         if owner == plan.lab:
@@ -90,7 +96,8 @@ def _check_names(client: docker.DockerClient, loaded: loader.TopologyFile, plan:
         other = state.load(owner) if owner and state.valid(owner) else None
         who = (f"lab {owner}" + (f" (from {other.topology_file})" if other else "")) if owner \
             else "a container testbed did not make"
-        problems.append(loaded.doc.problem(("nodes", i) if "nodes" in loaded.doc.data else ("name",),
+        where = ("nodes", i) if i < len(plan.nodes) and "nodes" in loaded.doc.data else ("name",)
+        problems.append(loaded.doc.problem(where,
                                            f"container name {node.container} is taken by {who}; rename the lab "
                                            "or the node"))
     if problems:
@@ -102,9 +109,9 @@ def _converge(plan: Plan, st: state.LabState, client: docker.DockerClient, say: 
     st.phase = "creating"
     st.save()  # before anything exists, so `down` after a crash finds the lab by its state too
     try:
-        planned = {n.name for n in plan.nodes}
+        planned = {m.name for m in plan.machines()}
         for c in rt.containers(client, plan.lab):
-            if c.labels.get(rt.NODE) not in planned:  # nodes the topology no longer has
+            if c.labels.get(rt.NODE) not in planned:  # machines the topology no longer has
                 c.remove(force=True)
         ctx = Context(plan, client, say)
         run_all(ctx, pipeline(plan.topology), progress)
@@ -209,3 +216,34 @@ def down(name: str, say: Say = print) -> bool:
         found |= state.load(name) is not None
         state.remove(name)
     return found
+
+
+def move(name: str, ref: str, to: str, say: Say = print, progress: Say | None = None) -> Context:
+    """Recreates a pod on another node with the same IPs, in a network mode that routes pods by their own
+    address (bgp); the new node announces the pod's /32 and /128, the old one withdraws them."""
+    ns, _, pod_name = ref.rpartition("/")
+    key = f"{ns or 'default'}/{pod_name}"
+    with state.locked(name):
+        st = _require(name)
+        manifests = _stored(st)
+        plan = _plan(st, manifests)
+        network = plan.topology.networking.network
+        if not registry.modes()[network].keeps_ip_on_move:
+            keeping = sorted(n for n, m in registry.modes().items() if m.keeps_ip_on_move)
+            raise InvalidInput([Problem(st.topology_file, "networking.network", f"network {network} cannot keep "
+                                        f"a pod's IP on another node (each node owns its range); use: "
+                                        f"{', '.join(keeping)}")])
+        pod = next((p for p in plan.pods if p.key == key), None)
+        if pod is None:
+            raise InvalidInput([Problem("testbed move", "POD", f"no pod {key} in lab {name}")])
+        if to not in {n.name for n in plan.nodes}:
+            raise InvalidInput([Problem("testbed move", "--to", f"no node {show(to)} in lab {name} (nodes: "
+                                        f"{', '.join(n.name for n in plan.nodes)})")])
+        intent = next(i for i in expand([m.obj for m in manifests]) if i.key == key)
+        target = plan.node(to)
+        if (intent.node_name and intent.node_name != to) or any(
+                target.labels.get(k) != v for k, v in intent.node_selector.items()):
+            raise InvalidInput([Problem("testbed move", "--to", f"pod {key} asks for nodeName/nodeSelector that "
+                                        f"node {to} does not match")])
+        st.allocations = {**st.allocations, key: {**st.allocations[key], "node": to}}
+        return _change(st, manifests, say, progress)

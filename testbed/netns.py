@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
+import socket
 from collections.abc import Iterator
+from typing import Any
 
 from testbed.agent import nsutil
 from testbed.agent.iproute import IPRoute
@@ -57,3 +59,36 @@ def sync_addresses(handle: IPRoute, index: int, wanted: list[tuple[str, int]]) -
     for address, prefix in sorted(want):
         handle.addr("replace", index=index, address=address, prefixlen=prefix,
                     flags=IFA_F_NODAD if ":" in address else 0)
+
+
+# Route protocol numbers (rtnetlink's rtm_protocol) that mark the routes testbed makes, one per owner, so each
+# owner finds and removes exactly its own routes, and `ip route` shows who made a route.
+PROTO_HOST_GW = 201  # host-gw: peers' pod ranges via their underlay address
+PROTO_ROUTER = 202  # on the router: pod ranges via nodes, in modes where it does not learn them by BGP
+PROTO_DEFAULT = 203  # nodes' default route through the router
+PROTO_POD = 204  # the agent's host routes to pods that live outside their node's range (bgp mode)
+PROTO_NAMES = {PROTO_HOST_GW: "host-gw", PROTO_ROUTER: "static", PROTO_DEFAULT: "default", PROTO_POD: "pod",
+               2: "kernel",
+               3: "boot", 4: "static", 12: "bird", 186: "bgp"}
+
+
+def route_dst(route: Any) -> str:
+    """A route message's destination as a network ('0.0.0.0/0' for a default route)."""
+    dst = route.get_attr("RTA_DST") or ("0.0.0.0" if route["family"] == socket.AF_INET else "::")
+    return str(ipaddress.ip_network(f"{dst}/{route['dst_len']}"))
+
+
+def sync_routes(handle: IPRoute, proto: int, wanted: dict[str, dict[str, object]]) -> tuple[int, int]:
+    """Makes the routes of one protocol number exactly `wanted` (destination → route arguments, such as
+    gateway or oif); returns (set, removed)."""
+    wanted = {str(ipaddress.ip_network(k)): v for k, v in wanted.items()}
+    removed = 0
+    for family in (socket.AF_INET, socket.AF_INET6):
+        for r in handle.get_routes(family=family, table=254):
+            if r["proto"] == proto and (dst := route_dst(r)) not in wanted:
+                handle.route("del", dst=dst, family=family, proto=proto, table=254)
+                removed += 1
+    for dst, args in wanted.items():
+        family = socket.AF_INET6 if ":" in dst else socket.AF_INET
+        handle.route("replace", dst=dst, family=family, proto=proto, table=254, **args)
+    return len(wanted), removed

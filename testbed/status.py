@@ -10,9 +10,10 @@ from typing import Any
 
 from testbed import lab, netns, state
 from testbed.agent.version import code_version
+from testbed.errors import EnvironmentProblem, NotFound
 from testbed.network import underlay
-from testbed.network.vxlan import DEVICE
-from testbed.plan.cluster import Plan
+from testbed.network.registry import mode
+from testbed.plan.cluster import NodePlan, Plan
 from testbed.runtime import agent
 from testbed.runtime import docker as rt
 
@@ -79,8 +80,18 @@ def collect(name: str) -> dict[str, Any]:
         links.append(_link("underlay", n.name, underlay.NODE_IF, underlay.ns_name(name), port,
                            both(node_links.get(n.name, {}).get(underlay.NODE_IF), fabric.get(port))))
     network = plan.topology.networking.network
-    links += [_link(network, a.name, DEVICE, b.name, DEVICE,
-                    both(node_links.get(a.name, {}).get(DEVICE), node_links.get(b.name, {}).get(DEVICE)))
+    device = mode(network).device
+    routes = {n: {r["dst"] for r in reply.get("routes", [])} for n, reply in agents.items()}
+
+    def carries(a: str, b: NodePlan) -> bool | None:
+        """a has its device up (if the mode has one) and a route to b's pod range."""
+        if a not in agents:
+            return None
+        up = node_links.get(a, {}).get(device) if device else True
+        return None if up is None else bool(up and b.cidr4 in routes[a])
+
+    links += [_link(network, a.name, device or "eth0", b.name, device or "eth0", both(carries(a.name, b),
+                                                                                     carries(b.name, a)))
               for a in plan.nodes for b in plan.nodes if a.index < b.index]
     reasons += [f"link {x['type']} {x['from']}:{x['fromIf']} → {x['to']}:{x['toIf']} is {x['state']}"
                 for x in links if x["state"] != "up"]
@@ -96,6 +107,20 @@ def collect(name: str) -> dict[str, Any]:
                      "ips": [ip for ip in (p.ipv4, p.ipv6) if ip], "ports": [f"{x.port}/{x.protocol}" for x in p.ports],
                      "present": present, "ready": ready, "warnings": got.get("errors", []) if got else []})
 
+    machines = []
+    for m in [*([plan.router] if plan.router else []), *plan.externals]:
+        container_state = running.get(m.name, "missing")
+        if container_state != "running":
+            reasons.append(f"{m.role} {m.name}: container {m.container} is {container_state}")
+        addresses = ([m.underlay_ip, m.external_ip, m.underlay_ip6, m.external_ip6] if m is plan.router
+                     else [m.ip, m.ip6])  # type: ignore[union-attr]
+        machines.append({"name": m.name, "role": m.role, "container": m.container, "state": container_state,
+                         "ips": [a for a in addresses if a]})
+    extra = mode(network).status(plan, state.run_dir(name))
+    for machine, info in extra.items():
+        reasons += [f"{machine}: BGP session {x['name']} is {x['info']}" for x in info.get("sessions", [])
+                    if x["info"] != "Established"]
+
     if st.phase != "ready":
         phase, hint = st.phase, (f"the last command stopped before it finished; `testbed up {st.topology_file}` "
                                  f"finishes it, `testbed down {name}` removes it")
@@ -105,4 +130,27 @@ def collect(name: str) -> dict[str, Any]:
         phase, hint = "ready", ""
     return {"name": name, "phase": phase, "reasons": reasons, "hint": hint, "topology": st.topology_file,
             "underlay": str(plan.underlay), "dualStack": plan.topology.networking.dualStack, "network": network,
-            "podMTU": plan.topology.networking.pod_mtu, "nodes": nodes, "pods": pods, "links": links}
+            "podMTU": plan.topology.networking.pod_mtu, "nodes": nodes, "machines": machines, "pods": pods,
+            "links": links, network: extra}
+
+
+ROUTE_TYPES = {1: "unicast", 6: "blackhole", 7: "unreachable", 8: "prohibit"}
+
+
+def routes(name: str, machine: str | None = None) -> dict[str, list[dict[str, Any]]]:
+    """Each machine's main routing table as its agent sees it, with the protocol that installed each route."""
+    _, plan = lab.current_plan(name)
+    names = [machine] if machine else [*(n.name for n in plan.nodes), *([plan.router.name] if plan.router else [])]
+    known = {m.name for m in plan.machines()}
+    out: dict[str, list[dict[str, Any]]] = {}
+    for m in names:
+        if m not in known:
+            raise NotFound(f"no machine {m} in lab {name} (machines: {', '.join(sorted(known))})")
+        try:
+            reply = agent.call(state.run_dir(name) / m, "status", timeout=10)
+        except (OSError, agent.AgentError) as err:
+            raise EnvironmentProblem(f"{m} does not answer ({err}); `testbed status` says why") from None
+        out[m] = [{**r, "protocol": netns.PROTO_NAMES.get(r.pop("proto"), "other"),
+                   "type": ROUTE_TYPES.get(r["type"], str(r["type"]))} for r in reply.get("routes", [])
+                  if r["type"] in ROUTE_TYPES]
+    return out

@@ -5,14 +5,25 @@ from __future__ import annotations
 from ipaddress import IPv4Network, IPv6Network
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from testbed.errors import show
-from testbed.kube import Labels, dns_label
+from testbed.kube import Labels, dns_label, dns_subdomain
+from testbed.plan.ipam import UNDERLAY_POOL
 
 MAX_NODES = 64
-NETWORKS = ("vxlan",)  # the seam for bgp and host-gw: add a module under testbed/network/ and its name here
-VXLAN_OVERHEAD = 50  # outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8
+RESERVED_NAMES = ("router",)  # machine names beside the nodes
+
+
+def _modes() -> dict[str, Any]:
+    # imported when used: the modes import the action machinery, which imports this module
+    from testbed.network.registry import modes
+
+    return modes()
+
+
+def _mode_enum(schema: dict[str, Any]) -> None:
+    schema["enum"] = sorted(_modes())
 
 
 def lab_name(value: str) -> str:
@@ -36,6 +47,46 @@ class Vxlan(Strict):
     port: int = Field(default=8472, ge=1, le=65535, description="VXLAN UDP port (Flannel uses 8472)")
 
 
+class Bgp(Strict):
+    asn: int = Field(64512, ge=1, le=4294967295, description="The cluster's ASN: every node's with ibgp; the "
+                                                           "router's with ebgp, where node i takes asn + 1 + i")
+    peering: Literal["ibgp", "ebgp"] = Field("ibgp", description="ibgp: the router is a route reflector")
+    holdTime: int = Field(3, ge=3, le=65535, description="BGP hold time in seconds")
+    keepalive: int = Field(1, ge=1, le=21845, description="BGP keepalive in seconds (at most holdTime / 3)")
+
+    @model_validator(mode="after")
+    def _timers(self) -> Bgp:
+        if self.holdTime < 3 * self.keepalive:
+            raise ValueError(f"holdTime {self.holdTime} must be at least 3 x keepalive ({3 * self.keepalive})")
+        if self.peering == "ebgp" and self.asn + MAX_NODES > 4294967295:
+            raise ValueError(f"asn {self.asn} leaves no room for one ASN per node with ebgp")
+        return self
+
+
+class ExternalHost(Strict):
+    name: Annotated[str, AfterValidator(dns_label)] = Field(description="Container <lab>-<name>; `testbed exec "
+                                                                        "NAME` runs in it")
+    role: Literal["dns", "web"] = Field(description="dns: authoritative server for the zone; web: netexec HTTP")
+
+
+class External(Strict):
+    cidr: IPv4Network = Field(IPv4Network("203.0.113.0/24"), description="The segment behind the router "
+                                                                         "(TEST-NET-3); the router takes .1")
+    cidrV6: IPv6Network = Field(IPv6Network("2001:db8::/64"), description="Its IPv6 range (with dualStack)")
+    zone: Annotated[str, AfterValidator(dns_subdomain)] = Field("example.com", description="The zone the dns "
+                                                                                          "host serves")
+    hosts: list[ExternalHost] = Field(
+        default_factory=lambda: [ExternalHost(name="ext1", role="dns"), ExternalHost(name="ext2", role="web")],
+        max_length=16, description="External hosts, from .10 of cidr upwards")
+
+    @field_validator("cidr")
+    @classmethod
+    def _room(cls, value: IPv4Network) -> IPv4Network:
+        if value.prefixlen > 27:
+            raise ValueError("needs at least a /27 (hosts take .10 upwards)")
+        return value
+
+
 class Networking(Strict):
     podCIDR: IPv4Network = Field(IPv4Network("10.244.0.0/16"), description="IPv4 pod range of the cluster")
     podCIDRv6: IPv6Network = Field(IPv6Network("fd00:10:244::/56"), description="IPv6 pod range (dualStack)")
@@ -44,8 +95,11 @@ class Networking(Strict):
     nodeMaskSize: int = Field(default=24, ge=8, le=30, description="Prefix length of each node's IPv4 range")
     nodeMaskSizeV6: int = Field(default=64, ge=64, le=126, description="Prefix length of each node's IPv6 range")
     dualStack: bool = Field(False, description="Pods also get an IPv6 address")
-    network: str = Field("vxlan", description="Pod network between nodes", json_schema_extra={"enum": NETWORKS})
-    mtu: int = Field(default=1500, ge=1280, le=9000, description="Underlay MTU; pods get mtu - 50")
+    network: str = Field("vxlan", description="Pod network between nodes", json_schema_extra=_mode_enum)
+    mtu: int = Field(default=1500, ge=1280, le=9000, description="Underlay MTU; pods get mtu minus the "
+                                                                 "network's encapsulation (50 for vxlan)")
+    natOutgoing: bool = Field(True, description="Masquerade pod traffic that leaves the pod and service ranges")
+    bgp: Bgp = Field(default_factory=Bgp)
     vxlan: Vxlan = Field(default_factory=Vxlan)
     underlayCIDR: IPv4Network | None = Field(None, description="Underlay range (default: a free /24 of "
                                                                 "100.64.0.0/16)")
@@ -53,8 +107,8 @@ class Networking(Strict):
     @field_validator("network")
     @classmethod
     def _known(cls, value: str) -> str:
-        if value not in NETWORKS:
-            raise ValueError(f"{show(value)} is not supported; choose one of: {', '.join(NETWORKS)}")
+        if value not in _modes():
+            raise ValueError(f"{show(value)} is not supported; choose one of: {', '.join(sorted(_modes()))}")
         return value
 
     @field_validator("underlayCIDR")
@@ -66,7 +120,7 @@ class Networking(Strict):
 
     @property
     def pod_mtu(self) -> int:
-        return self.mtu - VXLAN_OVERHEAD
+        return self.mtu - int(_modes()[self.network].overhead)
 
 
 class Topology(Strict):
@@ -75,6 +129,7 @@ class Topology(Strict):
     name: Annotated[str, AfterValidator(lab_name)] = Field(description="Lab name (DNS-1123 label, <= 20)")
     nodes: list[NodeSpec] = Field(min_length=1, max_length=MAX_NODES, description="A node count or a list")
     networking: Networking = Field(default_factory=Networking)
+    external: External = Field(default_factory=External)
     manifests: list[str | dict[str, Any]] = Field(
         default_factory=list, description="Kubernetes manifests: inline objects or file paths")
 
@@ -135,6 +190,30 @@ class Topology(Strict):
                 if a.version == b.version and a.overlaps(b):  # type: ignore[arg-type]
                     raise ValueError(f"networking.{name_a} {a} overlaps networking.{name_b} {b}")
         return net
+
+    @field_validator("external")
+    @classmethod
+    def _external(cls, ext: External, info: ValidationInfo) -> External:
+        """A field validator (nodes and networking come first) so that errors point at `external`."""
+        net: Networking | None = info.data.get("networking")
+        if net is None:
+            return ext
+        names = [n.name for n in info.data.get("nodes") or []] + list(RESERVED_NAMES)
+        for i, host in enumerate(ext.hosts):
+            if host.name in names:
+                raise ValueError(f"external.hosts[{i}].name {host.name!r} is taken by a node, the router or "
+                                 "another external host")
+            names.append(host.name)
+        ranges: list[tuple[str, IPv4Network | IPv6Network | None]] = [
+            ("podCIDR", net.podCIDR), ("serviceCIDR", net.serviceCIDR),
+            ("underlayCIDR", net.underlayCIDR or UNDERLAY_POOL)]
+        if net.dualStack:
+            ranges += [("podCIDRv6", net.podCIDRv6), ("serviceCIDRv6", net.serviceCIDRv6)]
+        for name, other in ranges:
+            for mine in (ext.cidr, ext.cidrV6):
+                if other is not None and mine.version == other.version and mine.overlaps(other):  # type: ignore
+                    raise ValueError(f"external range {mine} overlaps networking.{name} {other}")
+        return ext
 
     def dns_ip(self) -> str:
         """The cluster DNS address pods are given, as kubeadm picks it: the 10th of the service range."""

@@ -11,9 +11,13 @@ import os
 import signal
 import sys
 import traceback
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+from testbed.agent import protocol, workload
 from testbed.agent.pods import PodManager
+from testbed.agent.rules import Rules
+from testbed.agent.supervisor import Supervisor
 from testbed.agent.version import code_version
 
 RUN_DIR = os.environ.get("TESTBED_RUN_DIR", "/run/testbed")
@@ -23,26 +27,60 @@ class Agent:
     def __init__(self, node: str) -> None:
         self.node = node
         self.pods = PodManager(node, os.path.join(RUN_DIR, "pods.json"))
+        self.daemons = Supervisor(os.path.join(RUN_DIR, "logs"))
+        self.rules = Rules()
         self.lock = asyncio.Lock()
         self.version = code_version()
         self.reexec = False
+        self.served: list[Any] = []
+        self.ops: dict[str, Callable[[Any], Awaitable[Any]]] = {
+            "ping": self.ping, "reexec": self.do_reexec, "status": self.status, "sync_pods": self.sync_pods,
+            "daemons": self.sync_daemons, "rules": self.apply_rules, "serve": self.serve}
 
     async def handle(self, req: dict[str, Any]) -> Any:
-        op = req.get("op")
-        if op == "ping":
-            return {"node": self.node, "pid": os.getpid(), "version": self.version}
-        # re-executed after the reply: pods and their netns stay, and the next sync reopens their sockets
-        if op == "reexec":
-            async with self.lock:
-                self.reexec = True
-                return {"version": self.version}
-        if op == "sync_pods":
-            async with self.lock:
-                return await self.pods.sync(req["net"], req["pods"])
-        if op == "status":
-            return {"node": self.node, "pods": self.pods.status(), "links": self.pods.links(), "rss_kib": _rss_kib(),
-                    "version": self.version}
-        raise ValueError(f"unknown op {op!r}")
+        op, args = protocol.parse(req)
+        return await self.ops[op](args)
+
+    async def ping(self, _: protocol.Ping) -> Any:
+        return {"node": self.node, "pid": os.getpid(), "version": self.version}
+
+    async def do_reexec(self, _: protocol.Reexec) -> Any:
+        """Re-executed after the reply: pods and their netns stay, and the next sync reopens their sockets; the
+        daemons are stopped first, since the new agent starts its own."""
+        async with self.lock:
+            await self.daemons.sync([])
+            self.reexec = True
+            return {"version": self.version}
+
+    async def sync_pods(self, req: protocol.SyncPods) -> Any:
+        async with self.lock:
+            return await self.pods.sync(req.net, req.pods)
+
+    async def sync_daemons(self, req: protocol.Daemons) -> Any:
+        async with self.lock:
+            return await self.daemons.sync(req.procs)
+
+    async def apply_rules(self, req: protocol.Rules) -> Any:
+        async with self.lock:
+            return await self.rules.apply(req.family, req.table, req.text)
+
+    async def serve(self, req: protocol.Serve) -> Any:
+        """netexec answers in this machine's own netns; re-sent on every sync, so old sockets are replaced."""
+        async with self.lock:
+            for server in self.served:
+                server.close()
+            self.served = []
+            loop = asyncio.get_running_loop()
+            ident = workload.Identity(req.name, "external", self.node, (), req.name)
+            for port in req.ports:
+                sock = workload.open_socket(port["protocol"], port["port"], dual=req.dual)
+                self.served.append(await workload.serve(loop, sock, ident, port["port"]))
+            return {"serving": len(self.served)}
+
+    async def status(self, _: protocol.Status) -> Any:
+        return {"node": self.node, "pods": self.pods.status(), "links": self.pods.links(),
+                "routes": self.pods.routes(), "daemons": self.daemons.status(), "rss_kib": _rss_kib(),
+                "version": self.version}
 
     async def client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

@@ -30,6 +30,8 @@ NETNS_DIR = "/run/netns"
 ETC_NETNS = "/etc/netns"
 IFA_F_NODAD = 0x02
 IFF_UP = 1
+RTNH_F_ONLINK = 4
+PROTO_POD = 204  # host routes to routed pods (matches testbed.netns)
 REMOVE_WAIT = 10.0  # seconds the kernel gets to destroy unpinned pod netns before veths are deleted by hand
 FIRST_IFINDEX = 2
 QUIET = 0.2  # seconds without link events after which the agent checks the link table itself
@@ -138,6 +140,9 @@ class PodManager:
                    peer={"ifname": "eth0", "net_ns_fd": fd, "mtu": mtu, "address": mac})
             for ip in ips:
                 b.neigh("replace", dst=ip, lladdr=mac, ifindex=bridge_idx, state=NUD_REACHABLE, family=_family(ip))
+                if spec.get("routed"):  # a pod from another node's range: reached by a host route (bgp mode)
+                    b.route("replace", dst=ip, dst_len=128 if ":" in ip else 32, oif=bridge_idx,
+                            family=_family(ip), proto=PROTO_POD)
             _check(nlbatch.send(self.nl, self.compiler.take()), spec["netns"], "node side")
         finally:
             os.close(fd)
@@ -156,15 +161,20 @@ class PodManager:
             _check(errors, spec["netns"], "pod side")
 
     def _pod_side(self, spec: dict[str, Any], net: dict[str, Any], eth0: int) -> bytes:
+        """A routed pod (its IP is from another node's range) gets a /32 (/128) and its default route onlink
+        through this node's bridge address, as Calico wires pods; the others get the bridge's subnet."""
         b = self.compiler.ipb
+        routed = bool(spec.get("routed"))
         b.link("set", index=1, state="up")
-        b.addr("add", index=eth0, address=spec["ipv4"], prefixlen=net["prefix4"])
+        b.addr("add", index=eth0, address=spec["ipv4"], prefixlen=32 if routed else net["prefix4"])
         if spec.get("ipv6"):
-            b.addr("add", index=eth0, address=spec["ipv6"], prefixlen=net["prefix6"], flags=IFA_F_NODAD)
+            b.addr("add", index=eth0, address=spec["ipv6"], prefixlen=128 if routed else net["prefix6"],
+                   flags=IFA_F_NODAD)
         b.link("set", index=eth0, state="up")
-        b.route("add", dst="0.0.0.0/0", gateway=net["gateway4"])
+        onlink = {"oif": eth0, "flags": RTNH_F_ONLINK} if routed else {}
+        b.route("add", dst="0.0.0.0/0", gateway=net["gateway4"], **onlink)
         if spec.get("ipv6"):
-            b.route("add", dst="::/0", gateway=net["gateway6"], family=socket.AF_INET6)
+            b.route("add", dst="::/0", gateway=net["gateway6"], family=socket.AF_INET6, **onlink)
         return self.compiler.take()
 
     async def _listen(self, loop: asyncio.AbstractEventLoop, pod: Pod, net: dict[str, Any]) -> None:
@@ -228,10 +238,17 @@ class PodManager:
                 self.ipr.link("del", ifname=veth)
 
     def _forget_neighbours(self, pods: list[Pod]) -> None:
-        """The node's own neighbour entries for departing pods' IPs, so a successor's MAC is learnt afresh."""
+        """The node's own neighbour entries for departing pods' IPs, so a successor's MAC is learnt afresh, and
+        the host routes of departing routed pods."""
         ips = {ip for pod in pods for ip in (pod.spec["ipv4"], pod.spec.get("ipv6")) if ip}
         if not ips:
             return
+        for pod in pods:
+            for ip in (pod.spec["ipv4"], pod.spec.get("ipv6")) if pod.spec.get("routed") else ():
+                if ip:
+                    with contextlib.suppress(Exception):
+                        self.ipr.route("del", dst=ip, dst_len=128 if ":" in ip else 32, family=_family(ip),
+                                       proto=PROTO_POD)
         for family in (socket.AF_INET, socket.AF_INET6):
             for entry in self.ipr.get_neighbours(family=family):
                 dst = entry.get_attr("NDA_DST")
@@ -249,6 +266,19 @@ class PodManager:
             info = link.get_attr("IFLA_LINKINFO")
             out.append({"name": name, "kind": info.get_attr("IFLA_INFO_KIND") if info else None,
                         "up": bool(link["flags"] & IFF_UP)})
+        return out
+
+    def routes(self) -> list[dict[str, Any]]:
+        """The node's main routing table, both families, with the protocol that installed each route."""
+        names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in self.ipr.get_links()}
+        out = []
+        for family, any_dst in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
+            for r in self.ipr.get_routes(family=family, table=254):
+                dst = r.get_attr("RTA_DST") or any_dst
+                if family == socket.AF_INET6 and dst.startswith("fe80:"):
+                    continue
+                out.append({"dst": f"{dst}/{r['dst_len']}", "gateway": r.get_attr("RTA_GATEWAY"),
+                            "dev": names.get(r.get_attr("RTA_OIF")), "proto": r["proto"], "type": r["type"]})
         return out
 
     def status(self) -> list[dict[str, Any]]:

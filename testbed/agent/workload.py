@@ -121,9 +121,21 @@ def open_socket(protocol: str, port: int, dual: bool) -> socket.socket:
     return sock
 
 
+class Datagram:
+    """A UDP endpoint whose close() releases the socket at once: a datagram transport closes its socket only
+    on a later turn of the event loop, and until then the socket keeps its pod's netns (and veth) alive."""
+
+    def __init__(self, transport: asyncio.BaseTransport, sock: socket.socket) -> None:
+        self.transport, self.sock = transport, sock
+
+    def close(self) -> None:
+        self.transport.close()
+        self.sock.close()
+
+
 async def serve(loop: asyncio.AbstractEventLoop, sock: socket.socket, ident: Identity,
-                port: int) -> asyncio.BaseTransport | asyncio.AbstractServer:
+                port: int) -> Datagram | asyncio.AbstractServer:
     if sock.type == socket.SOCK_STREAM:
         return await loop.create_server(lambda: Http(ident, port), sock=sock, start_serving=True)
     transport, _ = await loop.create_datagram_endpoint(lambda: Udp(ident), sock=sock)
-    return transport
+    return Datagram(transport, sock)

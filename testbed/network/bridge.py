@@ -23,7 +23,7 @@ class Bridge:
     def run(self, ctx: Context) -> None:
         mtu = ctx.plan.topology.networking.pod_mtu
         for node in ctx.plan.nodes:
-            with netns.ipr(netns.node_path(ctx.pid(node.name))) as nd:
+            with netns.ipr(ctx.netns(node.name)) as nd:
                 idx = netns.one(nd, BRIDGE)
                 mac = bridge_mac(node.gateway4)
                 if idx is None:

@@ -1,8 +1,12 @@
-"""The underlay: a Linux bridge in a lab-owned netns on the host, with a veth into each node (its eth0).
+"""The lab's segments: Linux bridges in a lab-owned netns on the host, with a veth into each machine.
 
-Not a Docker network: on the host, Docker's isolation rules drop forwarded packets whose addresses are outside a
+- `fabric`, the underlay: every node and the router (eth0 in each), 100.64.N.0/24 (and a ULA /64 with dual
+  stack). The nodes' and router's addresses are planned.
+- `external`, the segment behind the router: the router's ext0 and each external host's eth0.
+
+Not Docker networks: on the host, Docker's isolation rules drop forwarded packets whose addresses are outside a
 Docker network's subnet, which would drop pod IPs on the wire in routed modes. This namespace has no rules.
-Nothing is left in the host's own namespace: deleting the lab netns deletes the bridge and every veth.
+Nothing is left in the host's own namespace: deleting the lab netns deletes the bridges and every veth.
 """
 
 from __future__ import annotations
@@ -10,14 +14,18 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+from dataclasses import dataclass
 
 from testbed import netns
-from testbed.actions import Context
+from testbed.actions import Change, Context
 from testbed.agent import nsutil
+from testbed.agent.iproute import IPRoute
 from testbed.agent.macs import ip_mac
 
 BRIDGE = "fabric"
+EXTERNAL_BRIDGE = "external"
 NODE_IF = "eth0"
+ROUTER_EXTERNAL_IF = "ext0"
 NETNS_PREFIX = "testbed-"
 
 
@@ -25,46 +33,79 @@ def ns_name(lab: str) -> str:
     return NETNS_PREFIX + lab
 
 
-def fabric_if(node: str) -> str:
-    """The fabric's end of a node's link: named after the node, within the 15-byte limit."""
-    name = f"ul-{node}"
-    return name if len(name) <= 15 else "ul-" + hashlib.sha1(node.encode()).hexdigest()[:12]
+def fabric_if(machine: str, prefix: str = "ul-") -> str:
+    """The segment's end of a machine's link: named after the machine, within the 15-byte limit."""
+    name = f"{prefix}{machine}"
+    return name if len(name) <= 15 else prefix + hashlib.sha1(machine.encode()).hexdigest()[:15 - len(prefix)]
+
+
+@dataclass
+class Port:
+    """One machine's link to a segment."""
+
+    machine: str
+    ifname: str  # inside the machine
+    segment_if: str  # on the bridge's side
+    addresses: list[tuple[str, int]]  # (address, prefix length)
+
+
+def _ensure_bridge(fab: IPRoute, name: str, mtu: int) -> int:
+    br = netns.one(fab, name)
+    if br is None:
+        fab.link("add", ifname=name, kind="bridge", mtu=mtu)
+        br = netns.one(fab, name)
+    fab.link("set", index=br, mtu=mtu, state="up")
+    return br
+
+
+def wire(ctx: Context, fab: IPRoute, bridge: str, ports: list[Port], mtu: int) -> Change:
+    """Each port's veth exists (re-made if the machine was recreated), is on the bridge, up, with exactly its
+    addresses. A recreated machine's link comes back with the same MAC, so its peers' ARP entries stay right."""
+    change = Change()
+    br = _ensure_bridge(fab, bridge, mtu)
+    for port in ports:
+        machine_ns = ctx.netns(port.machine)
+        mac = ip_mac(port.addresses[0][0])
+        with netns.ipr(machine_ns) as nd:
+            if netns.one(nd, port.ifname) is None:
+                stale = netns.one(fab, port.segment_if)
+                if stale is not None:  # the machine was recreated: its old peer is gone
+                    fab.link("del", index=stale)
+                fd = os.open(machine_ns, os.O_RDONLY)
+                try:
+                    fab.link("add", ifname=port.segment_if, kind="veth", mtu=mtu,
+                             peer={"ifname": port.ifname, "net_ns_fd": fd, "mtu": mtu, "address": mac})
+                finally:
+                    os.close(fd)
+                change.added += 1
+            fab.link("set", index=netns.one(fab, port.segment_if), master=br, state="up")
+            idx = netns.one(nd, port.ifname)
+            nd.link("set", index=1, state="up")
+            netns.sync_addresses(nd, idx, port.addresses)
+            nd.link("set", index=idx, mtu=mtu, address=mac, state="up")
+    return change
+
+
+def lab_netns(ctx: Context) -> str:
+    path = netns.ensure_named(ns_name(ctx.lab))
+    with netns.ipr(path) as fab:
+        fab.link("set", index=1, state="up")
+    return path
 
 
 class Underlay:
     title = "Wiring the underlay"
 
-    def run(self, ctx: Context) -> None:
-        mtu = ctx.plan.topology.networking.mtu
-        prefix = ctx.plan.underlay.prefixlen
-        path = netns.ensure_named(ns_name(ctx.lab))
-        with netns.ipr(path) as fab:
-            fab.link("set", index=1, state="up")
-            br = netns.one(fab, BRIDGE)
-            if br is None:
-                fab.link("add", ifname=BRIDGE, kind="bridge", mtu=mtu)
-                br = netns.one(fab, BRIDGE)
-            fab.link("set", index=br, mtu=mtu, state="up")
-            for node in ctx.plan.nodes:
-                node_ns = netns.node_path(ctx.pid(node.name))
-                # a restarted node's link comes back with the same MAC, so its peers' ARP entries stay right
-                mac = ip_mac(node.underlay_ip)
-                with netns.ipr(node_ns) as nd:
-                    if netns.one(nd, NODE_IF) is None:
-                        stale = netns.one(fab, fabric_if(node.name))
-                        if stale is not None:  # the node was recreated: its old peer is gone
-                            fab.link("del", index=stale)
-                        fd = os.open(node_ns, os.O_RDONLY)
-                        try:
-                            fab.link("add", ifname=fabric_if(node.name), kind="veth", mtu=mtu,
-                                     peer={"ifname": NODE_IF, "net_ns_fd": fd, "mtu": mtu, "address": mac})
-                        finally:
-                            os.close(fd)
-                    fab.link("set", index=netns.one(fab, fabric_if(node.name)), master=br, state="up")
-                    idx = netns.one(nd, NODE_IF)
-                    nd.link("set", index=1, state="up")
-                    netns.sync_addresses(nd, idx, [(node.underlay_ip, prefix)])
-                    nd.link("set", index=idx, mtu=mtu, address=mac, state="up")
+    def run(self, ctx: Context) -> Change:
+        plan = ctx.plan
+        v4, v6 = plan.underlay.prefixlen, plan.underlay6.prefixlen if plan.underlay6 else 0
+        machines = [*plan.nodes, *([plan.router] if plan.router else [])]
+        ports = []
+        for m in machines:
+            addresses = [(m.underlay_ip, v4)] + ([(m.underlay_ip6, v6)] if m.underlay_ip6 else [])
+            ports.append(Port(m.name, NODE_IF, fabric_if(m.name), addresses))
+        with netns.ipr(lab_netns(ctx)) as fab:
+            return wire(ctx, fab, BRIDGE, ports, plan.topology.networking.mtu)
 
 
 def remove(lab: str) -> bool:

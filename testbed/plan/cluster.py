@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import asdict, dataclass, field
-from ipaddress import IPv4Network, IPv6Network
+from ipaddress import IPv4Network, IPv6Network, ip_address
 from typing import Any
 
 from testbed import kube
 from testbed.errors import InvalidInput, Problem, show
 from testbed.loader import Manifest
-from testbed.plan import ipam
+from testbed.network import registry
+from testbed.plan import ipam, machines
+from testbed.plan.machines import ExternalPlan, RouterPlan
 from testbed.plan.workloads import PodIntent, Port, Unschedulable, expand, schedule
 from testbed.topology import Topology
 
@@ -32,6 +34,9 @@ class NodePlan:
     cidr6: str | None = None
     gateway6: str | None = None
     vtep6: str | None = None
+    underlay_ip6: str | None = None
+    asn: int = 0
+    role: str = "node"
 
 
 @dataclass
@@ -44,6 +49,7 @@ class PodPlan:
     ipv4: str
     ipv6: str | None = None
     owner: str | None = None
+    routed: bool = False  # its IP is outside its node's range (it moved): a host route, not the bridge's subnet
 
     @property
     def key(self) -> str:
@@ -72,9 +78,26 @@ class Plan:
     nodes: list[NodePlan]
     pods: list[PodPlan]
     namespaces: dict[str, dict[str, str]] = field(default_factory=dict)
+    router: RouterPlan | None = None
+    externals: list[ExternalPlan] = field(default_factory=list)
 
     def node(self, name: str) -> NodePlan:
         return next(n for n in self.nodes if n.name == name)
+
+    def machines(self) -> list[NodePlan | RouterPlan | ExternalPlan]:
+        """Every container of the lab: nodes, the router, the external hosts."""
+        return [*self.nodes, *([self.router] if self.router else []), *self.externals]
+
+    def machine(self, name: str) -> NodePlan | RouterPlan | ExternalPlan:
+        return next(m for m in self.machines() if m.name == name)
+
+    @property
+    def underlay6(self) -> IPv6Network | None:
+        return machines.underlay_v6(self.underlay) if self.topology.networking.dualStack else None
+
+    def home(self, ipv4: str) -> NodePlan | None:
+        """The node whose range holds an address."""
+        return next((n for n in self.nodes if ip_address(ipv4) in IPv4Network(n.cidr4)), None)
 
     def pods_on(self, node: str) -> list[PodPlan]:
         return [p for p in self.pods if p.node == node]
@@ -87,8 +110,7 @@ class Plan:
                 "pods": [{**asdict(p), "ports": [asdict(x) for x in p.ports]} for p in self.pods]}
 
 
-def container_name(lab: str, node: str) -> str:
-    return f"{lab}-{node}"
+container_name = machines.container_name
 
 
 def plan_nodes(topo: Topology, underlay: IPv4Network) -> list[NodePlan]:
@@ -101,9 +123,11 @@ def plan_nodes(topo: Topology, underlay: IPv4Network) -> list[NodePlan]:
             name=spec.name, index=i, container=container_name(topo.name, spec.name),
             labels={"kubernetes.io/hostname": spec.name, "kubernetes.io/os": "linux", **spec.labels},
             underlay_ip=str(ipam.underlay_address(underlay, i)), vtep_mac=ipam.vtep_mac(topo.name, spec.name),
-            cidr4=str(v4[i]), gateway4=str(ipam.gateway(v4[i])), vtep4=str(ipam.vtep(v4[i])))
+            cidr4=str(v4[i]), gateway4=str(ipam.gateway(v4[i])), vtep4=str(ipam.vtep(v4[i])),
+            asn=net.bgp.asn + (1 + i if net.bgp.peering == "ebgp" else 0))
         if v6:
             node.cidr6, node.gateway6, node.vtep6 = str(v6[i]), str(ipam.gateway(v6[i])), str(ipam.vtep(v6[i]))
+            node.underlay_ip6 = str(machines.underlay_v6(underlay)[ipam.UNDERLAY_NODE_OFFSET + i])
         out.append(node)
     return out
 
@@ -158,11 +182,19 @@ def build(topo: Topology, manifests: list[Manifest], underlay: IPv4Network,
     except Unschedulable as err:
         raise InvalidInput([_blame(err.pod, manifests, "nodeSelector", str(err))]) from None
     pods: list[PodPlan] = []
+    # a pod keeps its address where it is; in a mode that routes pods by their own IP, also on another node
+    # (it moved), and then no other pod may get it
+    keeps = registry.modes()[topo.networking.network].keeps_ip_on_move
+    kept = {k: v["ipv4"] for k, v in previous.items() if k in placement and (
+        keeps or (v["node"] == placement[k] and ip_address(v["ipv4"]) in IPv4Network(
+            next(n.cidr4 for n in nodes if n.name == placement[k]))))}
+    kept = {k: ip for k, ip in kept.items() if any(ip_address(ip) in IPv4Network(n.cidr4) for n in nodes)}
     for node in nodes:
         mine = [p for p in intents if placement[p.key] == node.name]
-        taken = {k: v["ipv4"] for k, v in previous.items() if v["node"] == node.name}
+        taken = {p.key: kept[p.key] for p in mine if p.key in kept}
+        reserved = {ip for k, ip in kept.items() if placement[k] != node.name}
         try:
-            ips = ipam.allocate(IPv4Network(node.cidr4), taken, [p.key for p in mine])
+            ips = ipam.allocate(IPv4Network(node.cidr4), taken, [p.key for p in mine], reserved)
         except ipam.Exhausted as err:
             pod = next(p for p in mine if p.key == err.key)
             room = ipam.capacity(IPv4Network(node.cidr4))
@@ -171,9 +203,12 @@ def build(topo: Topology, manifests: list[Manifest], underlay: IPv4Network,
                                        f"does not fit: ask for fewer, or give nodes larger ranges "
                                        f"(networking.nodeMaskSize {topo.networking.nodeMaskSize})")]) from None
         for p in mine:
-            v6 = (ipam.mirror_v6(ips[p.key], IPv4Network(node.cidr4), IPv6Network(node.cidr6))
-                  if node.cidr6 else None)
-            pods.append(PodPlan(p.namespace, p.name, node.name, p.labels, p.ports, ips[p.key], v6, p.owner))
+            home = next(n for n in nodes if ip_address(ips[p.key]) in IPv4Network(n.cidr4))
+            v6 = (ipam.mirror_v6(ips[p.key], IPv4Network(home.cidr4), IPv6Network(home.cidr6))
+                  if home.cidr6 else None)
+            pods.append(PodPlan(p.namespace, p.name, node.name, p.labels, p.ports, ips[p.key], v6, p.owner,
+                                routed=home is not node))
     order = {p.key: i for i, p in enumerate(intents)}
     pods.sort(key=lambda p: order[p.key])
-    return Plan(topo.name, topo, underlay, nodes, pods, namespaces)
+    return Plan(topo.name, topo, underlay, nodes, pods, namespaces, machines.router(topo, underlay),
+                machines.externals(topo))

@@ -9,6 +9,7 @@ from typing import Any
 
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
 
+from testbed.agent import protocol
 from testbed.agent.version import code_version
 from testbed.errors import TestbedError
 
@@ -18,6 +19,7 @@ class AgentError(TestbedError):
 
 
 def call(run_dir: Path, op: str, timeout: float = 120.0, **args: Any) -> Any:
+    protocol.parse({"op": op, **args})  # a malformed request is this side's bug: fail here, with its name
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(timeout)
         s.connect(str(run_dir / "agent.sock"))

@@ -62,7 +62,7 @@ def agent_mounts(run_dir: Path) -> list[Mount]:
 
 
 def run_node(client: docker.DockerClient, image: str, lab: str, node: str, name: str, run_dir: Path,
-             dual_stack: bool) -> Container:
+             dual_stack: bool, role: str = "node") -> Container:
     sysctls = {"net.ipv4.ip_forward": "1", "net.ipv4.conf.all.rp_filter": "0"}
     if dual_stack:
         sysctls |= {"net.ipv6.conf.all.disable_ipv6": "0", "net.ipv6.conf.default.disable_ipv6": "0",
@@ -76,7 +76,7 @@ def run_node(client: docker.DockerClient, image: str, lab: str, node: str, name:
     host_config = api.create_host_config(network_mode="none", mounts=agent_mounts(run_dir), sysctls=sysctls,
                                          tmpfs=tmpfs, **SECURITY)
     host_config.update(UNMASKED)
-    created = api.create_container(image, name=name, hostname=node, labels={LAB: lab, ROLE: "node", NODE: node},
+    created = api.create_container(image, name=name, hostname=node, labels={LAB: lab, ROLE: role, NODE: node},
                                    environment={"TESTBED_NODE": node, "TESTBED_LAB": lab},
                                    host_config=host_config)
     api.start(created["Id"])

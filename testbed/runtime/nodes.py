@@ -1,4 +1,5 @@
-"""The runtime action: the node image, one container per node, and each node's agent answering."""
+"""The runtime action: the node image, one container per machine (nodes, the router, external hosts; each with
+its role label), and each machine's agent answering, with this install's code."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ from concurrent.futures import ThreadPoolExecutor
 from testbed.actions import Context
 from testbed.errors import TestbedError
 from testbed.plan.cluster import NodePlan
+from testbed.plan.machines import ExternalPlan, RouterPlan
 from testbed.runtime import agent, images
 from testbed.runtime import docker as rt
 
 
 class Nodes:
-    title = "Starting node containers"
+    title = "Starting containers"
 
     def run(self, ctx: Context) -> None:
         if not images.present(ctx.client):
@@ -20,7 +22,7 @@ class Nodes:
         image = images.reference()
         dual = ctx.plan.topology.networking.dualStack
 
-        def one(node: NodePlan) -> None:
+        def one(node: NodePlan | RouterPlan | ExternalPlan) -> None:
             c = rt.get(ctx.client, node.container)
             if c is not None and c.labels.get(rt.LAB) != ctx.lab:
                 owner = f"lab {c.labels[rt.LAB]}" if rt.LAB in c.labels else "a container testbed did not make"
@@ -29,9 +31,10 @@ class Nodes:
                 c.remove(force=True)  # a crashed or outdated node is replaced; the later actions re-wire it
                 c = None
             if c is None:
-                rt.run_node(ctx.client, image, ctx.lab, node.name, node.container, ctx.run_dir(node.name), dual)
+                rt.run_node(ctx.client, image, ctx.lab, node.name, node.container, ctx.run_dir(node.name), dual,
+                            node.role)
             agent.ensure_current(ctx.run_dir(node.name))
 
         # container starts are mostly waiting on dockerd, so they overlap well even on two cores
         with ThreadPoolExecutor(max_workers=8) as pool:
-            list(pool.map(one, ctx.plan.nodes))
+            list(pool.map(one, ctx.plan.machines()))

@@ -148,7 +148,7 @@ def test_ctrl_c_exits_130_and_says_what_was_left():
     try:
         early = popen("up", "-q", str(HERE / "rerun.yaml"))
         try:
-            early.wait(timeout=0.3)
+            early.wait(timeout=0.6)  # inside the imports (about a second), past interpreter start
         except subprocess.TimeoutExpired:
             early.send_signal(signal.SIGINT)
         _, err = early.communicate(timeout=60)
@@ -183,7 +183,8 @@ def test_a_long_pod_name_gets_the_kubelets_63_character_hostname(tmp_path):
         assert curl(lab, "p", url(lab.pod(name).ipv4, 80, "/hostname")) == name[:63]
 
         overlap = tmp_path / "overlap.yaml"
-        overlap.write_text((HERE / "second.yaml").read_text() + f"networking: {{underlayCIDR: {ctx.plan.underlay}}}\n")
+        overlap.write_text((HERE / "second.yaml").read_text().replace("e2e-second", "e2e-overlap")
+                           + f"networking: {{underlayCIDR: {ctx.plan.underlay}}}\n")
         with pytest.raises(InvalidInput) as info:
             labs.up(overlap, **quiet)
         assert f"{overlap}:9: networking.underlayCIDR: {ctx.plan.underlay} overlaps the underlay" in str(info.value)

@@ -12,8 +12,9 @@ import socket
 from pyroute2.netlink.rtnl.ndmsg import NTF_SELF, NUD_NOARP, NUD_PERMANENT
 
 from testbed import netns
-from testbed.actions import Context
+from testbed.actions import Change, Context
 from testbed.agent.iproute import IPRoute
+from testbed.network.registry import NetworkMode, register
 from testbed.network.underlay import NODE_IF
 from testbed.plan.cluster import NodePlan
 
@@ -70,12 +71,28 @@ def _peers(nd: IPRoute, idx: int, peers: list[NodePlan]) -> None:
             nd.fdb("del", ifindex=idx, lladdr=mac, dst=f.get_attr("NDA_DST"))
 
 
-class Vxlan:
-    title = "Building the VXLAN overlay"
+@register
+class Vxlan(NetworkMode):
+    name = "vxlan"
+    overhead = 50  # outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8
+    device = DEVICE
+    title = "VXLAN overlay"
 
-    def run(self, ctx: Context) -> None:
+    def install(self, ctx: Context) -> Change:
         net = ctx.plan.topology.networking
         for node in ctx.plan.nodes:
-            with netns.ipr(netns.node_path(ctx.pid(node.name))) as nd:
+            with netns.ipr(ctx.netns(node.name)) as nd:
                 idx = _device(nd, node, net.vxlan.vni, net.vxlan.port, net.pod_mtu)
                 _peers(nd, idx, [p for p in ctx.plan.nodes if p.name != node.name])
+        return Change(changed=len(ctx.plan.nodes))
+
+    def uninstall(self, ctx: Context) -> Change:
+        """The device takes its FDB, neighbours and routes with it."""
+        removed = 0
+        for node in ctx.plan.nodes:
+            with netns.ipr(ctx.netns(node.name)) as nd:
+                idx = netns.one(nd, DEVICE)
+                if idx is not None:
+                    nd.link("del", index=idx)
+                    removed += 1
+        return Change(removed=removed)

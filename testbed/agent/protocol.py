@@ -1,0 +1,68 @@
+"""The agent's protocol: one dataclass per operation, shared by the host (which checks a request before it sends
+it) and the agent (which builds the same dataclass from what it receives, so a missing or unknown field is a
+clear error, not a KeyError deep in a handler). JSON lines over a unix socket: {"op": name, ...fields}."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Ping:
+    pass
+
+
+@dataclass
+class Reexec:
+    """Re-execute with the code now on disk; pods and daemons' files stay, sockets are reopened on next sync."""
+
+
+@dataclass
+class Status:
+    pass
+
+
+@dataclass
+class SyncPods:
+    net: dict[str, Any]
+    pods: list[dict[str, Any]]
+
+
+@dataclass
+class Daemons:
+    """The full list of daemons the machine should run: {name, argv, files: {path: text}, reload: argv}."""
+
+    procs: list[dict[str, Any]]
+
+
+@dataclass
+class Rules:
+    """Replace one testbed-owned nftables table (text is its `table ... { }` block), or delete it (None)."""
+
+    family: str
+    table: str
+    text: str | None = None
+
+
+@dataclass
+class Serve:
+    """netexec-style answers on ports of the machine's own netns (an external host's web server)."""
+
+    name: str
+    ports: list[dict[str, Any]] = field(default_factory=list)
+    dual: bool = False
+
+
+OPS: dict[str, type] = {"ping": Ping, "reexec": Reexec, "status": Status, "sync_pods": SyncPods,
+                        "daemons": Daemons, "rules": Rules, "serve": Serve}
+
+
+def parse(req: dict[str, Any]) -> tuple[str, Any]:
+    op = req.get("op")
+    if op not in OPS:
+        raise ValueError(f"unknown op {op!r}")
+    try:
+        return op, OPS[op](**{k: v for k, v in req.items() if k != "op"})
+    except TypeError as err:
+        raise ValueError(f"{op}: {err}") from None

@@ -1,0 +1,150 @@
+"""Daemons the agent runs in its node (BIRD, the DNS server, later ingress): started, restarted with back-off
+when they exit, reloaded or restarted when their config changes, stopped when no longer wanted. tini, PID 1
+of the container, reaps whatever they leave behind.
+
+The host sends the full desired list; sync() makes the node match it, like sync_pods.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+BACKOFF_FIRST = 0.1
+BACKOFF_MAX = 5.0
+STOP_GRACE = 2.0
+HEALTHY_AFTER = 10.0  # a run this long resets the back-off
+
+
+@dataclass
+class Proc:
+    name: str
+    argv: list[str]
+    files: dict[str, str]
+    reload: list[str] | None
+    digest: str
+    process: asyncio.subprocess.Process | None = None
+    task: asyncio.Task[None] | None = None
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    restarts: int = 0
+    last_exit: int | None = None
+    started: float = 0.0
+
+
+def _write_files(files: dict[str, str]) -> bool:
+    """Writes what differs; True when anything did."""
+    changed = False
+    for path, text in files.items():
+        try:
+            with open(path) as f:
+                if f.read() == text:
+                    continue
+        except FileNotFoundError:
+            pass
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+        changed = True
+    return changed
+
+
+class Supervisor:
+    def __init__(self, log_dir: str) -> None:
+        self.log_dir = log_dir
+        self.procs: dict[str, Proc] = {}
+
+    def log_path(self, name: str) -> str:
+        return os.path.join(self.log_dir, f"{name}.log")
+
+    async def sync(self, desired: list[dict[str, Any]]) -> dict[str, int]:
+        added = removed = changed = 0
+        want = {d["name"]: d for d in desired}
+        for name in sorted(set(self.procs) - set(want)):
+            await self._stop(self.procs.pop(name))
+            removed += 1
+        for name, d in want.items():
+            digest = hashlib.sha1(json.dumps([d["argv"], d.get("reload")]).encode()).hexdigest()
+            files_changed = _write_files(d.get("files", {}))
+            proc = self.procs.get(name)
+            if proc is not None and proc.digest == digest and (proc.task and not proc.task.done()):
+                if files_changed:
+                    changed += 1
+                    if not (proc.reload and await self._reload(proc)):
+                        await self._stop(proc)
+                        self._start(name, d, digest)
+                continue
+            if proc is not None:
+                await self._stop(proc)
+                changed += 1
+            else:
+                added += 1
+            self._start(name, d, digest)
+        return {"added": added, "removed": removed, "changed": changed}
+
+    def _start(self, name: str, d: dict[str, Any], digest: str) -> None:
+        proc = Proc(name, d["argv"], d.get("files", {}), d.get("reload"), digest)
+        proc.task = asyncio.get_running_loop().create_task(self._run(proc))
+        self.procs[name] = proc
+
+    async def _run(self, proc: Proc) -> None:
+        backoff = BACKOFF_FIRST
+        while not proc.stopping.is_set():
+            os.makedirs(self.log_dir, exist_ok=True)
+            with open(self.log_path(proc.name), "ab") as log:
+                try:
+                    proc.process = await asyncio.create_subprocess_exec(
+                        *proc.argv, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
+                        start_new_session=True)
+                except OSError as err:  # not found, not executable: counts as a crash
+                    log.write(f"testbed: cannot start {proc.argv[0]}: {err.strerror}\n".encode())
+                    proc.process = None
+            proc.started = time.monotonic()
+            proc.last_exit = await proc.process.wait() if proc.process else 127
+            if proc.stopping.is_set():
+                return
+            proc.restarts += 1
+            backoff = BACKOFF_FIRST if time.monotonic() - proc.started > HEALTHY_AFTER else min(backoff * 2,
+                                                                                                BACKOFF_MAX)
+            with contextlib.suppress(asyncio.TimeoutError):  # wait out the back-off, or a stop
+                await asyncio.wait_for(proc.stopping.wait(), backoff)
+
+    async def _reload(self, proc: Proc) -> bool:
+        assert proc.reload is not None
+        try:
+            child = await asyncio.create_subprocess_exec(*proc.reload, stdout=asyncio.subprocess.DEVNULL,
+                                                         stderr=asyncio.subprocess.DEVNULL)
+            return await asyncio.wait_for(child.wait(), 10) == 0
+        except (TimeoutError, OSError):
+            return False
+
+    async def _stop(self, proc: Proc) -> None:
+        proc.stopping.set()
+        p = proc.process
+        if p is not None and p.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGTERM)
+            try:
+                await asyncio.wait_for(p.wait(), STOP_GRACE)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(p.pid, signal.SIGKILL)
+                await p.wait()
+        if proc.task:
+            await proc.task
+
+    def status(self) -> list[dict[str, Any]]:
+        out = []
+        for name, proc in sorted(self.procs.items()):
+            alive = proc.process is not None and proc.process.returncode is None
+            out.append({"name": name, "state": "running" if alive else "restarting", "restarts": proc.restarts,
+                        "pid": proc.process.pid if alive and proc.process else None, "lastExit": proc.last_exit})
+        return out

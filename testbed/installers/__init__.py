@@ -1,0 +1,68 @@
+"""The registry of installers: what runs on every node after the pod network (egress NAT now; kube-proxy, DNS,
+NetworkPolicy and ingress next). Each is one module here that registers an Installer subclass. On each sync an
+enabled installer is installed and a disabled one uninstalled, so turning one off (or switching it) leaves
+nothing of it behind.
+
+Per-node rules are rendered by pure functions (`render`) and applied by each node's agent in one transaction.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import pkgutil
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from testbed.actions import Change, Context
+    from testbed.topology import Topology
+
+_INSTALLERS: dict[str, type[Installer]] = {}
+
+
+class Installer:
+    name: ClassVar[str]
+    title: ClassVar[str]
+
+    def enabled(self, topo: Topology) -> bool:
+        return True
+
+    def install(self, ctx: Context) -> Change:
+        raise NotImplementedError
+
+    def uninstall(self, ctx: Context) -> Change:
+        raise NotImplementedError
+
+
+def register(cls: type[Installer]) -> type[Installer]:
+    _INSTALLERS[cls.name] = cls
+    return cls
+
+
+@functools.cache
+def _discover() -> None:
+    """Every installer module, imported once (importing one directly registers only that one)."""
+    for info in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{info.name}")
+
+
+def registered() -> dict[str, type[Installer]]:
+    _discover()
+    return _INSTALLERS
+
+
+class Step:
+    """One installer as a pipeline action."""
+
+    def __init__(self, installer: Installer) -> None:
+        self.installer = installer
+        self.title = installer.title
+
+    def run(self, ctx: Context) -> Change:
+        if self.installer.enabled(ctx.plan.topology):
+            return self.installer.install(ctx)
+        return self.installer.uninstall(ctx)
+
+
+def installers() -> list[Step]:
+    return [Step(cls()) for _, cls in sorted(registered().items())]

@@ -1,0 +1,52 @@
+"""A client for BIRD's control socket, from the host: every machine's socket sits in its run folder, which the
+host bind-mounts into it, so status and routes read sessions without a process in the container."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Any
+
+CTL = "bird.ctl"
+
+
+def query(path: Path, command: str, timeout: float = 3.0) -> list[str]:
+    """The reply's lines, without BIRD's reply codes."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(str(path))
+        buf = b""
+        while b"\n" not in buf:  # the greeting, "0001 BIRD ... ready."
+            chunk = s.recv(65536)
+            if not chunk:
+                return []
+            buf += chunk
+        s.sendall(command.encode() + b"\n")
+        buf = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+            lines = buf.decode(errors="replace").split("\n")
+            if any(len(ln) >= 5 and ln[:4].isdigit() and ln[4] == " " and ln[0] in "089" for ln in lines):
+                break  # a final line: 0xxx ok, 8xxx/9xxx error
+    out = []
+    for line in buf.decode(errors="replace").splitlines():
+        out.append(line[5:] if len(line) >= 5 and line[:4].isdigit() else line[1:] if line.startswith(" ")
+                   else line)
+    return out
+
+
+def sessions(path: Path) -> list[dict[str, Any]]:
+    """BGP sessions as `show protocols` lists them: name, state (up/start/...), info (Established, Active...)."""
+    out = []
+    try:
+        lines = query(path, "show protocols")
+    except OSError:
+        return []
+    for line in lines:
+        parts = line.split()
+        if len(parts) >= 5 and parts[1] == "BGP":
+            out.append({"name": parts[0], "state": parts[3], "info": " ".join(parts[5:]) or parts[3]})
+    return out

@@ -1,0 +1,1 @@
+"""Pod network modes, one module each; each registers itself with testbed.network.registry."""

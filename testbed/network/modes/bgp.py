@@ -1,0 +1,209 @@
+"""bgp, Calico style: no encapsulation. Every node runs BIRD and peers with the router (iBGP with the router as
+route reflector, or eBGP with one ASN per node), announcing its pod range and the /32 (/128) of every pod that
+lives on it from another node's range (a moved pod). Learned routes go into the kernel; nothing else does.
+
+A pod that moved keeps its IP: on its new node it is a routed pod (a /32 on its eth0, default route onlink
+through the node's bridge, a host route to it on the node), and the node it left answers ARP and NDP on its
+bridge for that address (proxy ARP, proxy NDP entries), so pods still there reach it through the router's
+routes. The longest prefix wins everywhere, so no range has to be split.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from pyroute2.netlink.rtnl.ndmsg import NTF_PROXY
+from tenacity import retry, retry_if_result, stop_after_delay, wait_exponential
+
+from testbed import netns
+from testbed.actions import Change, Context
+from testbed.agent import nsutil
+from testbed.errors import TestbedError
+from testbed.network import bird
+from testbed.network.bridge import BRIDGE
+from testbed.network.registry import NetworkMode, register
+from testbed.plan.cluster import NodePlan, Plan
+from testbed.plan.machines import RouterPlan
+from testbed.runtime import agent
+
+BIRD_DIR = "/run/testbed/bird"
+BIRD_CONF = f"{BIRD_DIR}/bird.conf"
+BIRD_CTL = "/run/testbed/bird.ctl"  # in the machine's run folder, which the host sees too
+PROTO_BIRD = 12
+
+
+def _timers(plan: Plan) -> str:
+    bgp = plan.topology.networking.bgp
+    # every speaker sits on the fabric: single-hop sessions, next hops taken as directly connected (iBGP would
+    # otherwise resolve them recursively through an IGP table the lab does not have)
+    return (f"direct; hold time {bgp.holdTime}; keepalive time {bgp.keepalive}; start delay time 0; "
+            "connect retry time 1; error wait time 1, 5;")
+
+
+def _kernel(dual: bool) -> list[str]:
+    out = ["protocol device { scan time 5; }",
+           "protocol kernel kernel4 { merge paths on; ipv4 { import none; export where source = RTS_BGP; }; }"]
+    if dual:
+        out.append("protocol kernel kernel6 { merge paths on; ipv6 { import none; export where source = "
+                   "RTS_BGP; }; }")
+    return out
+
+
+def announced(plan: Plan, node: NodePlan) -> tuple[list[str], list[str]]:
+    """What a node announces: its range, and the pods living on it from other ranges (v4, v6)."""
+    v4, v6 = [node.cidr4], [node.cidr6] if node.cidr6 else []
+    for pod in plan.pods_on(node.name):
+        if pod.routed:
+            v4.append(f"{pod.ipv4}/32")
+            if pod.ipv6:
+                v6.append(f"{pod.ipv6}/128")
+    return v4, v6
+
+
+def node_config(plan: Plan, node: NodePlan) -> str:
+    """BIRD's configuration for a node (pure): announcements as static blackholes that never reach the kernel
+    (the kernel protocols export only what BGP learned)."""
+    router = plan.router
+    assert router is not None
+    v4, v6 = announced(plan, node)
+    lines = [f"router id {node.underlay_ip};", "log stderr all;", *_kernel(bool(node.cidr6)),
+             "protocol static pods4 { ipv4; " + " ".join(f"route {p} blackhole;" for p in v4) + " }"]
+    lines.append(f"protocol bgp router4 {{ local {node.underlay_ip} as {node.asn}; neighbor {router.underlay_ip} "
+                 f"as {router.asn}; {_timers(plan)} ipv4 {{ gateway direct; import all; export where "
+                 "proto = \"pods4\"; next hop self; }; }")
+    if v6 and node.underlay_ip6 and router.underlay_ip6:
+        lines.append("protocol static pods6 { ipv6; " + " ".join(f"route {p} blackhole;" for p in v6) + " }")
+        lines.append(f"protocol bgp router6 {{ local {node.underlay_ip6} as {node.asn}; neighbor "
+                     f"{router.underlay_ip6} as {router.asn}; {_timers(plan)} ipv6 {{ gateway direct; import all; "
+                     "export where proto = \"pods6\"; next hop self; }; }")
+    return "\n".join(lines) + "\n"
+
+
+def router_config(plan: Plan, router: RouterPlan) -> str:
+    """The router's BIRD: one session per node and family; a route reflector with ibgp."""
+    ibgp = plan.topology.networking.bgp.peering == "ibgp"
+    lines = [f"router id {router.underlay_ip};", "log stderr all;", *_kernel(bool(router.underlay_ip6))]
+    for node in plan.nodes:
+        rr = " rr client;" if ibgp else ""
+        lines.append(f"protocol bgp {_proto(node.name)}_4 {{ local {router.underlay_ip} as {router.asn}; "
+                     f"neighbor {node.underlay_ip} as {node.asn};{rr} {_timers(plan)} "
+                     "ipv4 { gateway direct; import all; export all; }; }")
+        if node.underlay_ip6 and router.underlay_ip6:
+            lines.append(f"protocol bgp {_proto(node.name)}_6 {{ local {router.underlay_ip6} as {router.asn}; "
+                         f"neighbor {node.underlay_ip6} as {node.asn};{rr} {_timers(plan)} "
+                         "ipv6 { gateway direct; import all; export all; }; }")
+    return "\n".join(lines) + "\n"
+
+
+def _proto(node: str) -> str:
+    return "n_" + node.replace("-", "_")
+
+
+def bird_daemon(config: str) -> dict[str, Any]:
+    return {"name": "bird", "argv": ["bird", "-f", "-c", BIRD_CONF, "-s", BIRD_CTL],
+            "reload": ["birdc", "-s", BIRD_CTL, "configure"], "files": {BIRD_CONF: config}}
+
+
+def expected_routes(plan: Plan, node: NodePlan) -> set[str]:
+    """What BGP must have put in a node's kernel: every other node's announcements."""
+    out: set[str] = set()
+    for peer in plan.nodes:
+        if peer is not node:
+            v4, v6 = announced(plan, peer)
+            out |= set(v4) | set(v6)
+    return out
+
+
+@retry(retry=retry_if_result(lambda missing: bool(missing)), stop=stop_after_delay(30),
+       wait=wait_exponential(multiplier=0.01, max=0.2), retry_error_callback=lambda state: state.outcome.result())
+def _missing_routes(ctx: Context) -> dict[str, set[str]]:
+    missing: dict[str, set[str]] = {}
+    for node in ctx.plan.nodes:
+        with netns.ipr(ctx.netns(node.name)) as nd:
+            have = {netns.route_dst(r) for family in (socket.AF_INET, socket.AF_INET6)
+                    for r in nd.get_routes(family=family, table=254) if r["proto"] == PROTO_BIRD}
+        if lacking := expected_routes(ctx.plan, node) - have:
+            missing[node.name] = lacking
+    return missing
+
+
+def _wait_converged(ctx: Context) -> None:
+    """`up` returns once every node has learnt every other node's routes, so traffic works right away."""
+    missing = _missing_routes(ctx)
+    if missing:
+        raise TestbedError("BGP did not converge within 30 s; missing routes: " + "; ".join(
+            f"{node}: {', '.join(sorted(routes))}" for node, routes in sorted(missing.items())) +
+            " (see `testbed status` and `testbed exec router -- birdc -s /run/testbed/bird.ctl show protocols`)")
+
+
+def proxied(plan: Plan, node: NodePlan) -> set[str]:
+    """IPv6 addresses of this node's range whose pods live elsewhere: answered here by proxy NDP."""
+    return {p.ipv6 for p in plan.pods if p.routed and p.ipv6 and p.node != node.name
+            and plan.home(p.ipv4) is node}
+
+
+def _bridge_proxies(ctx: Context, node: NodePlan, on: bool) -> None:
+    """Proxy ARP on the bridge (the kernel answers for addresses routed elsewhere) and proxy NDP entries."""
+    path = ctx.netns(node.name)
+    with nsutil.entered(path), contextlib.suppress(FileNotFoundError):
+        nsutil.write_sysctl(f"net.ipv4.conf.{BRIDGE}.proxy_arp", int(on))
+        if node.cidr6:
+            nsutil.write_sysctl(f"net.ipv6.conf.{BRIDGE}.proxy_ndp", int(on))
+    want = proxied(ctx.plan, node) if on else set()
+    with netns.ipr(path) as nd:
+        idx = netns.one(nd, BRIDGE)
+        if idx is None:
+            return
+        have = {n.get_attr("NDA_DST") for n in nd.get_neighbours(family=socket.AF_INET6, ifindex=idx)
+                if n["flags"] & NTF_PROXY}
+        for ip in have - want:
+            nd.neigh("del", dst=ip, ifindex=idx, flags=NTF_PROXY, family=socket.AF_INET6)
+        for ip in want - have:
+            nd.neigh("add", dst=ip, ifindex=idx, flags=NTF_PROXY, family=socket.AF_INET6)
+
+
+@register
+class Bgp(NetworkMode):
+    name = "bgp"
+    keeps_ip_on_move = True
+    title = "BGP (BIRD on every node, the router as peer)"
+
+    def router_learns(self, plan: Plan) -> bool:
+        return True
+
+    def install(self, ctx: Context) -> Change:
+        plan = ctx.plan
+        assert plan.router is not None
+        jobs = [(plan.router.name, router_config(plan, plan.router))]
+        jobs += [(n.name, node_config(plan, n)) for n in plan.nodes]
+        for node in plan.nodes:
+            _bridge_proxies(ctx, node, True)
+        change = self._daemons(ctx, {name: [bird_daemon(conf)] for name, conf in jobs})
+        _wait_converged(ctx)
+        return change
+
+    def status(self, plan: Plan, run_dir: Path) -> dict[str, Any]:
+        machines = [*([plan.router.name] if plan.router else []), *(n.name for n in plan.nodes)]
+        out: dict[str, Any] = {m: {"sessions": bird.sessions(run_dir / m / bird.CTL)} for m in machines}
+        for node in plan.nodes:
+            v4, v6 = announced(plan, node)
+            out[node.name]["announces"] = v4 + v6
+        return out
+
+    def uninstall(self, ctx: Context) -> Change:
+        machines = [*ctx.plan.nodes, *([ctx.plan.router] if ctx.plan.router else [])]
+        for node in ctx.plan.nodes:
+            _bridge_proxies(ctx, node, False)
+        return self._daemons(ctx, {m.name: [] for m in machines})
+
+    @staticmethod
+    def _daemons(ctx: Context, wanted: dict[str, list[dict[str, Any]]]) -> Change:
+        def one(item: tuple[str, list[dict[str, Any]]]) -> Change:
+            return Change(**agent.call(ctx.run_dir(item[0]), "daemons", procs=item[1]))
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            return sum(pool.map(one, wanted.items()), Change())

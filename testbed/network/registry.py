@@ -1,0 +1,87 @@
+"""The registry of pod network modes. A mode is one module under testbed/network/modes/ that registers a
+NetworkMode subclass; nothing else names it. Topology validation, the pod MTU, the pipeline, `move` and status
+all ask the registry.
+
+A lab runs exactly one mode; every other registered mode is uninstalled on each sync, so switching a running
+lab with `up` leaves nothing of the old one behind.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import pkgutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from testbed.actions import Change, Context
+    from testbed.plan.cluster import Plan
+
+_MODES: dict[str, type[NetworkMode]] = {}
+
+
+class NetworkMode:
+    """One way of carrying pod traffic between nodes."""
+
+    name: ClassVar[str]
+    overhead: ClassVar[int] = 0  # encapsulation bytes: pods get the underlay MTU minus this
+    keeps_ip_on_move: ClassVar[bool] = False  # pods may live outside their node's range (routes follow them)
+    device: ClassVar[str | None] = None  # the node link that carries it, shown in status
+    title: ClassVar[str] = ""
+
+    def install(self, ctx: Context) -> Change:
+        """Make every node (and the router) carry pod traffic this way; safe to repeat."""
+        raise NotImplementedError
+
+    def uninstall(self, ctx: Context) -> Change:
+        """Remove everything this mode makes, from every machine; safe when none of it is there."""
+        raise NotImplementedError
+
+    def status(self, plan: Plan, run_dir: Path) -> dict[str, Any]:
+        """Mode-specific observations (sessions, announced prefixes), from the lab's run folder; none by default."""
+        return {}
+
+    def router_learns(self, plan: Plan) -> bool:
+        """True when the router learns pod routes by itself (BGP); otherwise it gets static routes."""
+        return False
+
+
+def register(cls: type[NetworkMode]) -> type[NetworkMode]:
+    _MODES[cls.name] = cls
+    return cls
+
+
+@functools.cache
+def _discover() -> None:
+    """Every mode module, imported once (importing one directly registers only that one)."""
+    from testbed.network import modes as package
+
+    for info in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"{package.__name__}.{info.name}")
+
+
+def modes() -> dict[str, type[NetworkMode]]:
+    _discover()
+    return _MODES
+
+
+def mode(name: str) -> NetworkMode:
+    return modes()[name]()
+
+
+class PodNetwork:
+    """The pipeline's step for the pod network: every other mode uninstalled, then the lab's mode installed."""
+
+    def __init__(self, chosen: str) -> None:
+        self.chosen = chosen
+        self.title = f"Pod network ({chosen})"
+
+    def run(self, ctx: Context) -> Change:
+        from testbed.actions import Change
+
+        change = Change()
+        for name, cls in modes().items():
+            if name != self.chosen:
+                change += cls().uninstall(ctx)
+        return change + mode(self.chosen).install(ctx)

@@ -1,0 +1,64 @@
+"""Tables for people: what `status` and `routes` print without --json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+
+def _mark(value: str, good: str) -> str:
+    return value if value == good else f"[red]{value}[/]"
+
+
+def status(out: Console, data: dict[str, Any]) -> None:
+    color = {"ready": "green", "degraded": "red"}.get(data["phase"], "yellow")
+    out.print(f"[bold]{data['name']}[/]  phase=[{color}]{data['phase']}[/]  network={data['network']}  "
+              f"dualStack={data['dualStack']}  podMTU={data['podMTU']}  underlay={data['underlay']}",
+              highlight=False)
+    for reason in data["reasons"][:20]:
+        out.print(f"  [red]✗[/] {reason}", highlight=False)
+    if len(data["reasons"]) > 20:
+        out.print(f"  ... and {len(data['reasons']) - 20} more (--json lists them all)", highlight=False)
+    if data["hint"]:
+        out.print(f"  hint: {data['hint']}", highlight=False)
+    nodes = Table("NODE", "CONTAINER", "STATE", "AGENT", "UNDERLAY IP", "POD CIDRS", title="nodes",
+                  title_justify="left")
+    for n in data["nodes"]:
+        nodes.add_row(n["name"], n["container"], _mark(n["state"], "running"), _mark(n["agent"], "answering"),
+                      n["underlayIP"], " ".join(n["podCIDRs"]))
+    out.print(nodes)
+    machines = Table("MACHINE", "ROLE", "CONTAINER", "STATE", "IPS", title="router and external hosts",
+                     title_justify="left")
+    for m in data["machines"]:
+        machines.add_row(m["name"], m["role"], m["container"], _mark(m["state"], "running"), " ".join(m["ips"]))
+    out.print(machines)
+    extra = data.get(data["network"]) or {}
+    if extra:
+        bgp = Table("SPEAKER", "SESSION", "STATE", "ANNOUNCES", title="BGP", title_justify="left")
+        for speaker, info in extra.items():
+            sessions = info.get("sessions") or [{"name": "-", "info": "no answer"}]
+            for i, x in enumerate(sessions):
+                bgp.add_row(speaker if i == 0 else "", x["name"], _mark(x["info"], "Established"),
+                            " ".join(info.get("announces", [])) if i == 0 else "")
+        out.print(bgp)
+    pods = Table("NAMESPACE", "POD", "NODE", "IPS", "PORTS", "READY", title="pods", title_justify="left")
+    for p in data["pods"]:
+        pods.add_row(p["namespace"], p["name"], p["node"], " ".join(p["ips"]), " ".join(p["ports"]),
+                     "yes" if p["ready"] else "[red]no[/]")
+    out.print(pods)
+    links = Table("TYPE", "FROM", "TO", "STATE", title="links", title_justify="left")
+    for link in data["links"]:
+        links.add_row(link["type"], f"{link['from']}:{link['fromIf']}", f"{link['to']}:{link['toIf']}",
+                      _mark(link["state"], "up"))
+    out.print(links)
+
+
+def routes(out: Console, data: dict[str, list[dict[str, Any]]]) -> None:
+    for machine, rows in data.items():
+        table = Table("DESTINATION", "VIA", "DEV", "PROTOCOL", title=machine, title_justify="left")
+        for r in rows:
+            table.add_row(r["dst"] if r["type"] == "unicast" else f"{r['type']} {r['dst']}", r["gateway"] or "",
+                          r["dev"] or "", r["protocol"])
+        out.print(table)

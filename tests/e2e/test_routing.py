@@ -1,0 +1,189 @@
+"""Routed pod networks with real traffic: vxlan, host-gw and bgp on one lab that is switched between them with
+`up` (so each switch is tested to converge and to leave nothing of the mode before), the router, the external
+segment with its DNS and web hosts, egress NAT, BGP faults, and `move`."""
+
+import subprocess
+import sys
+
+import docker
+import pytest
+import yaml
+from conftest import curl, url
+from tenacity import retry, retry_if_result, stop_after_delay, wait_fixed
+
+from testbed import lab as labs
+from testbed.pytest_plugin import Lab
+
+NAME = "e2e-routed"
+MODES = ["vxlan", "host-gw", "bgp"]
+WEB, WEB6, DNS = "203.0.113.11", "2001:db8::b", "203.0.113.10"
+quiet = {"say": lambda _: None}
+
+
+def _pod(name: str, node: str) -> dict:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"app": name}},
+            "spec": {"nodeName": node, "containers": [{"name": "c", "ports": [{"containerPort": 8080}]}]}}
+
+
+@pytest.fixture(scope="module")
+def routed(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("routed")
+
+    def up(mode: str, nat: bool = True) -> Lab:
+        topo = {"apiVersion": "testbed/v1alpha1", "kind": "Topology", "name": NAME, "nodes": 3,
+                "networking": {"dualStack": True, "network": mode, "natOutgoing": nat},
+                "manifests": [_pod("a", "node1"), _pod("a2", "node1"), _pod("b", "node2"), _pod("c", "node3"),
+                              {**_pod("m", "node1"), "spec": {"containers": [
+                                  {"name": "c", "ports": [{"containerPort": 8080}]}]}}]}
+        path = folder / "routed.yaml"
+        path.write_text(yaml.safe_dump(topo))
+        labs.up(path, replace=True, **quiet)
+        return Lab(NAME)
+
+    yield up
+    labs.down(NAME, **quiet)
+
+
+def sh(container: str, command: str) -> tuple[int, str]:
+    result = docker.from_env().containers.get(container).exec_run(["sh", "-c", command])
+    return result.exit_code, result.output.decode()
+
+
+def leftovers_of_other_modes(lab: Lab, mode: str) -> list[str]:
+    found = []
+    for node in lab.plan.nodes:
+        if mode != "vxlan" and sh(node.container, "ip link show vxlan0")[0] == 0:
+            found.append(f"{node.name}: vxlan0")
+        if mode != "host-gw" and "proto 201" in sh(node.container, "ip route; ip -6 route")[1]:
+            found.append(f"{node.name}: host-gw routes")
+    for m in [*lab.plan.nodes, lab.plan.router]:
+        if mode != "bgp" and sh(m.container, "pgrep -x bird")[0] == 0:
+            found.append(f"{m.name}: bird")
+        if mode == "bgp" and "proto 202" in sh(m.container, "ip route")[1]:
+            found.append(f"{m.name}: static pod routes")
+    return found
+
+
+@pytest.mark.parametrize("mode", [*MODES, "vxlan"], ids=[*MODES, "back-to-vxlan"])
+def test_each_mode_carries_pods_nodes_and_the_outside_world(routed, mode):
+    lab = routed(mode)
+    assert lab.status()["phase"] == "ready", lab.status()["reasons"]
+    assert leftovers_of_other_modes(lab, mode) == []
+    a, c = lab.pod("a"), lab.pod("c")
+    # pod to pod across nodes, both families, no NAT
+    assert curl(lab, "a", url(c.ipv4, 8080, "/clientip")).rsplit(":", 1)[0] == a.ipv4
+    assert curl(lab, "a", url(c.ipv6, 8080, "/clientip")).rsplit(":", 1)[0] == f"[{a.ipv6}]"
+    # node to pod
+    node1 = lab.plan.node("node1")
+    code, out = sh(node1.container, f"curl -s --max-time 5 http://{c.ipv4}:8080/clientip")
+    assert code == 0 and out.rsplit(":", 1)[0] in (node1.underlay_ip, node1.gateway4, node1.vtep4)
+    # pod to the outside world: masqueraded to its node's address
+    assert curl(lab, "a", url(WEB, 80, "/clientip")).rsplit(":", 1)[0] == node1.underlay_ip
+    assert curl(lab, "c", url(WEB6, 80, "/clientip")).rsplit(":", 1)[0] == f"[{lab.plan.node('node3').underlay_ip6}]"
+
+
+def test_the_external_dns_server_answers_for_its_zone(routed):
+    lab = routed("vxlan")
+    assert lab.exec("a", f"dig +short +time=2 @{DNS} www.example.com").stdout.split() == [WEB]
+    assert lab.exec("a", f"dig +short +time=2 @{DNS} www.example.com AAAA").stdout.split() == [WEB6]
+    _code, out = sh(f"{NAME}-ext2", f"dig +short +time=2 @{DNS} web.example.com")
+    assert out.split() == ["www.example.com.", WEB]
+
+
+@pytest.mark.parametrize("mode", ["vxlan", "host-gw"])
+def test_move_refuses_in_a_mode_that_cannot_keep_the_ip(routed, mode):
+    routed(mode)
+    result = subprocess.run([sys.executable, "-m", "testbed", "move", "--lab", NAME, "m", "--to", "node2"],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 2
+    assert f"network {mode} cannot keep a pod's IP on another node" in result.stderr
+
+
+def test_bgp_without_nat_external_hosts_see_pod_ips(routed):
+    lab = routed("bgp", nat=False)
+    a, c = lab.pod("a"), lab.pod("c")
+    assert curl(lab, "a", url(WEB, 80, "/clientip")).rsplit(":", 1)[0] == a.ipv4
+    assert curl(lab, "c", url(WEB6, 80, "/clientip")).rsplit(":", 1)[0] == f"[{c.ipv6}]"
+    code, out = sh(f"{NAME}-ext2", f"curl -s --max-time 5 http://{c.ipv4}:8080/clientip")
+    assert code == 0 and out.rsplit(":", 1)[0] == WEB
+
+
+def test_bgp_router_holds_every_node_range_and_no_vxlan_device(routed):
+    lab = routed("bgp")
+    table = labs_routes(lab, "router")
+    for node in lab.plan.nodes:
+        assert table[node.cidr4] == ("bird", node.underlay_ip)
+        assert table[node.cidr6] == ("bird", node.underlay_ip6)
+        assert sh(node.container, "ip link show vxlan0")[0] != 0
+    sessions = lab.status()["bgp"]
+    assert {x["info"] for m in sessions.values() for x in m["sessions"]} == {"Established"}
+
+
+def labs_routes(lab: Lab, machine: str) -> dict[str, tuple[str, str | None]]:
+    from testbed.status import routes
+
+    return {r["dst"]: (r["protocol"], r["gateway"]) for r in routes(lab.name, machine)[machine]}
+
+
+@retry(retry=retry_if_result(lambda ok: not ok), stop=stop_after_delay(30), wait=wait_fixed(0.1))
+def _router_has(lab: Lab, cidr: str, present: bool) -> bool:
+    return (cidr in labs_routes(lab, "router")) == present
+
+
+def test_bgp_a_stopped_node_is_withdrawn_and_up_restores_it(routed):
+    lab = routed("bgp")
+    node3 = lab.plan.node("node3")
+    docker.from_env().containers.get(node3.container).stop(timeout=0)
+    assert _router_has(lab, node3.cidr4, False)  # withdrawn once the hold time runs out
+    assert lab.status()["phase"] == "degraded"
+    routed("bgp")
+    assert _router_has(lab, node3.cidr4, True)
+    assert curl(lab, "a", url(lab.pod("c").ipv4, 8080, "/hostname")) == "c"
+
+
+def test_bgp_a_killed_router_daemon_comes_back_with_its_routes(routed):
+    lab = routed("bgp")
+    router = lab.plan.router
+    assert sh(router.container, "pkill -9 -x bird")[0] == 0
+    assert _router_has(lab, lab.plan.node("node2").cidr4, True)
+    _code, out = sh(f"{NAME}-ext2", f"curl -s --max-time 5 http://{lab.pod('b').ipv4}:8080/hostname")
+    assert out == "b"
+    restarts = {d["name"]: d["restarts"] for d in _agent_status(lab, "router")["daemons"]}
+    assert restarts["bird"] >= 1
+
+
+def _agent_status(lab: Lab, machine: str) -> dict:
+    from testbed import state
+    from testbed.runtime import agent
+
+    return agent.call(state.run_dir(lab.name) / machine, "status")
+
+
+def test_bgp_a_restarted_router_is_rewired_by_up(routed):
+    lab = routed("bgp")
+    docker.from_env().containers.get(lab.plan.router.container).restart(timeout=0)
+    routed("bgp")
+    assert _router_has(lab, lab.plan.node("node3").cidr4, True)
+    assert curl(lab, "a", url(WEB, 80, "/hostname")) == "ext2"
+
+
+def test_bgp_move_keeps_the_ip_and_is_reached_from_everywhere(routed):
+    lab = routed("bgp")
+    before = lab.pod("m")
+    home = lab.plan.home(before.ipv4)
+    to = "node3" if before.node != "node3" else "node1"
+    labs.move(NAME, "m", to, **quiet)
+    after = lab.pod("m")
+    assert (after.node, after.ipv4, after.ipv6) == (to, before.ipv4, before.ipv6)
+    table = labs_routes(lab, "router")
+    assert table[f"{after.ipv4}/32"] == ("bird", lab.plan.node(to).underlay_ip)
+    neighbours = [p.name for p in lab.pods() if p.node == home.name and p.name != "m"]
+    assert neighbours  # a pod that stays in m's old range, on m's old node
+    for src in {*neighbours, "a", "b", "c"}:
+        assert curl(lab, src, url(after.ipv4, 8080, "/hostname")) == "m"
+        assert curl(lab, src, url(after.ipv6, 8080, "/clientip")).rsplit(":", 1)[0] == f"[{lab.pod(src).ipv6}]"
+    _code, out = sh(f"{NAME}-ext2", f"curl -s --max-time 5 http://{after.ipv4}:8080/hostname")
+    assert out == "m"
+    labs.move(NAME, "m", home.name, **quiet)  # and back home: the /32 is withdrawn
+    assert _router_has(lab, f"{after.ipv4}/32", False)
+    assert curl(lab, "c", url(after.ipv4, 8080, "/hostname")) == "m"

@@ -1,19 +1,18 @@
-"""Cross-node pod→pod TCP throughput (iperf3, one stream, 5 s per run) over the VXLAN overlay, against the same
-path with plain routes instead of encapsulation (host-gw style, over the same underlay, same pod MTU), and
-against one raw veth pair between two namespaces (the ceiling for a single hop). All traffic stays inside the
-lab's own namespaces."""
+"""Cross-node pod→pod TCP throughput (iperf3, one stream, 5 s per run) in each network mode (vxlan, host-gw,
+bgp: one lab switched between them with `up`), against one raw veth pair between two namespaces (the ceiling
+for a single hop). All traffic stays inside the lab's own namespaces."""
 
 from __future__ import annotations
 
 import json
+import tempfile
 import textwrap
+from pathlib import Path
 
-from common import HERE, lab_up
+from common import HERE, lab_up, quiet
 from tenacity import retry, retry_if_result, stop_after_attempt, wait_fixed
 
-from testbed import netns, podexec
-from testbed.network.underlay import NODE_IF
-from testbed.network.vxlan import Vxlan
+from testbed import lab, podexec
 from testbed.runtime import docker as rt
 
 SECONDS = 5
@@ -52,43 +51,26 @@ def _measure(container_s, prefix_s: list[str], container_c, prefix_c: list[str],
     return best
 
 
-def _plain_routes(ctx) -> None:
-    """Replace each node's overlay routes by routes via the peer's underlay address: no encapsulation."""
-    for node in ctx.plan.nodes:
-        with netns.ipr(netns.node_path(ctx.pid(node.name))) as nd:
-            eth0 = netns.one(nd, NODE_IF)
-            for peer in ctx.plan.nodes:
-                if peer.name != node.name:
-                    nd.route("replace", dst=peer.cidr4, gateway=peer.underlay_ip, oif=eth0)
-
-
 def run() -> dict[str, float]:
     out: dict[str, float] = {}
-    with lab_up(HERE / "topology-throughput.yaml") as ctx:
-        server_pod = podexec.find(ctx.lab, "server")[1]
-        client_pod = podexec.find(ctx.lab, "client")[1]
+    source = (HERE / "topology-throughput.yaml").read_text()
+    with tempfile.TemporaryDirectory() as tmp, lab_up(HERE / "topology-throughput.yaml") as ctx:
+        for mode in ("vxlan", "host-gw", "bgp"):
+            path = Path(tmp) / f"{mode}.yaml"
+            path.write_text(source.replace("mtu: 9000", f"mtu: 9000\n  network: {mode}"))
+            lab.up(path, say=quiet, replace=True)
+            server_pod = podexec.find(ctx.lab, "server")[1]
+            client_pod = podexec.find(ctx.lab, "client")[1]
+            out[f"{mode}_gbps"] = _measure(ctx.container(server_pod.node), podexec.wrap(server_pod, []),
+                                           ctx.container("node1"), podexec.wrap(client_pod, []), server_pod.ipv4)
         c_client = ctx.container("node1")
-        c_server = ctx.container(server_pod.node)
-
-        def pods() -> float:
-            return _measure(c_server, podexec.wrap(server_pod, []), c_client, podexec.wrap(client_pod, []),
-                            server_pod.ipv4)
-
-        out["vxlan_gbps"] = pods()
-        _plain_routes(ctx)
-        out["plain_routes_gbps"] = pods()
-        Vxlan().run(ctx)
-        out["vxlan_again_gbps"] = pods()
-
-        mtu = ctx.plan.topology.networking.pod_mtu
-        code, _, err = rt.exec_in(c_client, ["python3", "-c", RAW_PAIR.format(mtu=mtu)])
+        code, _, err = rt.exec_in(c_client, ["python3", "-c", RAW_PAIR.format(mtu=9000)])
         assert code == 0, err
         ns_a, ns_b = ["ip", "netns", "exec", "rawa"], ["ip", "netns", "exec", "rawb"]
         out["raw_veth_gbps"] = _measure(c_client, ns_b, c_client, ns_a, "192.0.2.2")
-        vx = (out["vxlan_gbps"] + out["vxlan_again_gbps"]) / 2
-        out["vxlan_vs_plain_ratio"] = vx / out["plain_routes_gbps"]
-        out["vxlan_vs_raw_veth_ratio"] = vx / out["raw_veth_gbps"]
-        out["pod_mtu"] = mtu
+        for mode in ("vxlan", "host-gw", "bgp"):
+            out[f"{mode}_vs_raw_veth_ratio"] = out[f"{mode}_gbps"] / out["raw_veth_gbps"]
+        out["vxlan_vs_plain_ratio"] = out["vxlan_gbps"] / out["host-gw_gbps"]
     return out
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 import bench_pods
+import bench_routing
 import bench_throughput
 import bench_up
 
@@ -18,12 +19,21 @@ TARGETS = {
     "three_nodes_pods_per_s": "≥ 500 /s",
     "mem_machine_kib_per_pod": "≤ 1024 KiB",
     "vxlan_vs_plain_ratio": "≥ 0.90",
+    "vxlan_vs_raw_veth_ratio": "≥ 0.75",
+    "host-gw_vs_raw_veth_ratio": "≥ 0.80",
+    "bgp_vs_raw_veth_ratio": "≥ 0.80",
+    "bgp_up_s": "≤ 3 s",
+    "bgp_withdraw_after_node_stop_s": "≤ hold time + 1 s (4 s)",
+    "bgp_routes_back_after_node_start_and_up_s": "≤ hold time + 1 s (4 s)",
+    "bgp_routes_back_after_router_daemon_kill_s": "≤ hold time + 1 s (4 s)",
+    "move_s": "≤ 1 s",
 }
 
 
 def main() -> None:
     results: dict[str, float] = {}
-    for name, module in (("up", bench_up), ("pods", bench_pods), ("throughput", bench_throughput)):
+    for name, module in (("up", bench_up), ("pods", bench_pods), ("throughput", bench_throughput),
+                         ("routing", bench_routing)):
         if len(sys.argv) > 1 and sys.argv[1] not in ("--json", name):
             continue
         print(f"running {name} ...", file=sys.stderr, flush=True)

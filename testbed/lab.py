@@ -20,7 +20,7 @@ from testbed.loader import Doc, Manifest
 from testbed.network import registry
 from testbed.network.bridge import Bridge
 from testbed.network.pods import Pods
-from testbed.network.registry import PodNetwork
+from testbed.network.registry import PodNetwork, Settle
 from testbed.network.underlay import Underlay
 from testbed.network.underlay import lab_names as underlay_labs
 from testbed.network.underlay import remove as remove_underlay
@@ -37,7 +37,7 @@ Say = Callable[[str], object]
 
 def pipeline(topo: Topology) -> list[Action]:
     return [Nodes(), Underlay(), External(), Router(), Bridge(), PodNetwork(topo.networking.network), Pods(),
-            *installers()]
+            *installers(), Settle()]
 
 
 def _stored(st: state.LabState, origins: tuple[str, ...] = ("topology", "apply")) -> list[Manifest]:

@@ -15,7 +15,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from testbed.agent import protocol, workload
-from testbed.agent.pods import PodManager
 from testbed.agent.rules import Rules
 from testbed.agent.supervisor import Supervisor
 from testbed.agent.version import code_version
@@ -26,7 +25,7 @@ RUN_DIR = os.environ.get("TESTBED_RUN_DIR", "/run/testbed")
 class Agent:
     def __init__(self, node: str) -> None:
         self.node = node
-        self.pods = PodManager(node, os.path.join(RUN_DIR, "pods.json"))
+        self._pods: Any = None
         self.daemons = Supervisor(os.path.join(RUN_DIR, "logs"))
         self.rules = Rules()
         self.lock = asyncio.Lock()
@@ -36,6 +35,16 @@ class Agent:
         self.ops: dict[str, Callable[[Any], Awaitable[Any]]] = {
             "ping": self.ping, "reexec": self.do_reexec, "status": self.status, "sync_pods": self.sync_pods,
             "daemons": self.sync_daemons, "rules": self.apply_rules, "serve": self.serve}
+
+    @property
+    def pods(self) -> Any:
+        """Made on first use: pyroute2 costs a fifth of a second of CPU to import, which every machine of a lab
+        would pay at once while `up` waits, and the router and external hosts never have pods."""
+        if self._pods is None:
+            from testbed.agent.pods import PodManager
+
+            self._pods = PodManager(self.node, os.path.join(RUN_DIR, "pods.json"))
+        return self._pods
 
     async def handle(self, req: dict[str, Any]) -> Any:
         op, args = protocol.parse(req)

@@ -38,6 +38,10 @@ class NetworkMode:
         """Remove everything this mode makes, from every machine; safe when none of it is there."""
         raise NotImplementedError
 
+    def settle(self, ctx: Context) -> None:
+        """Wait, at the end of the pipeline, until traffic flows (routes learnt); nothing to wait for by
+        default. Later steps (pods, installers) run while a mode settles."""
+
     def status(self, plan: Plan, run_dir: Path) -> dict[str, Any]:
         """Mode-specific observations (sessions, announced prefixes), from the lab's run folder; none by default."""
         return {}
@@ -85,3 +89,12 @@ class PodNetwork:
             if name != self.chosen:
                 change += cls().uninstall(ctx)
         return change + mode(self.chosen).install(ctx)
+
+
+class Settle:
+    """The pipeline's last step: the lab's mode has converged when `up` returns."""
+
+    title = "Waiting for the pod network"
+
+    def run(self, ctx: Context) -> None:
+        mode(ctx.plan.topology.networking.network).settle(ctx)

@@ -40,7 +40,7 @@ def _timers(plan: Plan) -> str:
     bgp = plan.topology.networking.bgp
     # every speaker sits on the fabric: single-hop sessions, next hops taken as directly connected (iBGP would
     # otherwise resolve them recursively through an IGP table the lab does not have)
-    return (f"direct; hold time {bgp.holdTime}; keepalive time {bgp.keepalive}; start delay time 0; "
+    return (f"direct; hold time {bgp.holdTime}; keepalive time {bgp.keepalive}; connect delay time 0; "
             "connect retry time 1; error wait time 1, 5;")
 
 
@@ -89,6 +89,7 @@ def router_config(plan: Plan, router: RouterPlan) -> str:
     lines = [f"router id {router.underlay_ip};", "log stderr all;", *_kernel(bool(router.underlay_ip6))]
     for node in plan.nodes:
         rr = " rr client;" if ibgp else ""
+        rr += " passive on;"
         lines.append(f"protocol bgp {_proto(node.name)}_4 {{ local {router.underlay_ip} as {router.asn}; "
                      f"neighbor {node.underlay_ip} as {node.asn};{rr} {_timers(plan)} "
                      "ipv4 { gateway direct; import all; export all; }; }")
@@ -178,13 +179,15 @@ class Bgp(NetworkMode):
     def install(self, ctx: Context) -> Change:
         plan = ctx.plan
         assert plan.router is not None
-        jobs = [(plan.router.name, router_config(plan, plan.router))]
-        jobs += [(n.name, node_config(plan, n)) for n in plan.nodes]
         for node in plan.nodes:
             _bridge_proxies(ctx, node, True)
-        change = self._daemons(ctx, {name: [bird_daemon(conf)] for name, conf in jobs})
+        # the router first, passive: it is listening when the nodes' first connection comes, which spares them
+        # a failed attempt and the connect-retry wait after it
+        change = self._daemons(ctx, {plan.router.name: [bird_daemon(router_config(plan, plan.router))]})
+        return change + self._daemons(ctx, {n.name: [bird_daemon(node_config(plan, n))] for n in plan.nodes})
+
+    def settle(self, ctx: Context) -> None:
         _wait_converged(ctx)
-        return change
 
     def status(self, plan: Plan, run_dir: Path) -> dict[str, Any]:
         machines = [*([plan.router.name] if plan.router else []), *(n.name for n in plan.nodes)]

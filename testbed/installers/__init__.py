@@ -8,16 +8,14 @@ Per-node rules are rendered by pure functions (`render`) and applied by each nod
 
 from __future__ import annotations
 
-import functools
-import importlib
-import pkgutil
 from typing import TYPE_CHECKING, ClassVar
+
+from testbed.plugins import Registry
 
 if TYPE_CHECKING:
     from testbed.actions import Change, Context
     from testbed.topology import Topology
 
-_INSTALLERS: dict[str, type[Installer]] = {}
 
 
 class Installer:
@@ -34,21 +32,9 @@ class Installer:
         raise NotImplementedError
 
 
-def register(cls: type[Installer]) -> type[Installer]:
-    _INSTALLERS[cls.name] = cls
-    return cls
-
-
-@functools.cache
-def _discover() -> None:
-    """Every installer module, imported once (importing one directly registers only that one)."""
-    for info in pkgutil.iter_modules(__path__):
-        importlib.import_module(f"{__name__}.{info.name}")
-
-
-def registered() -> dict[str, type[Installer]]:
-    _discover()
-    return _INSTALLERS
+_REGISTRY: Registry[Installer] = Registry(__name__)
+register = _REGISTRY.register
+registered = _REGISTRY.all
 
 
 class Step:

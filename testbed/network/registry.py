@@ -8,17 +8,14 @@ lab with `up` leaves nothing of the old one behind.
 
 from __future__ import annotations
 
-import functools
-import importlib
-import pkgutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
+
+from testbed.plugins import Registry
 
 if TYPE_CHECKING:
     from testbed.actions import Change, Context
     from testbed.plan.cluster import Plan
-
-_MODES: dict[str, type[NetworkMode]] = {}
 
 
 class NetworkMode:
@@ -51,23 +48,9 @@ class NetworkMode:
         return False
 
 
-def register(cls: type[NetworkMode]) -> type[NetworkMode]:
-    _MODES[cls.name] = cls
-    return cls
-
-
-@functools.cache
-def _discover() -> None:
-    """Every mode module, imported once (importing one directly registers only that one)."""
-    from testbed.network import modes as package
-
-    for info in pkgutil.iter_modules(package.__path__):
-        importlib.import_module(f"{package.__name__}.{info.name}")
-
-
-def modes() -> dict[str, type[NetworkMode]]:
-    _discover()
-    return _MODES
+_REGISTRY: Registry[NetworkMode] = Registry("testbed.network.modes")
+register = _REGISTRY.register
+modes = _REGISTRY.all
 
 
 def mode(name: str) -> NetworkMode:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, IPvAnyAddress, field_validator, model_validator
 
 from testbed.errors import show
 
@@ -197,9 +197,146 @@ class Deployment(Loose):
     spec: DeploymentSpec
 
 
-Object = Namespace | Pod | Deployment
-KINDS: dict[str, type[Namespace] | type[Pod] | type[Deployment]] = {
-    "Namespace": Namespace, "Pod": Pod, "Deployment": Deployment}
+NODE_PORTS = (30000, 32767)
+
+
+class ServicePort(Loose):
+    name: str | None = None
+    protocol: Literal["TCP", "UDP", "SCTP"] = "TCP"
+    port: int = Field(ge=1, le=65535)
+    targetPort: int | str | None = None
+    nodePort: int | None = None
+
+    @field_validator("targetPort")
+    @classmethod
+    def _target(cls, value: int | str | None) -> int | str | None:
+        if isinstance(value, int) and not 1 <= value <= 65535:
+            raise ValueError(f"{value} is not a port number (1-65535)")
+        if isinstance(value, str) and not value.isdigit() and (len(value) > 15 or not IANA_SVC_NAME.match(value)):
+            raise ValueError(f"{show(value)} is neither a port number nor a port name")
+        return int(value) if isinstance(value, str) and value.isdigit() else value
+
+    @field_validator("nodePort")
+    @classmethod
+    def _range(cls, value: int | None) -> int | None:
+        if value is not None and not NODE_PORTS[0] <= value <= NODE_PORTS[1]:
+            raise ValueError(f"{value} is outside the node port range {NODE_PORTS[0]}-{NODE_PORTS[1]}")
+        return value
+
+    def target(self) -> int | str:
+        return self.targetPort if self.targetPort is not None else self.port
+
+
+class ClientIPConfig(Loose):
+    timeoutSeconds: int = Field(10800, ge=1, le=86400)
+
+
+class AffinityConfig(Loose):
+    clientIP: ClientIPConfig = Field(default_factory=ClientIPConfig)
+
+
+class ServiceSpec(Loose):
+    type: Literal["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"] = "ClusterIP"
+    selector: dict[str, str] | None = None
+    ports: list[ServicePort] = Field(default_factory=list)
+    clusterIP: str | None = None
+    clusterIPs: list[str] = Field(default_factory=list)
+    externalName: str | None = None
+    externalIPs: list[IPvAnyAddress] = Field(default_factory=list)
+    loadBalancerIP: IPvAnyAddress | None = None
+    sessionAffinity: Literal["None", "ClientIP"] = "None"
+    sessionAffinityConfig: AffinityConfig = Field(default_factory=AffinityConfig)
+    externalTrafficPolicy: Literal["Cluster", "Local"] = "Cluster"
+    internalTrafficPolicy: Literal["Cluster", "Local"] = "Cluster"
+    publishNotReadyAddresses: bool = False
+    allocateLoadBalancerNodePorts: bool = True
+    ipFamilies: list[Literal["IPv4", "IPv6"]] = Field(default_factory=list, max_length=2)
+    ipFamilyPolicy: Literal["SingleStack", "PreferDualStack", "RequireDualStack"] | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ServiceSpec:
+        """What the API server checks for these fields."""
+        seen: set[tuple[int, str]] = set()
+        names: set[str] = set()
+        for p in self.ports:
+            if (p.port, p.protocol) in seen:
+                raise ValueError(f"ports: port {p.port}/{p.protocol} is declared twice")
+            seen.add((p.port, p.protocol))
+            if p.name in names:
+                raise ValueError(f"ports: port name {p.name!r} is declared twice")
+            if p.name:
+                names.add(p.name)
+            if len(self.ports) > 1 and not p.name:
+                raise ValueError("ports: every port needs a name when there are several")
+            if p.nodePort is not None and self.type not in ("NodePort", "LoadBalancer"):
+                raise ValueError(f"ports: nodePort is only for type NodePort or LoadBalancer, not {self.type}")
+        if self.type == "ExternalName":
+            if not self.externalName:
+                raise ValueError("externalName: required for type ExternalName")
+            dns_subdomain(self.externalName.rstrip("."))
+            if self.selector:
+                raise ValueError("selector: must not be set for type ExternalName")
+        elif self.externalName:
+            raise ValueError(f"externalName: only for type ExternalName, not {self.type}")
+        if self.headless and self.type != "ClusterIP":
+            raise ValueError(f"clusterIP: None (headless) is only for type ClusterIP, not {self.type}")
+        if len(set(self.ipFamilies)) != len(self.ipFamilies):
+            raise ValueError("ipFamilies: a family is listed twice")
+        if self.ipFamilyPolicy == "SingleStack" and len(self.ipFamilies) > 1:
+            raise ValueError("ipFamilies: SingleStack takes one family")
+        return self
+
+    @property
+    def headless(self) -> bool:
+        return self.clusterIP == "None"
+
+
+class Service(Loose):
+    apiVersion: Literal["v1"]
+    kind: Literal["Service"]
+    metadata: ObjectMeta
+    spec: ServiceSpec = Field(default_factory=ServiceSpec)
+
+
+class EndpointConditions(Loose):
+    ready: bool = True
+
+
+class Endpoint(Loose):
+    addresses: list[IPvAnyAddress] = Field(min_length=1, max_length=100)
+    conditions: EndpointConditions = Field(default_factory=EndpointConditions)
+    nodeName: str | None = None
+    hostname: str | None = None
+
+
+class EndpointPort(Loose):
+    name: str | None = None
+    protocol: Literal["TCP", "UDP", "SCTP"] = "TCP"
+    port: int = Field(ge=1, le=65535)
+
+
+class EndpointSlice(Loose):
+    """For a Service with no selector, as users give them (label kubernetes.io/service-name)."""
+
+    apiVersion: Literal["discovery.k8s.io/v1"]
+    kind: Literal["EndpointSlice"]
+    metadata: ObjectMeta
+    addressType: Literal["IPv4", "IPv6"]
+    endpoints: list[Endpoint] = Field(default_factory=list)
+    ports: list[EndpointPort] = Field(default_factory=list)
+
+    @field_validator("metadata")
+    @classmethod
+    def _service_label(cls, meta: ObjectMeta) -> ObjectMeta:
+        if SERVICE_NAME_LABEL not in meta.labels:
+            raise ValueError(f"labels: {SERVICE_NAME_LABEL} must name the Service this slice belongs to")
+        return meta
+
+
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+Object = Namespace | Pod | Deployment | Service | EndpointSlice
+KINDS: dict[str, type[Object]] = {"Namespace": Namespace, "Pod": Pod, "Deployment": Deployment, "Service": Service,
+                                  "EndpointSlice": EndpointSlice}
 BUILTIN_NAMESPACES = ("default", "kube-system")
 
 

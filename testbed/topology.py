@@ -87,6 +87,17 @@ class External(Strict):
         return value
 
 
+class KubeProxy(Strict):
+    mode: Literal["nftables", "iptables"] = Field("nftables", description="How Services are programmed on "
+                                                                         "every node")
+
+
+class LoadBalancer(Strict):
+    pools: list[IPv4Network | IPv6Network] = Field(
+        default_factory=list, description="Ranges LoadBalancer Services take their IPs from (in bgp mode the "
+                                          "nodes announce them; otherwise one node answers ARP/NDP for each)")
+
+
 class Networking(Strict):
     podCIDR: IPv4Network = Field(IPv4Network("10.244.0.0/16"), description="IPv4 pod range of the cluster")
     podCIDRv6: IPv6Network = Field(IPv6Network("fd00:10:244::/56"), description="IPv6 pod range (dualStack)")
@@ -130,6 +141,8 @@ class Topology(Strict):
     nodes: list[NodeSpec] = Field(min_length=1, max_length=MAX_NODES, description="A node count or a list")
     networking: Networking = Field(default_factory=Networking)
     external: External = Field(default_factory=External)
+    kubeProxy: KubeProxy = Field(default_factory=KubeProxy)
+    loadBalancer: LoadBalancer = Field(default_factory=LoadBalancer)
     manifests: list[str | dict[str, Any]] = Field(
         default_factory=list, description="Kubernetes manifests: inline objects or file paths")
 

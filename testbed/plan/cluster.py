@@ -12,8 +12,9 @@ from testbed import kube
 from testbed.errors import InvalidInput, Problem, show
 from testbed.loader import Manifest
 from testbed.network import registry
-from testbed.plan import ipam, machines
+from testbed.plan import ipam, machines, services
 from testbed.plan.machines import ExternalPlan, RouterPlan
+from testbed.plan.services import ServicePlan
 from testbed.plan.workloads import PodIntent, Port, Unschedulable, expand, schedule
 from testbed.topology import Topology
 
@@ -80,6 +81,7 @@ class Plan:
     namespaces: dict[str, dict[str, str]] = field(default_factory=dict)
     router: RouterPlan | None = None
     externals: list[ExternalPlan] = field(default_factory=list)
+    services: list[ServicePlan] = field(default_factory=list)
 
     def node(self, name: str) -> NodePlan:
         return next(n for n in self.nodes if n.name == name)
@@ -103,7 +105,7 @@ class Plan:
         return [p for p in self.pods if p.node == node]
 
     def allocations(self) -> dict[str, dict[str, str]]:
-        return {p.key: {"node": p.node, "ipv4": p.ipv4} for p in self.pods}
+        return {**{p.key: {"node": p.node, "ipv4": p.ipv4} for p in self.pods}, **services.allocations(self.services)}
 
     def as_json(self) -> dict[str, Any]:
         return {"lab": self.lab, "underlay": str(self.underlay), "nodes": [asdict(n) for n in self.nodes],
@@ -142,6 +144,8 @@ def _check_references(manifests: list[Manifest], namespaces: set[str], nodes: se
         if ns not in namespaces:
             problems.append(m.doc.problem(("metadata", "namespace"),
                                           f"namespace {show(ns)} does not exist (declare a v1 Namespace)"))
+        if not isinstance(obj, kube.Pod | kube.Deployment):
+            continue
         spec = obj.spec if isinstance(obj, kube.Pod) else obj.spec.template.spec
         base = ("spec",) if isinstance(obj, kube.Pod) else ("spec", "template", "spec")
         if spec.nodeName and spec.nodeName not in nodes:
@@ -168,7 +172,8 @@ def _blame(pod: PodIntent, manifests: list[Manifest], field: str, reason: str) -
 def build(topo: Topology, manifests: list[Manifest], underlay: IPv4Network,
           previous: dict[str, dict[str, str]] | None = None) -> Plan:
     """Raises InvalidInput (with file and field) when the manifests do not fit the topology."""
-    previous = previous or {}
+    held = previous or {}
+    previous = {k: v for k, v in held.items() if "node" in v}  # pods' entries; Services' are theirs
     nodes = plan_nodes(topo, underlay)
     namespaces = {ns: {kube.METADATA_NAME_LABEL: ns} for ns in kube.BUILTIN_NAMESPACES}
     for m in manifests:
@@ -211,4 +216,4 @@ def build(topo: Topology, manifests: list[Manifest], underlay: IPv4Network,
     order = {p.key: i for i, p in enumerate(intents)}
     pods.sort(key=lambda p: order[p.key])
     return Plan(topo.name, topo, underlay, nodes, pods, namespaces, machines.router(topo, underlay),
-                machines.externals(topo))
+                machines.externals(topo), services.build(topo, manifests, pods, held))

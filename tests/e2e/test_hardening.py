@@ -31,9 +31,16 @@ def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
                           env={**os.environ, **(env or {})}, timeout=300)
 
 
-def popen(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "testbed", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+def _sigint_default() -> None:
+    """As in a terminal: a runner started in the background may pass SIGINT on ignored or blocked, and Python
+    then never raises KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+def popen(*args: str, python: tuple[str, ...] = ()) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, *python, "-m", "testbed", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_sigint_default)
 
 
 @retry(retry=retry_if_result(lambda n: n < 20), stop=stop_after_delay(60), wait=wait_fixed(0.05))
@@ -146,13 +153,20 @@ def test_no_engine_is_found_before_anything_is_recorded(tmp_path):
 def test_ctrl_c_exits_130_and_says_what_was_left():
     name = "e2e-rerun"
     try:
-        early = popen("up", "-q", str(HERE / "rerun.yaml"))
-        try:
-            early.wait(timeout=0.6)  # inside the imports (about a second), past interpreter start
-        except subprocess.TimeoutExpired:
-            early.send_signal(signal.SIGINT)
-        _, err = early.communicate(timeout=60)
-        assert early.returncode == 130 and "Traceback" not in err and "interrupted" in err
+        # -X importtime reports each import as it ends: once click's is reported, the command is mid-imports
+        early = popen("up", "-q", str(HERE / "rerun.yaml"), python=("-X", "importtime"))
+        assert early.stderr is not None
+        for line in early.stderr:
+            if line.startswith("import time:") and line.split("|")[-1].strip() == "click":
+                early.send_signal(signal.SIGINT)
+                break
+        else:
+            pytest.fail("the command never imported click")
+        err = early.stderr.read()
+        early.wait(timeout=60)
+        assert early.returncode == 130 and "Traceback" not in err
+        assert "interrupted: nothing was changed" in err
+        assert state.load(name) is None
         labs.down(name, **quiet)
 
         up = popen("up", "-q", str(HERE / "rerun.yaml"))

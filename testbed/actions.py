@@ -43,6 +43,7 @@ class Context:
     say: Callable[[str], None] = print
     timings: dict[str, float] = field(default_factory=dict)
     changes: dict[str, Change] = field(default_factory=dict)
+    previous: Plan | None = None  # the plan before this change, when the lab existed (to see what went away)
     _containers: dict[str, Container] = field(default_factory=dict)
     _pids: dict[str, int] = field(default_factory=dict)
 

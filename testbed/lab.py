@@ -105,7 +105,7 @@ def _check_names(client: docker.DockerClient, loaded: loader.TopologyFile, plan:
 
 
 def _converge(plan: Plan, st: state.LabState, client: docker.DockerClient, say: Say,
-              progress: Say | None) -> Context:
+              progress: Say | None, previous: Plan | None = None) -> Context:
     st.phase = "creating"
     st.save()  # before anything exists, so `down` after a crash finds the lab by its state too
     try:
@@ -113,7 +113,7 @@ def _converge(plan: Plan, st: state.LabState, client: docker.DockerClient, say: 
         for c in rt.containers(client, plan.lab):
             if c.labels.get(rt.NODE) not in planned:  # machines the topology no longer has
                 c.remove(force=True)
-        ctx = Context(plan, client, say)
+        ctx = Context(plan, client, say, previous=previous)
         run_all(ctx, pipeline(plan.topology), progress)
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted: lab {plan.lab} is partly made (phase creating); `testbed up "
@@ -138,6 +138,7 @@ def up(path: str | Path, say: Say = print, progress: Say | None = None, replace:
                                                               f"{st.topology_file}; pass --replace to re-sync it "
                                                               "to this file, or choose another name")])
         manifests = _merge(_stored(st, ("apply",)), loaded.manifests) if st else loaded.manifests
+        previous = _previous(st) if st else None
         # one lab at a time picks its underlay and records it, so labs brought up together never share one
         with state.allocation_lock():
             underlay = _underlay(loaded, st)
@@ -146,7 +147,7 @@ def up(path: str | Path, say: Say = print, progress: Say | None = None, replace:
             st = state.LabState(topo.name, source, topo.model_dump(mode="json", exclude={"manifests"}),
                                 _record(manifests), st.allocations if st else {}, str(underlay))
             st.save()
-        return _converge(plan, st, client, say, progress)
+        return _converge(plan, st, client, say, progress, previous)
 
 
 def _require(name: str) -> state.LabState:
@@ -166,11 +167,20 @@ def current_plan(name: str) -> tuple[state.LabState, Plan]:
     return st, _plan(st, _stored(st))
 
 
+def _previous(st: state.LabState) -> Plan | None:
+    """The plan the lab runs now, if it still plans (a state from an older testbed may not)."""
+    try:
+        return _plan(st, _stored(st))
+    except Exception:
+        return None
+
+
 def _change(st: state.LabState, manifests: list[Manifest], say: Say, progress: Say | None) -> Context:
+    previous = _previous(st)
     plan = _plan(st, manifests)
     client = rt.connect()
     st.manifests = _record(manifests)
-    return _converge(plan, st, client, say, progress)
+    return _converge(plan, st, client, say, progress, previous)
 
 
 def apply(name: str, path: str | Path, say: Say = print, progress: Say | None = None) -> Context:

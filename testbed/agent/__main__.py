@@ -34,7 +34,8 @@ class Agent:
         self.served: list[Any] = []
         self.ops: dict[str, Callable[[Any], Awaitable[Any]]] = {
             "ping": self.ping, "reexec": self.do_reexec, "status": self.status, "sync_pods": self.sync_pods,
-            "daemons": self.sync_daemons, "rules": self.apply_rules, "serve": self.serve}
+            "daemons": self.sync_daemons, "rules": self.apply_rules, "serve": self.serve,
+            "iptables": self.apply_iptables, "conntrack": self.conntrack}
 
     @property
     def pods(self) -> Any:
@@ -72,6 +73,13 @@ class Agent:
     async def apply_rules(self, req: protocol.Rules) -> Any:
         async with self.lock:
             return await self.rules.apply(req.family, req.table, req.text)
+
+    async def apply_iptables(self, req: protocol.Iptables) -> Any:
+        async with self.lock:
+            return await self.rules.iptables(req.v4, req.v6)
+
+    async def conntrack(self, req: protocol.Conntrack) -> Any:
+        return await self.rules.forget_udp(req.flows)
 
     async def serve(self, req: protocol.Serve) -> Any:
         """netexec answers in this machine's own netns; re-sent on every sync, so old sockets are replaced."""

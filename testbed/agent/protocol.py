@@ -46,6 +46,21 @@ class Rules:
 
 
 @dataclass
+class Iptables:
+    """Replace the nat and filter tables of each family with iptables-restore input (None: leave that family)."""
+
+    v4: str | None = None
+    v6: str | None = None
+
+
+@dataclass
+class Conntrack:
+    """Forget UDP flows to endpoints that are gone, as kube-proxy does: (service IP, port, endpoint IP)."""
+
+    flows: list[list[Any]] = field(default_factory=list)
+
+
+@dataclass
 class Serve:
     """netexec-style answers on ports of the machine's own netns (an external host's web server)."""
 
@@ -55,7 +70,8 @@ class Serve:
 
 
 OPS: dict[str, type] = {"ping": Ping, "reexec": Reexec, "status": Status, "sync_pods": SyncPods,
-                        "daemons": Daemons, "rules": Rules, "serve": Serve}
+                        "daemons": Daemons, "rules": Rules, "serve": Serve, "iptables": Iptables,
+                        "conntrack": Conntrack}
 
 
 def parse(req: dict[str, Any]) -> tuple[str, Any]:

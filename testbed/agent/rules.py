@@ -12,6 +12,31 @@ class Rules:
     def __init__(self) -> None:
         self.digests: dict[tuple[str, str], str] = {}
 
+    async def iptables(self, v4: str | None, v6: str | None) -> dict[str, bool]:
+        """Each family's tables replaced in one iptables-restore transaction, skipped when unchanged."""
+        changed = False
+        for tool, text in (("iptables-restore", v4), ("ip6tables-restore", v6)):
+            if text is None:
+                continue
+            digest = hashlib.sha256(text.encode()).hexdigest()
+            if self.digests.get((tool, "")) == digest:
+                continue
+            await _run(tool, [], text)
+            self.digests[(tool, "")] = digest
+            changed = True
+        return {"changed": changed}
+
+    @staticmethod
+    async def forget_udp(flows: list[list[object]]) -> dict[str, int]:
+        """conntrack -D for each UDP flow to a removed endpoint; a flow that is not there is no error."""
+        gone = 0
+        for service_ip, port, endpoint in flows:
+            proc = await asyncio.create_subprocess_exec(
+                "conntrack", "-D", "-p", "udp", "--orig-dst", str(service_ip), "--orig-port-dst", str(port),
+                "--reply-src", str(endpoint), stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+            gone += await proc.wait() == 0
+        return {"flushed": gone}
+
     async def apply(self, family: str, table: str, text: str | None) -> dict[str, bool]:
         """Replaces table `family table` with text (a `table` block), or deletes it when text is None."""
         key = (family, table)
@@ -34,9 +59,13 @@ class Rules:
 
 
 async def _nft(args: list[str], stdin: str) -> str:
-    proc = await asyncio.create_subprocess_exec("nft", *args, stdin=asyncio.subprocess.PIPE,
+    return await _run("nft", args, stdin)
+
+
+async def _run(tool: str, args: list[str], stdin: str) -> str:
+    proc = await asyncio.create_subprocess_exec(tool, *args, stdin=asyncio.subprocess.PIPE,
                                                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await proc.communicate(stdin.encode())
     if proc.returncode != 0:
-        raise RuntimeError(f"nft {' '.join(args)}: {err.decode().strip()[-2000:]}")
+        raise RuntimeError(f"{tool} {' '.join(args)}: {err.decode().strip()[-2000:]}")
     return out.decode()

@@ -9,6 +9,7 @@ from __future__ import annotations
 from testbed import netns
 from testbed.actions import Change, Context
 from testbed.network.registry import mode
+from testbed.network.underlay import NODE_IF
 
 
 def _defaults(gateway: str, gateway6: str | None) -> dict[str, dict[str, object]]:
@@ -32,11 +33,14 @@ class Router:
                                                   _defaults(router.underlay_ip, router.underlay_ip6))
             change += Change(changed=made, removed=removed)
         static: dict[str, dict[str, object]] = {}
-        if not mode(plan.topology.networking.network).router_learns(plan):
-            for node in plan.nodes:
-                static[node.cidr4] = {"gateway": node.underlay_ip}
-                if node.cidr6 and node.underlay_ip6:
-                    static[node.cidr6] = {"gateway": node.underlay_ip6}
         with netns.ipr(ctx.netns(router.name)) as rd:
+            if not mode(plan.topology.networking.network).router_learns(plan):
+                for node in plan.nodes:
+                    static[node.cidr4] = {"gateway": node.underlay_ip}
+                    if node.cidr6 and node.underlay_ip6:
+                        static[node.cidr6] = {"gateway": node.underlay_ip6}
+                # LoadBalancer pools are on-link, as MetalLB's L2 mode needs: the node holding an IP answers ARP
+                eth0 = netns.one(rd, NODE_IF)
+                static |= {str(pool): {"oif": eth0} for pool in plan.topology.loadBalancer.pools}
             made, removed = netns.sync_routes(rd, netns.PROTO_ROUTER, static)
         return change + Change(changed=made, removed=removed)

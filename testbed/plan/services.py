@@ -4,6 +4,7 @@ selector), with named target ports resolved per pod. Pure: no I/O, unit-tested."
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 
@@ -260,4 +261,27 @@ def allocations(services: list[ServicePlan]) -> dict[str, dict[str, str]]:
         for ip in s.lb_ips:
             held[f"lb{ip_network(ip).version}"] = ip
         out[f"Service/{s.key}"] = held
+    return out
+
+
+def l2_holders(services: list[ServicePlan], nodes: list[str]) -> dict[str, str]:
+    """LoadBalancer IP → the node that answers ARP/NDP for it (MetalLB's L2 mode): a node with a local endpoint
+    when the policy is Local, otherwise one picked by a hash of the IP, so it stays put across syncs."""
+    out: dict[str, str] = {}
+    for svc in services:
+        local = sorted({e.node for e in svc.endpoints if e.node})
+        for ip in svc.lb_ips:
+            pool = local if svc.external_local and local else nodes
+            out[ip] = pool[int(hashlib.sha256(ip.encode()).hexdigest(), 16) % len(pool)]
+    return out
+
+
+def announced_lb(services: list[ServicePlan], node: str) -> list[str]:
+    """LoadBalancer IPs a node announces by BGP (MetalLB's BGP mode): all of them, or with
+    externalTrafficPolicy Local only those with an endpoint on the node."""
+    out = []
+    for svc in services:
+        if svc.external_local and not any(e.node == node for e in svc.endpoints):
+            continue
+        out += [f"{ip}/{32 if ip_address(ip).version == 4 else 128}" for ip in svc.lb_ips]
     return out

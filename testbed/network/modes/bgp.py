@@ -26,6 +26,7 @@ from testbed.errors import TestbedError
 from testbed.network import bird
 from testbed.network.bridge import BRIDGE
 from testbed.network.registry import NetworkMode, register
+from testbed.plan import services
 from testbed.plan.cluster import NodePlan, Plan
 from testbed.plan.machines import RouterPlan
 from testbed.runtime import agent
@@ -61,6 +62,8 @@ def announced(plan: Plan, node: NodePlan) -> tuple[list[str], list[str]]:
             v4.append(f"{pod.ipv4}/32")
             if pod.ipv6:
                 v6.append(f"{pod.ipv6}/128")
+    for prefix in services.announced_lb(plan.services, node.name):
+        (v6 if ":" in prefix else v4).append(prefix)
     return v4, v6
 
 

@@ -56,6 +56,12 @@ class Lab:
     def status(self) -> dict[str, Any]:
         return status.collect(self.name)
 
+    def probe(self, source: str, target: str, protocol: str = "tcp", timeout: float = 2.0) -> dict[str, Any]:
+        """One connection from a pod or machine: result (connected, refused, timeout), pod, client, ms."""
+        from testbed.probe import probe
+
+        return probe(self.name, source, target, protocol, timeout)
+
     def node_host(self, node: str) -> Host:
         return testinfra.get_host(f"docker://{self.plan.node(node).container}")
 
@@ -137,6 +143,12 @@ def testbed_lab(request: pytest.FixtureRequest, testbed_labs: Labs) -> Lab:
 @pytest.fixture
 def pod_exec(testbed_lab: Lab) -> Callable[[str, str | list[str]], podexec.Result]:
     return testbed_lab.exec
+
+
+@pytest.fixture
+def probe(testbed_lab: Lab) -> Callable[..., dict[str, Any]]:
+    """testbed_lab.probe: `probe("default/client", "svc/default/web:80")["result"] == "connected"`."""
+    return testbed_lab.probe
 
 
 @pytest.fixture

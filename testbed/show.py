@@ -62,3 +62,16 @@ def routes(out: Console, data: dict[str, list[dict[str, Any]]]) -> None:
             table.add_row(r["dst"] if r["type"] == "unicast" else f"{r['type']} {r['dst']}", r["gateway"] or "",
                           r["dev"] or "", r["protocol"])
         out.print(table)
+
+
+def services(out: Console, data: list[dict[str, Any]]) -> None:
+    table = Table("NAMESPACE", "NAME", "TYPE", "CLUSTER-IPS", "EXTERNAL", "PORTS", "ENDPOINTS", title="services",
+                  title_justify="left")
+    for s in data:
+        ports = " ".join(f"{p['port']}{':' + str(p['nodePort']) if p['nodePort'] else ''}/{p['protocol']}"
+                         for p in s["ports"])
+        cluster = "None" if s["headless"] else " ".join(s["clusterIPs"])
+        external = s["externalName"] or " ".join(s["loadBalancerIPs"] + s["externalIPs"])
+        endpoints = " ".join(e["ips"][0] for e in s["endpoints"] if e["ready"]) or "[red]none[/]"
+        table.add_row(s["namespace"], s["name"], s["type"], cluster, external, ports, endpoints)
+    out.print(table)

@@ -130,8 +130,9 @@ def collect(name: str) -> dict[str, Any]:
         phase, hint = "ready", ""
     return {"name": name, "phase": phase, "reasons": reasons, "hint": hint, "topology": st.topology_file,
             "underlay": str(plan.underlay), "dualStack": plan.topology.networking.dualStack, "network": network,
-            "podMTU": plan.topology.networking.pod_mtu, "nodes": nodes, "machines": machines, "pods": pods,
-            "links": links, network: extra}
+            "podMTU": plan.topology.networking.pod_mtu, "kubeProxy": plan.topology.kubeProxy.mode,
+            "nodes": nodes, "machines": machines, "pods": pods, "services": services(plan), "links": links,
+            network: extra}
 
 
 ROUTE_TYPES = {1: "unicast", 6: "blackhole", 7: "unreachable", 8: "prohibit"}
@@ -154,3 +155,17 @@ def routes(name: str, machine: str | None = None) -> dict[str, list[dict[str, An
                    "type": ROUTE_TYPES.get(r["type"], str(r["type"]))} for r in reply.get("routes", [])
                   if r["type"] in ROUTE_TYPES]
     return out
+
+
+def services(plan: Plan) -> list[dict[str, Any]]:
+    """The Services as planned: allocations and endpoints (endpoints follow pods and their readiness)."""
+    return [{"namespace": s.namespace, "name": s.name, "type": s.type, "clusterIPs": s.cluster_ips,
+             "headless": s.headless, "externalName": s.external_name, "externalIPs": s.external_ips,
+             "loadBalancerIPs": s.lb_ips,
+             "ports": [{"name": p.name, "port": p.port, "protocol": p.protocol, "targetPort": p.target,
+                        "nodePort": p.node_port} for p in s.ports],
+             "endpoints": [{"ips": e.ips, "node": e.node, "pod": e.pod, "ready": e.ready, "ports": e.ports}
+                           for e in s.endpoints],
+             "sessionAffinity": "ClientIP" if s.affinity_timeout else "None",
+             "externalTrafficPolicy": "Local" if s.external_local else "Cluster",
+             "internalTrafficPolicy": "Local" if s.internal_local else "Cluster"} for s in plan.services]

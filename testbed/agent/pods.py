@@ -138,6 +138,9 @@ class PodManager:
             b = self.compiler.ipb
             b.link("add", ifname=host_veth(spec["netns"]), kind="veth", mtu=mtu, master=bridge_idx, state="up",
                    peer={"ifname": "eth0", "net_ns_fd": fd, "mtu": mtu, "address": mac})
+            # hairpin, as the CNI bridge plugin's hairpinMode: a pod that reaches its own Service and is sent back
+            # to itself leaves the bridge by the port it came in on (br_netfilter DNATs at the bridge)
+            b.link("set", ifname=host_veth(spec["netns"]), kind="bridge_slave", mode=1)
             for ip in ips:
                 b.neigh("replace", dst=ip, lladdr=mac, ifindex=bridge_idx, state=NUD_REACHABLE, family=_family(ip))
                 if spec.get("routed"):  # a pod from another node's range: reached by a host route (bgp mode)

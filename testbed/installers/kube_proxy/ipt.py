@@ -18,9 +18,6 @@ def _chain(prefix: str, e: Entry, suffix: str = "") -> str:
 
 def _dispatch(e: Entry, chain: str, targets: list[tuple[str, int]], chains: list[str],
               rules: list[str]) -> None:
-    if not targets:
-        rules.append(f"-A {chain} -j DROP")
-        return
     seps = []
     for i, (addr, port) in enumerate(targets):
         sep = f"{chain[:22]}-E{i}"
@@ -55,7 +52,10 @@ def render(view: NodeView, family: int) -> str:
                 filt.append(f"-A KUBE-NODEPORTS -m addrtype --dst-type LOCAL -p {proto} --dport {e.node_port} "
                             "-j REJECT")
             continue
-        if e.cluster_ips:
+        if e.cluster_ips and not e.cluster_targets():
+            # internalTrafficPolicy Local and no endpoint here: dropped, in the filter table
+            filt += [f"-A KUBE-SERVICES -d {ip} -p {proto} --dport {e.port} -j DROP" for ip in e.cluster_ips]
+        elif e.cluster_ips:
             svc = _chain("SVC", e)
             nat_chains.append(svc)
             for ip in e.cluster_ips:
@@ -63,7 +63,13 @@ def render(view: NodeView, family: int) -> str:
             if family in view.pod_cidrs:
                 nat.append(f"-A {svc} ! -s {view.pod_cidrs[family]} -j KUBE-MARK-MASQ")
             _dispatch(e, svc, e.cluster_targets(), nat_chains, nat)
-        if e.external_ips or e.node_port:
+        if (e.external_ips or e.node_port) and not e.external_targets():
+            # Local policy and no endpoint here: dropped, in the filter table (the nat table may not drop)
+            filt += [f"-A KUBE-SERVICES -d {ip} -p {proto} --dport {e.port} -j DROP" for ip in e.external_ips]
+            if e.node_port:
+                filt.append(f"-A KUBE-NODEPORTS -m addrtype --dst-type LOCAL -p {proto} --dport {e.node_port} "
+                            "-j DROP")
+        elif e.external_ips or e.node_port:
             ext = _chain("EXT", e)
             nat_chains.append(ext)
             for ip in e.external_ips:

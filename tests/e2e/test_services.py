@@ -1,0 +1,193 @@
+"""Services through the kube-proxy installer, with real traffic, in both modes (the lab is switched between them
+with `up`, which also tests that the other mode's rules go)."""
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import docker
+import pytest
+import yaml
+from tenacity import retry, retry_if_result, stop_after_attempt, wait_fixed
+
+from testbed import lab as labs
+from testbed.pytest_plugin import Lab
+
+HERE = Path(__file__).parent
+NAME = "e2e-svc"
+EXT = f"{NAME}-ext2"
+EXT_IP = "203.0.113.11"
+quiet = {"say": lambda _: None}
+
+
+@pytest.fixture(scope="module")
+def services(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("svc")
+
+    def up(mode: str) -> Lab:
+        topo = yaml.safe_load((HERE / "services.yaml").read_text())
+        topo["kubeProxy"]["mode"] = mode
+        topo["manifests"] = [str(HERE / m) if isinstance(m, str) else m for m in topo["manifests"]]
+        path = folder / "services.yaml"
+        path.write_text(yaml.safe_dump(topo))
+        labs.up(path, replace=True, **quiet)
+        return Lab(NAME)
+
+    yield up
+    labs.down(NAME, **quiet)
+
+
+@pytest.fixture(params=["nftables", "iptables"])
+def svc(request, services) -> Lab:
+    return services(request.param)
+
+
+def service(lab: Lab, name: str):
+    return next(s for s in lab.plan.services if s.name == name)
+
+
+def sh(container: str, command: str) -> tuple[int, str]:
+    result = docker.from_env().containers.get(container).exec_run(["sh", "-c", command])
+    return result.exit_code, result.output.decode()
+
+
+def hits(lab: Lab, pod: str, url: str, count: int) -> Counter:
+    """What count requests from inside pod got, one curl each (one exec for all of them)."""
+    out = lab.exec(pod, f"for i in $(seq {count}); do curl -s --max-time 2 -g '{url}'; echo; done").stdout
+    return Counter(line for line in out.splitlines() if line)
+
+
+def node_addresses(lab: Lab) -> set[str]:
+    return {a for n in lab.plan.nodes for a in (n.underlay_ip, n.gateway4, n.vtep4)}
+
+
+def test_cluster_ip_spreads_over_every_endpoint_and_keeps_the_source(svc):
+    web = service(svc, "web")
+    got = hits(svc, "client", f"http://{web.cluster_ips[0]}/hostname", 300)
+    replicas = {p.name for p in svc.pods("default", app="web")}
+    assert set(got) == replicas
+    assert max(got.values()) <= 0.6 * 300
+    assert svc.probe("client", "svc/default/web:80")["client"].rsplit(":", 1)[0] == svc.pod("client").ipv4
+    v6 = svc.probe("client", f"[{web.cluster_ips[1]}]:80")
+    assert v6["result"] == "connected" and v6["client"].rsplit(":", 1)[0] == f"[{svc.pod('client').ipv6}]"
+
+
+def test_udp_service_answers(svc):
+    got = svc.probe("client", "svc/default/web:53", protocol="udp")
+    assert got["result"] == "connected" and got["pod"].startswith("web-")
+
+
+def test_node_port_answers_on_every_node_ip(svc):
+    for node in svc.plan.nodes:
+        got = svc.probe("ext2", f"{node.underlay_ip}:30080")
+        assert got["result"] == "connected" and got["pod"].startswith("web-")
+        assert got["client"].rsplit(":", 1)[0] in node_addresses(svc)  # Cluster policy: masqueraded
+
+
+def test_load_balancer_ips_are_reached_from_outside(svc):
+    lb = service(svc, "web-lb")
+    for ip in lb.lb_ips:
+        got = svc.probe("ext2", f"[{ip}]:80" if ":" in ip else f"{ip}:80")
+        assert got["result"] == "connected" and got["pod"].startswith("web-")
+
+
+def test_external_traffic_policy_local_keeps_the_client_ip_and_drops_without_a_local_endpoint(svc):
+    local = service(svc, "web-local")
+    assert svc.probe("ext2", f"{local.lb_ips[0]}:80")["client"].rsplit(":", 1)[0] == EXT_IP
+    one = svc.pods("default", app="one")[0]
+    assert svc.probe("ext2", f"{svc.plan.node(one.node).underlay_ip}:30090")["client"].rsplit(":", 1)[0] == EXT_IP
+    elsewhere = next(n for n in svc.plan.nodes if n.name != one.node)
+    assert svc.probe("ext2", f"{elsewhere.underlay_ip}:30090", timeout=1)["result"] == "timeout"
+
+
+def test_internal_traffic_policy_local_uses_the_clients_node_only(svc):
+    itl = service(svc, "web-itl")
+    mine = {p.name for p in svc.pods("default", app="web") if p.node == "node1"}
+    got = hits(svc, "client", f"http://{itl.cluster_ips[0]}/hostname", 20)
+    assert set(got) == mine
+
+
+def test_a_service_without_endpoints_is_refused_at_once(svc):
+    got = svc.probe("client", "svc/default/nobody:80", timeout=5)
+    assert got["result"] == "refused"
+
+
+@retry(retry=retry_if_result(lambda changed: not changed), stop=stop_after_attempt(10), wait=wait_fixed(2.2))
+def _released(lab: Lab, url: str, first: str) -> bool:
+    return lab.exec("client", f"curl -s --max-time 2 {url}").stdout != first
+
+
+def test_client_ip_affinity_sticks_and_releases_after_its_timeout(svc):
+    url = f"http://{service(svc, 'sticky').cluster_ips[0]}/hostname"
+    got = hits(svc, "client", url, 20)
+    assert len(got) == 1
+    assert _released(svc, url, next(iter(got)))  # each try comes after the 2 s timeout ran out
+
+
+def test_hairpin_traffic_to_its_own_service_is_masqueraded(svc):
+    pod = svc.pods("default", app="web")[0]
+    ip = service(svc, "web").cluster_ips[0]
+    out = svc.exec(pod.key, f"for i in $(seq 40); do curl -s --max-time 2 http://{ip}/ | tr -d '\\n'; echo; done")
+    answers = [json.loads(line) for line in out.stdout.splitlines() if line]
+    own = [a for a in answers if a["pod"] == pod.name]
+    assert own, "never landed on itself in 40 tries"
+    assert all(a["client"].rsplit(":", 1)[0] != pod.ipv4 for a in own)
+
+
+def test_traffic_from_a_non_pod_source_to_a_cluster_ip_is_masqueraded(svc):
+    node1 = svc.plan.node("node1")
+    ip = service(svc, "web").cluster_ips[0]
+    code, out = sh(node1.container, f"for i in 1 2 3 4 5 6; do curl -s --max-time 2 --interface {node1.underlay_ip} "
+                                    f"http://{ip}/clientip; echo; done")
+    seen = {line.rsplit(":", 1)[0] for line in out.splitlines() if line}
+    assert code == 0 and seen and node1.underlay_ip not in seen
+
+
+UDP_CLIENT = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("", 40404)); s.settimeout(0.5)
+answers = []
+for _ in range(int(sys.argv[2])):
+    s.sendto(b"hostname", (sys.argv[1], 53))
+    try:
+        answers.append(s.recv(100).decode())
+    except socket.timeout:
+        answers.append("-")
+print(" ".join(answers))
+"""
+
+
+def test_udp_flows_move_off_a_removed_endpoint(svc):
+    ip = service(svc, "udp").cluster_ips[0]
+    first = svc.exec("client", ["python3", "-c", UDP_CLIENT, ip, "3"]).stdout.split()
+    assert len(set(first)) == 1 and first[0].startswith("udp")  # one flow, one endpoint
+    gone = HERE / "services" / f"{first[0].replace('udp', 'udp-')}.yaml"
+    svc.delete(gone)
+    try:
+        after = svc.exec("client", ["python3", "-c", UDP_CLIENT, ip, "3"]).stdout.split()
+        assert first[0] not in after and after[0] != "-"  # the stale conntrack entry was flushed
+    finally:
+        svc.apply(gone)
+
+
+def test_endpoints_follow_a_deployment_scaled_3_1_4(svc):
+    url = f"http://{service(svc, 'web').cluster_ips[0]}/hostname"
+    try:
+        for replicas in (1, 4):
+            svc.apply(HERE / "services" / f"web-{replicas}.yaml")
+            names = {p.name for p in svc.pods("default", app="web")}
+            assert len(names) == replicas
+            assert set(hits(svc, "client", url, 12 * replicas)) == names
+    finally:
+        svc.apply(HERE / "services" / "web-3.yaml")
+
+
+def test_switching_kube_proxy_mode_removes_the_other_modes_rules(services):
+    lab = services("iptables")
+    for node in lab.plan.nodes:
+        assert sh(node.container, "nft list table inet testbed-proxy")[0] != 0
+        assert "KUBE-SERVICES" in sh(node.container, "iptables -t nat -S")[1]
+    lab = services("nftables")
+    for node in lab.plan.nodes:
+        assert sh(node.container, "nft list table inet testbed-proxy")[0] == 0
+        assert "KUBE-" not in sh(node.container, "iptables -t nat -S; ip6tables -t nat -S")[1]

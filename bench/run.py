@@ -10,6 +10,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 import bench_pods
+import bench_proxy
 import bench_routing
 import bench_throughput
 import bench_up
@@ -27,13 +28,22 @@ TARGETS = {
     "bgp_routes_back_after_node_start_and_up_s": "≤ hold time + 1 s (4 s)",
     "bgp_routes_back_after_router_daemon_kill_s": "≤ hold time + 1 s (4 s)",
     "move_s": "≤ 1 s",
+    "nft_full_sync_1000x10_s": "≤ 1 s",
+    "iptables_full_sync_1000x10_s": "≤ 1 s",
+    "nft_full_sync_5000x10_s": "≤ 2 s",
+    "iptables_full_sync_5000x10_s": "≤ 2 s",
+    "nft_one_endpoint_change_at_10k_s": "≤ 0.05 s",
+    "iptables_one_endpoint_change_at_10k_s": "≤ 0.5 s",
+    "cluster_ip_vs_pod_ip_ratio": "≥ 0.95",
+    "connections_10k_failures": "0",
+    "apply_to_effect_all_nodes_s": "≤ 1 s",
 }
 
 
 def main() -> None:
     results: dict[str, float] = {}
     for name, module in (("up", bench_up), ("pods", bench_pods), ("throughput", bench_throughput),
-                         ("routing", bench_routing)):
+                         ("routing", bench_routing), ("proxy", bench_proxy)):
         if len(sys.argv) > 1 and sys.argv[1] not in ("--json", name):
             continue
         print(f"running {name} ...", file=sys.stderr, flush=True)

@@ -1,16 +1,20 @@
 """Packet-filter rules owned by testbed, applied atomically: each owner (egress NAT, later kube-proxy and policy)
-renders its whole table as `nft -f` text on the host (pure, unit-tested), and the agent replaces that table in
-one transaction. A digest skips the work when nothing changed."""
+renders its whole table as `nft -f` text on the host (pure, unit-tested); the agent replaces that table in one
+transaction the first time, and afterwards applies only the difference (nftdiff), also as one transaction. A
+digest skips the work when nothing changed."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
 
+from testbed.agent import nftdiff
+
 
 class Rules:
     def __init__(self) -> None:
         self.digests: dict[tuple[str, str], str] = {}
+        self.texts: dict[tuple[str, str], str] = {}  # what each table holds now, for the next difference
 
     async def iptables(self, v4: str | None, v6: str | None) -> dict[str, bool]:
         """Each family's tables replaced in one iptables-restore transaction, skipped when unchanged."""
@@ -38,24 +42,28 @@ class Rules:
         return {"flushed": gone}
 
     async def apply(self, family: str, table: str, text: str | None) -> dict[str, bool]:
-        """Replaces table `family table` with text (a `table` block), or deletes it when text is None."""
+        """Replaces table `family table` with text (a `table` block), or deletes it when text is None. After the
+        first sync, only the difference is sent (elements, changed chains), still as one transaction."""
         key = (family, table)
         digest = hashlib.sha256((text or "").encode()).hexdigest()
-        if self.digests.get(key) == digest and (text is None or await self._exists(family, table)):
+        if self.digests.get(key) == digest:
             return {"changed": False}
-        # creating the table first makes the delete valid whether or not it existed: one transaction either way
-        script = f"table {family} {table}\ndelete table {family} {table}\n" + (text or "")
-        await _nft(["-f", "-"], script)
+        old = self.texts.get(key)
+        small = nftdiff.script(old, text) if old and text else None
+        if small is not None:
+            try:
+                await _nft(["-f", "-"], small)
+            except RuntimeError:
+                small = None  # whatever went wrong, a full reload below puts the table right
+        if small is None:
+            # creating the table first makes the delete valid whether or not it existed: one transaction
+            await _nft(["-f", "-"], f"table {family} {table}\ndelete table {family} {table}\n" + (text or ""))
         self.digests[key] = digest
+        if text:
+            self.texts[key] = text
+        else:
+            self.texts.pop(key, None)
         return {"changed": True}
-
-    @staticmethod
-    async def _exists(family: str, table: str) -> bool:
-        try:
-            await _nft(["list", "table", family, table], "")
-            return True
-        except RuntimeError:
-            return False
 
 
 async def _nft(args: list[str], stdin: str) -> str:

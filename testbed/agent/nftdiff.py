@@ -13,11 +13,20 @@ from __future__ import annotations
 import re
 
 OBJECT = re.compile(r"^  (chain|map|set) (\S+) \{(.*)\}$")
+HEAD = re.compile(r"^  (chain|map|set) (\S+) \{")
+
+
+def body(line: str) -> str:
+    m = OBJECT.match(line)
+    assert m is not None
+    return m.group(3)
 ELEMENTS = re.compile(r"^(.*?)(?: elements = \{ (.*) \};)? $")
 
 
 def _split_top(text: str, sep: str) -> list[str]:
-    """Split on sep outside braces."""
+    """Split on sep outside braces (most bodies have none: the fast path)."""
+    if "{" not in text:
+        return [x.strip() for x in text.split(sep) if x.strip()]
     out, depth, cur = [], 0, ""
     i = 0
     while i < len(text):
@@ -43,9 +52,9 @@ def parse(text: str) -> tuple[str, dict[tuple[str, str], str]] | None:
     i = 1
     while i < len(lines) - 1:
         line = lines[i]
-        m = OBJECT.match(line)
-        if m:
-            objects[(m.group(1), m.group(2))] = m.group(3)
+        m = HEAD.match(line)
+        if m and line.endswith("}"):  # the body is cut out only for objects that changed (see body())
+            objects[(m.group(1), m.group(2))] = line
         elif line.startswith("  chain ") and line.endswith("{"):
             name = line.split()[1]
             body = []
@@ -53,7 +62,7 @@ def parse(text: str) -> tuple[str, dict[tuple[str, str], str]] | None:
             while i < len(lines) - 1 and lines[i] != "  }":
                 body.append(lines[i].strip())
                 i += 1
-            objects[("chain", name)] = " " + "; ".join(body) + "; "
+            objects[("chain", name)] = f"  chain {name} {{ " + "; ".join(body) + "; }"
         else:
             return None
         i += 1
@@ -77,13 +86,14 @@ def script(old: str, new: str) -> str | None:
         return None
     table, was, now = after[0], before[1], after[1]
     add_objects, fills, deletes, deleted_objects = [], [], [], []
-    for key, body in now.items():
+    for key, line in now.items():
         kind, name = key
-        old_body = was.get(key)
-        if old_body == body:
+        old_line = was.get(key)
+        if old_line == line:
             continue
+        new_body, old_body = body(line), body(old_line) if old_line is not None else None
         if kind == "chain":
-            rules = _rules(body)
+            rules = _rules(new_body)
             if any(r.startswith("type ") for r in rules) or (old_body and any(
                     r.startswith("type ") for r in _rules(old_body))):
                 return None  # a base chain: hooks are not changed in place
@@ -93,7 +103,7 @@ def script(old: str, new: str) -> str | None:
                 fills.append(f"flush chain {table} {name}")
             fills += [f"add rule {table} {name} {r}" for r in rules]
             continue
-        decl, elements = _elements(body)
+        decl, elements = _elements(new_body)
         if old_body is None:
             add_objects.append(f"add {kind} {table} {name} {{ {decl} }}")
             if elements:
@@ -102,15 +112,16 @@ def script(old: str, new: str) -> str | None:
         old_decl, old_elements = _elements(old_body)
         if old_decl != decl:
             return None
-        gone = [e for e in old_elements if e not in set(elements)]
-        came = [e for e in elements if e not in set(old_elements)]
+        new_set, old_set = set(elements), set(old_elements)
+        gone = [e for e in old_elements if e not in new_set]
+        came = [e for e in elements if e not in old_set]
         if gone:
             deletes.append(f"delete element {table} {name} {{ {', '.join(_keys(kind, gone))} }}")
         if came:
             fills.append(f"add element {table} {name} {{ {', '.join(came)} }}")
     for key in was.keys() - now.keys():
         kind, name = key
-        if kind == "chain" and any(r.startswith("type ") for r in _rules(was[key])):
+        if kind == "chain" and any(r.startswith("type ") for r in _rules(body(was[key]))):
             return None
         deleted_objects.append(f"delete {kind} {table} {name}")
     # new chains and sets first (maps and rules refer to them), old elements out, new rules and elements in

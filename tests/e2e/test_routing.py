@@ -32,9 +32,13 @@ def routed(tmp_path_factory):
     def up(mode: str, nat: bool = True) -> Lab:
         topo = {"apiVersion": "testbed/v1alpha1", "kind": "Topology", "name": NAME, "nodes": 3,
                 "networking": {"dualStack": True, "network": mode, "natOutgoing": nat},
+                "loadBalancer": {"pools": ["198.51.100.0/28"]},
                 "manifests": [_pod("a", "node1"), _pod("a2", "node1"), _pod("b", "node2"), _pod("c", "node3"),
                               {**_pod("m", "node1"), "spec": {"containers": [
-                                  {"name": "c", "ports": [{"containerPort": 8080}]}]}}]}
+                                  {"name": "c", "ports": [{"containerPort": 8080}]}]}},
+                              {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "lb"},
+                               "spec": {"type": "LoadBalancer", "selector": {"app": "b"},
+                                        "ports": [{"port": 80, "targetPort": 8080}]}}]}
         path = folder / "routed.yaml"
         path.write_text(yaml.safe_dump(topo))
         labs.up(path, replace=True, **quiet)
@@ -187,3 +191,16 @@ def test_bgp_move_keeps_the_ip_and_is_reached_from_everywhere(routed):
     labs.move(NAME, "m", home.name, **quiet)  # and back home: the /32 is withdrawn
     assert _router_has(lab, f"{after.ipv4}/32", False)
     assert curl(lab, "c", url(after.ipv4, 8080, "/hostname")) == "m"
+
+
+@pytest.mark.parametrize("mode", ["bgp", "vxlan"])
+def test_a_load_balancer_ip_is_reached_from_outside(routed, mode):
+    """bgp: every node announces it (MetalLB BGP); vxlan: one node answers ARP for it (MetalLB L2)."""
+    lab = routed(mode)
+    (ip,) = next(s for s in lab.plan.services if s.name == "lb").lb_ips
+    if mode == "bgp":
+        table = {r["dst"]: r for r in __import__("testbed.status", fromlist=["routes"]).routes(NAME, "router")[
+            "router"]}
+        assert table[f"{ip}/32"]["protocol"] == "bird"
+    got = lab.probe("ext2", f"{ip}:80")
+    assert got["result"] == "connected" and got["pod"] == "b"

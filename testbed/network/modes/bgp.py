@@ -113,13 +113,15 @@ def bird_daemon(config: str) -> dict[str, Any]:
 
 
 def expected_routes(plan: Plan, node: NodePlan) -> set[str]:
-    """What BGP must have put in a node's kernel: every other node's announcements."""
+    """What BGP must have put in a node's kernel: every other node's announcements that it does not make
+    itself (a LoadBalancer IP that several nodes announce stays theirs: a node prefers its own)."""
     out: set[str] = set()
     for peer in plan.nodes:
         if peer is not node:
             v4, v6 = announced(plan, peer)
             out |= set(v4) | set(v6)
-    return out
+    mine_v4, mine_v6 = announced(plan, node)
+    return out - set(mine_v4) - set(mine_v6)
 
 
 @retry(retry=retry_if_result(lambda missing: bool(missing)), stop=stop_after_delay(30),

@@ -79,11 +79,11 @@ class External(Strict):
         default_factory=lambda: [ExternalHost(name="ext1", role="dns"), ExternalHost(name="ext2", role="web")],
         max_length=16, description="External hosts, from .10 of cidr upwards")
 
-    @field_validator("cidr")
+    @field_validator("cidr", "cidrV6")
     @classmethod
-    def _room(cls, value: IPv4Network) -> IPv4Network:
-        if value.prefixlen > 27:
-            raise ValueError("needs at least a /27 (hosts take .10 upwards)")
+    def _room(cls, value: IPv4Network | IPv6Network) -> IPv4Network | IPv6Network:
+        if value.num_addresses < 32:
+            raise ValueError("needs at least 32 addresses, a /27 or a /123 (hosts take the 10th upwards)")
         return value
 
 

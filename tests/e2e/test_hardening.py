@@ -46,7 +46,10 @@ def popen(*args: str, python: tuple[str, ...] = ()) -> subprocess.Popen:
 @retry(retry=retry_if_result(lambda n: n < 20), stop=stop_after_delay(60), wait=wait_fixed(0.05))
 def _pods_made(container: str) -> int:
     """Pods whose netns exist on a node: the killed command is mid-way through creating them."""
-    return int(docker.from_env().containers.get(container).exec_run("sh -c 'ls /run/netns | wc -l'").output)
+    try:
+        return int(docker.from_env().containers.get(container).exec_run("sh -c 'ls /run/netns | wc -l'").output)
+    except docker.errors.NotFound:  # the node is being (re)made by the command
+        return 0
 
 
 @retry(retry=retry_if_result(lambda n: n == 0), stop=stop_after_delay(60), wait=wait_fixed(0.05))

@@ -16,6 +16,7 @@ from docker.models.containers import Container
 from testbed import state
 from testbed.plan.cluster import Plan
 from testbed.runtime import docker as rt
+from testbed.runtime.machines import Machine
 
 
 @dataclass
@@ -64,14 +65,12 @@ class Context:
         return self._containers[machine]
 
     def netns(self, machine: str) -> str:
-        """The machine's network namespace, as a path the host can open (its init's, which never moves)."""
-        return f"/proc/{self.pid(machine)}/ns/net"
+        """The machine's network namespace, as a path the host can open (its init's, which never moves). Its PID
+        is asked once per run: the Nodes action comes first, and nothing after it restarts a machine."""
+        if machine not in self._pids:
+            self._pids[machine] = Machine(self.client, self.container(machine)).pid()
+        return f"/proc/{self._pids[machine]}/ns/net"
 
-    def pid(self, node: str) -> int:
-        """Asked once per node per run: the Nodes action comes first, and nothing after it restarts a node."""
-        if node not in self._pids:
-            self._pids[node] = rt.pid(self.container(node))
-        return self._pids[node]
 
 
 class Action(Protocol):

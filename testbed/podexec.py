@@ -4,23 +4,13 @@ and the pod's name as hostname, as in a real pod."""
 from __future__ import annotations
 
 import os
-import sys
-from dataclasses import dataclass
-
-import docker
-from docker.models.containers import Container
 
 from testbed import lab
 from testbed.errors import EnvironmentProblem, NotFound
 from testbed.plan.cluster import PodPlan
-from testbed.runtime import docker as rt
+from testbed.runtime.machines import Machine, Provider, Result
 
-
-@dataclass
-class Result:
-    exit_code: int
-    stdout: str
-    stderr: str
+__all__ = ["Result", "attach", "find", "resolve", "run", "running", "wrap"]
 
 
 def find(name: str, pod: str) -> tuple[str, PodPlan]:
@@ -51,43 +41,23 @@ def wrap(pod: PodPlan | None, command: list[str]) -> list[str]:
             pod.hostname, *command]
 
 
-def running(client: docker.DockerClient, container: str, pod: PodPlan | None) -> Container:
-    """The target's container, if it runs; otherwise a clear error (exit 4) that says how to heal."""
-    c = rt.get(client, container)
-    state = "missing" if c is None else c.status
-    if c is None or state != "running":
-        what = f"pod {pod.key} is on node {pod.node}, whose container" if pod else "container"
-        raise EnvironmentProblem(f"{what} {container} is {state}; `testbed up` restarts it and restores its pods")
-    return c
+def running(container: str, pod: PodPlan | None, provider: Provider | None = None) -> Machine:
+    """The target's machine, if it runs; otherwise a clear error (exit 4) that says how to heal."""
+    what = f"pod {pod.key} is on node {pod.node}, whose container" if pod else "container"
+    machine = (provider or Provider()).get(container)
+    if machine is None:
+        raise EnvironmentProblem(f"{what} {container} is missing; `testbed up` restarts it and restores its pods")
+    return machine.require_running(what)
 
 
 def attach(name: str, pod: str, command: list[str]) -> None:
     """Hand this terminal to the command: enter the node's namespaces directly (nsenter) and exec, so job
     control, resizing and signals behave as in any shell. Does not return."""
     container, p = resolve(name, pod)
-    target = str(rt.pid(running(rt.connect(), container, p)))
+    target = str(running(container, p).pid())
     os.execvp("nsenter", ["nsenter", "-t", target, "-m", "-u", "-i", "-p", "--", *wrap(p, command)])
 
 
 def run(name: str, pod: str, command: list[str], stream: bool = False) -> Result:
     container, p = resolve(name, pod)
-    client = rt.connect()
-    running(client, container, p)
-    api = client.api
-    exec_id = api.exec_create(container, wrap(p, command))["Id"]
-    out: list[bytes] = []
-    errs: list[bytes] = []
-    for chunk_out, chunk_err in api.exec_start(exec_id, stream=True, demux=True):
-        if chunk_out:
-            out.append(chunk_out)
-            if stream:
-                sys.stdout.buffer.write(chunk_out)
-                sys.stdout.flush()
-        if chunk_err:
-            errs.append(chunk_err)
-            if stream:
-                sys.stderr.buffer.write(chunk_err)
-                sys.stderr.flush()
-    code = api.exec_inspect(exec_id)["ExitCode"]
-    return Result(code if code is not None else 1, b"".join(out).decode(errors="replace"),
-                  b"".join(errs).decode(errors="replace"))
+    return running(container, p).exec(wrap(p, command), stream)

@@ -11,7 +11,6 @@ from typing import Any
 
 from testbed import lab, podexec
 from testbed.errors import InvalidInput, NotFound, Problem
-from testbed.runtime import docker as rt
 
 SCRIPT = r"""
 import json, socket, sys, time
@@ -80,10 +79,9 @@ def _target(name: str, target: str) -> tuple[str, int]:
 def probe(name: str, source: str, target: str, protocol: str = "tcp", timeout: float = 2.0) -> dict[str, Any]:
     host, port = _target(name, target)
     container, pod = podexec.resolve(name, source)
-    c = podexec.running(rt.connect(), container, pod)
     command = podexec.wrap(pod, ["python3", "-c", SCRIPT, host, str(port), protocol.lower(), str(timeout)])
-    code, out, err = rt.exec_in(c, command)
-    if code != 0:
+    result = podexec.running(container, pod).exec(command)
+    if result.exit_code != 0:
         return {"from": source, "target": host, "port": port, "protocol": protocol, "result": "error",
-                "error": err.decode(errors="replace").strip()[-500:]}
-    return {"from": source, **json.loads(out)}
+                "error": result.stderr.strip()[-500:]}
+    return {"from": source, **json.loads(result.stdout)}

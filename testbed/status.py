@@ -15,7 +15,7 @@ from testbed.network import underlay
 from testbed.network.registry import mode
 from testbed.plan.cluster import NodePlan, Plan
 from testbed.runtime import agent
-from testbed.runtime import docker as rt
+from testbed.runtime.machines import Provider
 
 HEAL = "`testbed up` heals it"
 
@@ -47,8 +47,7 @@ def _link(kind: str, a: str, a_if: str, b: str, b_if: str, up: bool | None) -> d
 
 def collect(name: str) -> dict[str, Any]:
     st, plan = lab.current_plan(name)
-    client = rt.connect()
-    running = {c.labels.get(rt.NODE): c.status for c in rt.containers(client, name)}
+    running = {m.name: m.state for m in Provider().machines(name)}
     agents = _agents(name, plan, running)
     fabric = _fabric_ports(name)
     node_links = {n: {link["name"]: link["up"] for link in reply.get("links", [])} for n, reply in agents.items()}

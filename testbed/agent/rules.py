@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 
-from testbed.agent import nftdiff
+from testbed.agent import iptdiff, nftdiff
 
 
 class Rules:
@@ -17,16 +17,27 @@ class Rules:
         self.texts: dict[tuple[str, str], str] = {}  # what each table holds now, for the next difference
 
     async def iptables(self, v4: str | None, v6: str | None) -> dict[str, bool]:
-        """Each family's tables replaced in one iptables-restore transaction, skipped when unchanged."""
+        """Each family's tables replaced in one iptables-restore transaction, skipped when unchanged; after the
+        first, only the chains that changed are sent (a partial restore, as kube-proxy does)."""
         changed = False
         for tool, text in (("iptables-restore", v4), ("ip6tables-restore", v6)):
             if text is None:
                 continue
+            key = (tool, "")
             digest = hashlib.sha256(text.encode()).hexdigest()
-            if self.digests.get((tool, "")) == digest:
+            if self.digests.get(key) == digest:
                 continue
-            await _run(tool, [], text)
-            self.digests[(tool, "")] = digest
+            old = self.texts.get(key)
+            partial = iptdiff.script(old, text) if old else None
+            if partial is not None:
+                try:
+                    if partial:
+                        await _run(tool, ["--noflush"], partial)
+                except RuntimeError:
+                    partial = None  # a full restore below puts the tables right
+            if partial is None:
+                await _run(tool, [], text)
+            self.digests[key], self.texts[key] = digest, text
             changed = True
         return {"changed": changed}
 

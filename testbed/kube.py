@@ -5,6 +5,7 @@ API server checks them; other fields of real manifests (images, resources, probe
 from __future__ import annotations
 
 import re
+from ipaddress import ip_address
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, IPvAnyAddress, field_validator, model_validator
@@ -252,6 +253,21 @@ class ServiceSpec(Loose):
     allocateLoadBalancerNodePorts: bool = True
     ipFamilies: list[Literal["IPv4", "IPv6"]] = Field(default_factory=list, max_length=2)
     ipFamilyPolicy: Literal["SingleStack", "PreferDualStack", "RequireDualStack"] | None = None
+
+    @field_validator("clusterIP")
+    @classmethod
+    def _cluster_ip(cls, value: str | None) -> str | None:
+        if value in (None, "", "None"):
+            return value or None
+        try:
+            return str(ip_address(value))
+        except ValueError:
+            raise ValueError(f"{show(value)} is neither an IP address nor None") from None
+
+    @field_validator("clusterIPs")
+    @classmethod
+    def _cluster_ips(cls, values: list[str]) -> list[str]:
+        return [v if v == "None" else cls._cluster_ip(v) or "" for v in values]
 
     @model_validator(mode="after")
     def _consistent(self) -> ServiceSpec:

@@ -29,6 +29,8 @@ class Rules:
                 continue
             old = self.texts.get(key)
             partial = iptdiff.script(old, text) if old else None
+            if partial and len(partial) > len(text) // 4:
+                partial = None  # a large change: iptables-nft adds chains one by one under --noflush, far slower
             if partial is not None:
                 try:
                     if partial:

@@ -144,6 +144,7 @@ def down(name: str | None, everything: bool) -> None:
     """
     names = sorted(lab.known_labs()) if everything else [_lab(name)] if name is not None or state.names() else []
     if not names:
+        lab.tidy()
         err.print("no lab is up: nothing to remove", highlight=False)
     for n in names:
         found = lab.down(n)

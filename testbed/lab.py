@@ -225,7 +225,14 @@ def down(name: str, say: Say = print) -> bool:
         found |= state.remove_run_dir(name)
         found |= state.load(name) is not None
         state.remove(name)
+    tidy()
     return found
+
+
+def tidy() -> None:
+    """The machine-wide allocation lock's file goes with the last lab (taking the lock removes it then)."""
+    with state.allocation_lock():
+        pass
 
 
 def move(name: str, ref: str, to: str, say: Say = print, progress: Say | None = None) -> Context:

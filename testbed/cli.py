@@ -314,6 +314,37 @@ def exec_(lab_name: str | None, interactive: bool, tty: bool, pod: str, command:
     sys.exit(podexec.run(name, pod, list(command), stream=True).exit_code)
 
 
+@main.command()
+@lab_option
+@click.argument("pod")
+@click.option("-c", "--container", help="The container (default: the first that runs a command).")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing as the process writes.")
+@click.option("--tail", type=int, default=-1, help="Only the last N lines.")
+def logs(lab_name: str | None, pod: str, container: str | None, follow: bool, tail: int) -> None:
+    """The output of a pod's own process (its command and args), across restarts.
+
+    \b
+    Example:
+      testbed logs default/iperf -f
+    """
+    from testbed import podexec
+    from testbed.agent.processes import process_name
+
+    name = _lab(lab_name)
+    _, p = podexec.find(name, pod)
+    if not p.processes:
+        raise errors.NotFound(f"pod {p.key} runs no command of its own (it serves netexec answers)")
+    chosen = container or next(iter(p.processes))
+    if chosen not in p.processes:
+        raise errors.NotFound(f"pod {p.key} has no container {chosen!r} with a command "
+                              f"({', '.join(p.processes)})")
+    path = state.run_dir(name) / p.node / "logs" / f"{process_name(p.netns, chosen)}.log"
+    if follow:
+        os.execvp("tail", ["tail", "-n", str(tail) if tail >= 0 else "+1", "-F", str(path)])
+    lines = path.read_text(errors="replace").splitlines() if path.exists() else []
+    click.echo("\n".join(lines[-tail:] if tail >= 0 else lines))
+
+
 @main.group()
 def images() -> None:
     """The node image."""

@@ -80,6 +80,15 @@ class Container(Loose):
     name: Annotated[str, AfterValidator(dns_label)]
     image: str | None = None
     ports: list[ContainerPort] = Field(default_factory=list)
+    command: list[Annotated[str, Field(strict=True)]] | None = None
+    args: list[Annotated[str, Field(strict=True)]] | None = None
+
+    def argv(self) -> list[str] | None:
+        """What the container runs, from the node image's programs (images are not pulled): command then
+        args; None when it sets neither, and the pod keeps the netexec workload."""
+        if not self.command and not self.args:
+            return None
+        return [*(self.command or []), *(self.args or [])]
 
 
 class PodSpec(Loose):

@@ -43,10 +43,11 @@ def status(out: Console, data: dict[str, Any]) -> None:
                 bgp.add_row(speaker if i == 0 else "", x["name"], _mark(x["info"], "Established"),
                             " ".join(info.get("announces", [])) if i == 0 else "")
         out.print(bgp)
-    pods = Table("NAMESPACE", "POD", "NODE", "IPS", "PORTS", "READY", title="pods", title_justify="left")
+    pods = Table("NAMESPACE", "POD", "NODE", "IPS", "PORTS", "READY", "RESTARTS", title="pods",
+                 title_justify="left")
     for p in data["pods"]:
         pods.add_row(p["namespace"], p["name"], p["node"], " ".join(p["ips"]), " ".join(p["ports"]),
-                     "yes" if p["ready"] else "[red]no[/]")
+                     "yes" if p["ready"] else "[red]no[/]", str(p["restarts"]) if p["processes"] else "")
     out.print(pods)
     links = Table("TYPE", "FROM", "TO", "STATE", title="links", title_justify="left")
     for link in data["links"]:

@@ -9,6 +9,7 @@ import os
 from typing import Any
 
 from testbed import lab, netns, state
+from testbed.agent.processes import process_name
 from testbed.agent.version import code_version
 from testbed.errors import EnvironmentProblem, NotFound
 from testbed.network import underlay
@@ -95,16 +96,30 @@ def collect(name: str) -> dict[str, Any]:
     reasons += [f"link {x['type']} {x['from']}:{x['fromIf']} → {x['to']}:{x['toIf']} is {x['state']}"
                 for x in links if x["state"] != "up"]
 
+    supervised = {d["name"]: d for reply in agents.values() for d in reply.get("daemons", [])}
     pods = []
     for p in plan.pods:
         got = pods_seen.get(p.netns)
         present = bool(got and got["present"])
-        ready = bool(present and got and got["listening"] + len(got["errors"]) == len(p.ports))
-        if not ready:
-            reasons.append(f"pod {p.key}: {'not serving its ports' if present else 'missing'}")
+        procs = [{"container": c, **supervised.get(process_name(p.netns, c), {"state": "missing", "restarts": 0,
+                                                                               "lastExit": None})}
+                 for c in p.processes]
+        if p.processes:  # its own processes serve its ports
+            ready = present and all(x["state"] == "running" for x in procs)
+            if present and not ready:
+                reasons.append(f"pod {p.key}: " + ", ".join(f"{x['container']} is {x['state']} (last exit "
+                                                            f"{x['lastExit']})" for x in procs
+                                                            if x["state"] != "running"))
+        else:
+            ready = bool(present and got and got["listening"] + len(got["errors"]) == len(p.ports))
+            if present and not ready:
+                reasons.append(f"pod {p.key}: not serving its ports")
+        if not present:
+            reasons.append(f"pod {p.key}: missing")
         pods.append({"namespace": p.namespace, "name": p.name, "node": p.node,
                      "ips": [ip for ip in (p.ipv4, p.ipv6) if ip], "ports": [f"{x.port}/{x.protocol}" for x in p.ports],
-                     "present": present, "ready": ready, "warnings": got.get("errors", []) if got else []})
+                     "present": present, "ready": ready, "restarts": sum(x["restarts"] for x in procs),
+                     "processes": procs, "warnings": got.get("errors", []) if got else []})
 
     machines = []
     for m in [*([plan.router] if plan.router else []), *plan.externals]:

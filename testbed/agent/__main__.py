@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from testbed.agent import protocol, workload
+from testbed.agent.processes import pod_processes
 from testbed.agent.rules import Rules
 from testbed.agent.supervisor import Supervisor
 from testbed.agent.version import code_version
@@ -63,8 +64,13 @@ class Agent:
             return {"version": self.version}
 
     async def sync_pods(self, req: protocol.SyncPods) -> Any:
+        """Processes of pods that go or change stop first (they would hold the pod's netns), then the pods
+        are synced, then the processes of the pods as they are now run."""
         async with self.lock:
-            return await self.pods.sync(req.net, req.pods)
+            await self.daemons.sync(pod_processes(self.pods.unchanged(req.net, req.pods)), group="pods")
+            result = await self.pods.sync(req.net, req.pods)
+            await self.daemons.sync(pod_processes(req.pods), group="pods")
+            return result
 
     async def sync_daemons(self, req: protocol.Daemons) -> Any:
         async with self.lock:

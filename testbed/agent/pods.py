@@ -89,6 +89,12 @@ class PodManager:
             json.dump({name: pod.digest for name, pod in self.pods.items()}, f)
         os.replace(tmp, self.state_file)
 
+    def unchanged(self, net: dict[str, Any], desired: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The desired pods that exist as specified (a sync keeps them; the others are rebuilt or new)."""
+        known = self._load_registry() | {name: pod.digest for name, pod in self.pods.items()}
+        return [p for p in desired if known.get(p["netns"]) == spec_hash({"net": net, "pod": p})
+                and self._present(p["netns"])]
+
     async def sync(self, net: dict[str, Any], desired: list[dict[str, Any]]) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
         known = self._load_registry()
@@ -184,6 +190,8 @@ class PodManager:
         spec = pod.spec
         ident = workload.Identity(spec["name"], spec["namespace"], self.node,
                                   tuple(ip for ip in (spec["ipv4"], spec.get("ipv6")) if ip), spec["hostname"])
+        if spec.get("processes"):
+            return  # the pod runs its own processes: they serve its ports
         dual = bool(spec.get("ipv6"))
         socks = []
         with nsutil.entered(os.path.join(NETNS_DIR, spec["netns"])):

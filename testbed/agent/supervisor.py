@@ -30,6 +30,7 @@ class Proc:
     files: dict[str, str]
     reload: list[str] | None
     digest: str
+    group: str = "daemons"
     process: asyncio.subprocess.Process | None = None
     task: asyncio.Task[None] | None = None
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
@@ -65,10 +66,11 @@ class Supervisor:
     def log_path(self, name: str) -> str:
         return os.path.join(self.log_dir, f"{name}.log")
 
-    async def sync(self, desired: list[dict[str, Any]]) -> dict[str, int]:
+    async def sync(self, desired: list[dict[str, Any]], group: str = "daemons") -> dict[str, int]:
+        """Makes the processes of one group (the machine's daemons, or its pods' processes) exactly desired."""
         added = removed = changed = 0
         want = {d["name"]: d for d in desired}
-        for name in sorted(set(self.procs) - set(want)):
+        for name in sorted(n for n, p in self.procs.items() if p.group == group and n not in want):
             await self._stop(self.procs.pop(name))
             removed += 1
         for name, d in want.items():
@@ -80,18 +82,18 @@ class Supervisor:
                     changed += 1
                     if not (proc.reload and await self._reload(proc)):
                         await self._stop(proc)
-                        self._start(name, d, digest)
+                        self._start(name, d, digest, group)
                 continue
             if proc is not None:
                 await self._stop(proc)
                 changed += 1
             else:
                 added += 1
-            self._start(name, d, digest)
+            self._start(name, d, digest, group)
         return {"added": added, "removed": removed, "changed": changed}
 
-    def _start(self, name: str, d: dict[str, Any], digest: str) -> None:
-        proc = Proc(name, d["argv"], d.get("files", {}), d.get("reload"), digest)
+    def _start(self, name: str, d: dict[str, Any], digest: str, group: str) -> None:
+        proc = Proc(name, d["argv"], d.get("files", {}), d.get("reload"), digest, group)
         proc.task = asyncio.get_running_loop().create_task(self._run(proc))
         self.procs[name] = proc
 
@@ -145,6 +147,7 @@ class Supervisor:
         out = []
         for name, proc in sorted(self.procs.items()):
             alive = proc.process is not None and proc.process.returncode is None
-            out.append({"name": name, "state": "running" if alive else "restarting", "restarts": proc.restarts,
-                        "pid": proc.process.pid if alive and proc.process else None, "lastExit": proc.last_exit})
+            out.append({"name": name, "group": proc.group, "state": "running" if alive else "restarting",
+                        "restarts": proc.restarts, "pid": proc.process.pid if alive and proc.process else None,
+                        "lastExit": proc.last_exit})
         return out

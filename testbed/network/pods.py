@@ -28,9 +28,12 @@ def node_net(node: NodePlan, mtu: int) -> dict[str, Any]:
 
 
 def pod_spec(pod: PodPlan, dns_ip: str) -> dict[str, Any]:
-    return {"netns": pod.netns, "namespace": pod.namespace, "name": pod.name, "hostname": pod.hostname,
+    spec = {"netns": pod.netns, "namespace": pod.namespace, "name": pod.name, "hostname": pod.hostname,
             "ipv4": pod.ipv4, "ipv6": pod.ipv6, "resolv": resolv_conf(pod, dns_ip), "routed": pod.routed,
             "ports": [{"port": p.port, "protocol": p.protocol} for p in pod.ports]}
+    if pod.processes:  # only then, so pods that run nothing keep their spec digest (and are not recreated)
+        spec["processes"] = pod.processes
+    return spec
 
 
 class Pods:

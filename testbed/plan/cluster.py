@@ -51,6 +51,7 @@ class PodPlan:
     ipv6: str | None = None
     owner: str | None = None
     routed: bool = False  # its IP is outside its node's range (it moved): a host route, not the bridge's subnet
+    processes: dict[str, list[str]] = field(default_factory=dict)  # container → argv; none: netexec serves
 
     @property
     def key(self) -> str:
@@ -212,7 +213,7 @@ def build(topo: Topology, manifests: list[Manifest], underlay: IPv4Network,
             v6 = (ipam.mirror_v6(ips[p.key], IPv4Network(home.cidr4), IPv6Network(home.cidr6))
                   if home.cidr6 else None)
             pods.append(PodPlan(p.namespace, p.name, node.name, p.labels, p.ports, ips[p.key], v6, p.owner,
-                                routed=home is not node))
+                                routed=home is not node, processes=p.processes))
     order = {p.key: i for i, p in enumerate(intents)}
     pods.sort(key=lambda p: order[p.key])
     return Plan(topo.name, topo, underlay, nodes, pods, namespaces, machines.router(topo, underlay),

@@ -29,6 +29,7 @@ class PodIntent:
     node_name: str | None = None
     node_selector: dict[str, str] = field(default_factory=dict)
     owner: str | None = None  # "Deployment/<name>" for replicas
+    processes: dict[str, list[str]] = field(default_factory=dict)  # container name → argv
 
     @property
     def key(self) -> str:
@@ -53,12 +54,17 @@ def _ports(spec: kube.PodSpec) -> list[Port]:
     return [Port(p.containerPort, p.protocol, p.name) for p in spec.ports()]
 
 
+def _processes(spec: kube.PodSpec) -> dict[str, list[str]]:
+    return {c.name: argv for c in spec.containers if (argv := c.argv())}
+
+
 def expand(objects: list[kube.Object]) -> list[PodIntent]:
     pods: list[PodIntent] = []
     for obj in objects:
         if isinstance(obj, kube.Pod):
             pods.append(PodIntent(obj.metadata.namespace or "default", obj.metadata.name, obj.metadata.labels,
-                                  _ports(obj.spec), obj.spec.nodeName, obj.spec.nodeSelector))
+                                  _ports(obj.spec), obj.spec.nodeName, obj.spec.nodeSelector,
+                                  processes=_processes(obj.spec)))
         elif isinstance(obj, kube.Deployment):
             tpl = obj.spec.template
             thash = template_hash(tpl)
@@ -67,7 +73,7 @@ def expand(objects: list[kube.Object]) -> list[PodIntent]:
                 pods.append(PodIntent(obj.metadata.namespace or "default",
                                       replica_name(obj.metadata.name, thash, i), labels, _ports(tpl.spec),
                                       tpl.spec.nodeName, tpl.spec.nodeSelector,
-                                      f"Deployment/{obj.metadata.name}"))
+                                      f"Deployment/{obj.metadata.name}", _processes(tpl.spec)))
     return pods
 
 

@@ -84,11 +84,25 @@ class Container(Loose):
     args: list[Annotated[str, Field(strict=True)]] | None = None
 
     def argv(self) -> list[str] | None:
-        """What the container runs, from the node image's programs (images are not pulled): command then
-        args; None when it sets neither, and the pod keeps the netexec workload."""
-        if not self.command and not self.args:
+        """What the container runs, from the node image's programs (images are not pulled): command, then args.
+        None, and the pod keeps the built-in netexec workload, when there is no command (args alone would go to
+        the image's entrypoint, which testbed does not have) or when it is agnhost's netexec, which the
+        workload imitates."""
+        argv = [*(self.command or []), *(self.args or [])]
+        if not self.command or "netexec" in argv or argv[0].rsplit("/", 1)[-1] == "agnhost":
             return None
-        return [*(self.command or []), *(self.args or [])]
+        return argv
+
+
+class DNSOption(Loose):
+    name: str
+    value: str | None = None
+
+
+class PodDNSConfig(Loose):
+    nameservers: list[IPvAnyAddress] = Field(default_factory=list, max_length=3)
+    searches: list[str] = Field(default_factory=list, max_length=32)
+    options: list[DNSOption] = Field(default_factory=list)
 
 
 class PodSpec(Loose):
@@ -96,6 +110,16 @@ class PodSpec(Loose):
     nodeName: str | None = None
     nodeSelector: dict[str, str] = Field(default_factory=dict)
     hostNetwork: bool = False
+    hostname: Annotated[str, AfterValidator(dns_label)] | None = None
+    subdomain: Annotated[str, AfterValidator(dns_label)] | None = None
+    dnsPolicy: Literal["ClusterFirst", "ClusterFirstWithHostNet", "Default", "None"] = "ClusterFirst"
+    dnsConfig: PodDNSConfig | None = None
+
+    @model_validator(mode="after")
+    def _dns(self) -> PodSpec:
+        if self.dnsPolicy == "None" and (self.dnsConfig is None or not self.dnsConfig.nameservers):
+            raise ValueError("dnsConfig: dnsPolicy None needs dnsConfig with at least one nameserver")
+        return self
 
     @field_validator("hostNetwork")
     @classmethod

@@ -13,7 +13,7 @@ import docker
 from testbed import kube, loader, state
 from testbed.actions import Action, Context, run_all
 from testbed.errors import Interrupted, InvalidInput, NotFound, Problem, show
-from testbed.installers import installers
+from testbed.installers import addons, installers
 from testbed.kinds.external import External
 from testbed.kinds.router import Router
 from testbed.loader import Doc, Manifest
@@ -142,7 +142,7 @@ def up(path: str | Path, say: Say = print, progress: Say | None = None, replace:
         # one lab at a time picks its underlay and records it, so labs brought up together never share one
         with state.allocation_lock():
             underlay = _underlay(loaded, st)
-            plan = cluster.build(topo, manifests, underlay, st.allocations if st else None)
+            plan = cluster.build(topo, _with_addons(topo, manifests), underlay, st.allocations if st else None)
             _check_names(client, loaded, plan)
             st = state.LabState(topo.name, source, topo.model_dump(mode="json", exclude={"manifests"}),
                                 _record(manifests), st.allocations if st else {}, str(underlay))
@@ -159,7 +159,18 @@ def _require(name: str) -> state.LabState:
 
 def _plan(st: state.LabState, manifests: list[Manifest]) -> Plan:
     topo = Topology.model_validate(st.topology)
-    return cluster.build(topo, manifests, IPv4Network(st.underlay), st.allocations)
+    return cluster.build(topo, _with_addons(topo, manifests), IPv4Network(st.underlay), st.allocations)
+
+
+def _with_addons(topo: Topology, manifests: list[Manifest]) -> list[Manifest]:
+    """The manifests, and the objects enabled installers add (not stored: they follow the installers)."""
+    added = []
+    for data in addons(topo):
+        result = loader.parse_manifest(Doc(data, f"(added by testbed: {data['kind']} {data['metadata']['name']})"))
+        assert not isinstance(result, list), result
+        added.append(result)
+    keys = {m.key for m in added}
+    return [m for m in manifests if m.key not in keys] + added
 
 
 def current_plan(name: str) -> tuple[state.LabState, Plan]:

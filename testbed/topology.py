@@ -109,6 +109,8 @@ class Networking(Strict):
     network: str = Field("vxlan", description="Pod network between nodes", json_schema_extra=_mode_enum)
     mtu: int = Field(default=1500, ge=1280, le=9000, description="Underlay MTU; pods get mtu minus the "
                                                                  "network's encapsulation (50 for vxlan)")
+    clusterDomain: Annotated[str, AfterValidator(dns_subdomain)] = Field("cluster.local", description="The "
+                                                                         "cluster DNS zone")
     natOutgoing: bool = Field(True, description="Masquerade pod traffic that leaves the pod and service ranges")
     bgp: Bgp = Field(default_factory=Bgp)
     vxlan: Vxlan = Field(default_factory=Vxlan)

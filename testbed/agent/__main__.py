@@ -17,7 +17,7 @@ from typing import Any
 from testbed.agent import protocol, workload
 from testbed.agent.processes import pod_processes
 from testbed.agent.rules import Rules
-from testbed.agent.supervisor import Supervisor
+from testbed.agent.supervisor import Supervisor, write_files
 from testbed.agent.version import code_version
 
 RUN_DIR = os.environ.get("TESTBED_RUN_DIR", "/run/testbed")
@@ -36,7 +36,7 @@ class Agent:
         self.ops: dict[str, Callable[[Any], Awaitable[Any]]] = {
             "ping": self.ping, "reexec": self.do_reexec, "status": self.status, "sync_pods": self.sync_pods,
             "daemons": self.sync_daemons, "rules": self.apply_rules, "serve": self.serve,
-            "iptables": self.apply_iptables, "conntrack": self.conntrack}
+            "iptables": self.apply_iptables, "conntrack": self.conntrack, "files": self.write_files}
 
     @property
     def pods(self) -> Any:
@@ -83,6 +83,9 @@ class Agent:
     async def apply_iptables(self, req: protocol.Iptables) -> Any:
         async with self.lock:
             return await self.rules.iptables(req.v4, req.v6)
+
+    async def write_files(self, req: protocol.Files) -> Any:
+        return {"changed": write_files(req.files)}
 
     async def conntrack(self, req: protocol.Conntrack) -> Any:
         return await self.rules.forget_udp(req.flows)

@@ -61,6 +61,13 @@ class Conntrack:
 
 
 @dataclass
+class Files:
+    """Files the machine's processes read (a DNS server's configuration and zones), written when they differ."""
+
+    files: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
 class Serve:
     """netexec-style answers on ports of the machine's own netns (an external host's web server)."""
 
@@ -71,7 +78,7 @@ class Serve:
 
 OPS: dict[str, type] = {"ping": Ping, "reexec": Reexec, "status": Status, "sync_pods": SyncPods,
                         "daemons": Daemons, "rules": Rules, "serve": Serve, "iptables": Iptables,
-                        "conntrack": Conntrack}
+                        "conntrack": Conntrack, "files": Files}
 
 
 def parse(req: dict[str, Any]) -> tuple[str, Any]:

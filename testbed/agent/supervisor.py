@@ -39,7 +39,7 @@ class Proc:
     started: float = 0.0
 
 
-def _write_files(files: dict[str, str]) -> bool:
+def write_files(files: dict[str, str]) -> bool:
     """Writes what differs; True when anything did."""
     changed = False
     for path, text in files.items():
@@ -75,7 +75,7 @@ class Supervisor:
             removed += 1
         for name, d in want.items():
             digest = hashlib.sha1(json.dumps([d["argv"], d.get("reload")]).encode()).hexdigest()
-            files_changed = _write_files(d.get("files", {}))
+            files_changed = write_files(d.get("files", {}))
             proc = self.procs.get(name)
             if proc is not None and proc.digest == digest and (proc.task and not proc.task.done()):
                 if files_changed:

@@ -8,7 +8,7 @@ Per-node rules are rendered by pure functions (`render`) and applied by each nod
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from testbed.plugins import Registry
 
@@ -24,6 +24,10 @@ class Installer:
 
     def enabled(self, topo: Topology) -> bool:
         return True
+
+    def manifests(self, topo: Topology) -> list[dict[str, Any]]:
+        """Objects the installer adds to every plan, as kubeadm adds its addons (the DNS pods and Service)."""
+        return []
 
     def install(self, ctx: Context) -> Change:
         raise NotImplementedError
@@ -52,3 +56,7 @@ class Step:
 
 def installers() -> list[Step]:
     return [Step(cls()) for _, cls in sorted(registered().items())]
+
+
+def addons(topo: Topology) -> list[dict[str, Any]]:
+    return [m for _, cls in sorted(registered().items()) if (i := cls()).enabled(topo) for m in i.manifests(topo)]

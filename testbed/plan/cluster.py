@@ -52,6 +52,7 @@ class PodPlan:
     owner: str | None = None
     routed: bool = False  # its IP is outside its node's range (it moved): a host route, not the bridge's subnet
     processes: dict[str, list[str]] = field(default_factory=dict)  # container → argv; none: netexec serves
+    dns: dict[str, Any] = field(default_factory=dict)  # hostname, subdomain, policy, config
 
     @property
     def key(self) -> str:
@@ -68,8 +69,9 @@ class PodPlan:
 
     @property
     def hostname(self) -> str:
-        """As the kubelet sets it: the pod name cut to 63 characters, without a trailing '-' or '.'."""
-        return self.name[:63].rstrip("-.")
+        """As the kubelet sets it: spec.hostname, or the pod name cut to 63 characters without a trailing '-'
+        or '.'."""
+        return self.dns.get("hostname") or self.name[:63].rstrip("-.")
 
 
 @dataclass
@@ -213,7 +215,7 @@ def build(topo: Topology, manifests: list[Manifest], underlay: IPv4Network,
             v6 = (ipam.mirror_v6(ips[p.key], IPv4Network(home.cidr4), IPv6Network(home.cidr6))
                   if home.cidr6 else None)
             pods.append(PodPlan(p.namespace, p.name, node.name, p.labels, p.ports, ips[p.key], v6, p.owner,
-                                routed=home is not node, processes=p.processes))
+                                routed=home is not node, processes=p.processes, dns=p.dns))
     order = {p.key: i for i, p in enumerate(intents)}
     pods.sort(key=lambda p: order[p.key])
     return Plan(topo.name, topo, underlay, nodes, pods, namespaces, machines.router(topo, underlay),

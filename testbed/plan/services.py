@@ -125,7 +125,7 @@ def build(topo: Topology, manifests: list[Manifest], pods: list, previous: dict[
     for m in services:
         svc, prev = m.obj, previous.get(m.key, {})
         assert isinstance(svc, kube.Service)
-        requested = [svc.spec.clusterIP] if svc.spec.clusterIP and not svc.spec.headless else []
+        requested = [] if svc.spec.headless else _asked(svc.spec)
         for ip in requested + [v for k, v in prev.items() if k.startswith("clusterIP") and v not in requested]:
             if not cluster_pool.holds(ip):
                 if ip in requested:
@@ -155,6 +155,11 @@ def build(topo: Topology, manifests: list[Manifest], pods: list, previous: dict[
             for m in services]
 
 
+def _asked(spec: kube.ServiceSpec) -> list[str]:
+    """The cluster IPs a Service asks for: clusterIP, and clusterIPs (one per family)."""
+    return list(dict.fromkeys(ip for ip in [spec.clusterIP, *spec.clusterIPs] if ip and ip != "None"))
+
+
 def _plan(m: Manifest, topo: Topology, pods: list, slices: list[kube.EndpointSlice], prev: dict[str, str],
           cluster_pool: _Pool, lb_pool: _Pool, node_ports: set[int]) -> ServicePlan:
     svc = m.obj
@@ -166,7 +171,7 @@ def _plan(m: Manifest, topo: Topology, pods: list, slices: list[kube.EndpointSli
         for version in families:
             held = next((v for k, v in prev.items() if k.startswith("clusterIP") and ip_address(v).version == version
                          and v in cluster_pool.used), None)
-            asked = spec.clusterIP if spec.clusterIP and ip_address(spec.clusterIP).version == version else None
+            asked = next((ip for ip in _asked(spec) if ip_address(ip).version == version), None)
             ip = asked or held or cluster_pool.next(version)
             if ip is None:
                 raise InvalidInput([m.doc.problem(("spec",), f"the service range has no IPv{version} address left")])
@@ -208,13 +213,14 @@ def _plan(m: Manifest, topo: Topology, pods: list, slices: list[kube.EndpointSli
                       internal_local=spec.internalTrafficPolicy == "Local",
                       publish_not_ready=spec.publishNotReadyAddresses)
     if spec.selector:
-        out.endpoints = _from_pods(spec.selector, ns, ports, pods)
+        out.endpoints = _from_pods(spec.selector, ns, ports, pods, svc.metadata.name)
     elif spec.type != "ExternalName":
         out.endpoints = _from_slices(svc.metadata.name, ns, ports, slices, pods)
     return out
 
 
-def _from_pods(selector: dict[str, str], ns: str, ports: list[PortPlan], pods: list) -> list[EndpointPlan]:
+def _from_pods(selector: dict[str, str], ns: str, ports: list[PortPlan], pods: list,
+               service: str) -> list[EndpointPlan]:
     out = []
     for pod in pods:
         if pod.namespace != ns or any(pod.labels.get(k) != v for k, v in selector.items()):
@@ -228,7 +234,9 @@ def _from_pods(selector: dict[str, str], ns: str, ports: list[PortPlan], pods: l
                 if named is not None:
                     resolved[p.key] = named
         ips = [ip for ip in (pod.ipv4, pod.ipv6) if ip]
-        out.append(EndpointPlan(ips, pod.node, pod.key, True, resolved, pod.hostname))
+        # an endpoint has a hostname (a DNS name under the Service) when its pod asks for one in this subdomain
+        host = pod.dns.get("hostname") if pod.dns.get("subdomain") == service else None
+        out.append(EndpointPlan(ips, pod.node, pod.key, True, resolved, host))
     return out
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 from testbed import kube
 
@@ -30,6 +31,7 @@ class PodIntent:
     node_selector: dict[str, str] = field(default_factory=dict)
     owner: str | None = None  # "Deployment/<name>" for replicas
     processes: dict[str, list[str]] = field(default_factory=dict)  # container name → argv
+    dns: dict[str, Any] = field(default_factory=dict)  # hostname, subdomain, dnsPolicy, dnsConfig as given
 
     @property
     def key(self) -> str:
@@ -58,13 +60,24 @@ def _processes(spec: kube.PodSpec) -> dict[str, list[str]]:
     return {c.name: argv for c in spec.containers if (argv := c.argv())}
 
 
+def _dns(spec: kube.PodSpec) -> dict[str, Any]:
+    out: dict[str, Any] = {"policy": spec.dnsPolicy}
+    if spec.hostname:
+        out["hostname"] = spec.hostname
+    if spec.subdomain:
+        out["subdomain"] = spec.subdomain
+    if spec.dnsConfig:
+        out["config"] = spec.dnsConfig.model_dump(mode="json", exclude_none=True)
+    return out
+
+
 def expand(objects: list[kube.Object]) -> list[PodIntent]:
     pods: list[PodIntent] = []
     for obj in objects:
         if isinstance(obj, kube.Pod):
             pods.append(PodIntent(obj.metadata.namespace or "default", obj.metadata.name, obj.metadata.labels,
                                   _ports(obj.spec), obj.spec.nodeName, obj.spec.nodeSelector,
-                                  processes=_processes(obj.spec)))
+                                  processes=_processes(obj.spec), dns=_dns(obj.spec)))
         elif isinstance(obj, kube.Deployment):
             tpl = obj.spec.template
             thash = template_hash(tpl)
@@ -73,7 +86,7 @@ def expand(objects: list[kube.Object]) -> list[PodIntent]:
                 pods.append(PodIntent(obj.metadata.namespace or "default",
                                       replica_name(obj.metadata.name, thash, i), labels, _ports(tpl.spec),
                                       tpl.spec.nodeName, tpl.spec.nodeSelector,
-                                      f"Deployment/{obj.metadata.name}", _processes(tpl.spec)))
+                                      f"Deployment/{obj.metadata.name}", _processes(tpl.spec), _dns(tpl.spec)))
     return pods
 
 

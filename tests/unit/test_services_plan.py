@@ -71,3 +71,21 @@ def test_a_later_sync_sends_only_what_changed():
     assert "delete element inet testbed-proxy cluster4 { 10.96.0.12 . tcp . 80 }" in script
     assert script.count("delete chain") == 1 and "table inet" not in script.splitlines()[0]
     assert nftdiff.script(before, before.replace("priority dstnat", "priority 0")) is None  # a base chain
+
+
+def test_dns_records_follow_the_specification():
+    from testbed.plan import dns
+
+    plan = _plan(WEB, _svc("a"), {**_svc("h"), "spec": {**_svc("h")["spec"], "clusterIP": "None"}},
+                 {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "x"},
+                  "spec": {"type": "ExternalName", "externalName": "www.example.com"}})
+    rows, reverse = dns.records(plan, "cluster.local")
+    assert "a.default.svc A 10.96.0.11" in rows
+    assert "_http._tcp.a.default.svc SRV 0 100 80 a.default.svc.cluster.local." in rows
+    assert "x.default.svc CNAME www.example.com." in rows
+    assert 'dns-version TXT "1.1.0"' in rows
+    web = sorted(p.ipv4 for p in plan.pods)
+    assert sorted(r.split()[-1] for r in rows if r.startswith("h.default.svc A ")) == web
+    assert f"{web[0].replace('.', '-')}.default.pod A {web[0]}" in rows
+    assert "11.0 PTR a.default.svc.cluster.local." in reverse["96.10.in-addr.arpa"]
+    assert dns.reverse_zone(IPv4Network("10.96.0.0/12")) == "10.in-addr.arpa"

@@ -1,0 +1,122 @@
+"""Cluster DNS: BIND 9 in kube-system pods (Deployment `kube-dns`, 2 replicas on different nodes when there are
+2+ nodes) behind the `kube-dns` Service at the 10th address of each service range, through kube-proxy.
+
+BIND, not Knot: it is authoritative for the cluster zone and the reverse zones and, for every other name,
+forwards to the lab's external DNS server, in one daemon (Knot is authoritative only). Records are rendered from
+the plan (testbed/plan/dns.py) into zone files on each node; on every sync BIND reloads what changed
+(`rndc reload`), so a Service or pod change is answered within the sync, with no restart.
+"""
+
+from __future__ import annotations
+
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from tenacity import retry, retry_if_result, stop_after_delay, wait_exponential
+
+from testbed import podexec
+from testbed.actions import Change, Context
+from testbed.errors import TestbedError
+from testbed.installers import Installer, register
+from testbed.plan import dns
+from testbed.plan.cluster import Plan
+from testbed.topology import Topology
+
+DIR = "/run/testbed/dns"  # the node's run folder, which the node's pods see
+NAMESPACE, NAME, LABEL = "kube-system", "kube-dns", {"k8s-app": "kube-dns"}
+KEY = "dGVzdGJlZC1jbHVzdGVyLWRucy1rZXktZml4ZWQtMzJi"  # rndc's key; the control channel is the pod's loopback
+
+
+def named_conf(plan: Plan, zones: list[str]) -> str:
+    upstream = next((h.ip for h in plan.externals if h.role == "dns"), None)
+    forward = f"  forwarders {{ {upstream}; }};\n  forward only;\n" if upstream else ""
+    return (
+        "options {\n"
+        f'  directory "{DIR}";\n  listen-on {{ any; }};\n  listen-on-v6 {{ any; }};\n'
+        "  recursion yes;\n  allow-query { any; };\n  allow-recursion { any; };\n"
+        f"{forward}  dnssec-validation no;\n  pid-file none;\n  session-keyfile none;\n  minimal-responses yes;\n"
+        "};\n"
+        f'key "testbed" {{ algorithm hmac-sha256; secret "{KEY}"; }};\n'
+        'controls { inet 127.0.0.1 port 953 allow { 127.0.0.1; } keys { "testbed"; }; };\n'
+        + "".join(f'zone "{z}" {{ type primary; file "{DIR}/{z}.zone"; }};\n' for z in zones))
+
+
+RNDC_CONF = f'key "testbed" {{ algorithm hmac-sha256; secret "{KEY}"; }};\n' \
+            'options { default-key "testbed"; default-server 127.0.0.1; };\n'
+
+
+def files(plan: Plan) -> dict[str, str]:
+    """named.conf, rndc.conf and every zone file, as the nodes get them (pure)."""
+    zone = plan.topology.networking.clusterDomain
+    rows, reverse = dns.records(plan, zone)
+    ns_ip = plan.topology.dns_ip()
+    # BIND reloads a zone whose file changed; the serial follows the content, so an unchanged zone stays put
+    out = {f"{DIR}/{zone}.zone": dns.zone_file(zone, zone, ns_ip, rows, _serial(rows))}
+    out |= {f"{DIR}/{rz}.zone": dns.zone_file(rz, zone, ns_ip, rr, _serial(rr)) for rz, rr in reverse.items()}
+    out[f"{DIR}/named.conf"] = named_conf(plan, [zone, *reverse])
+    out[f"{DIR}/rndc.conf"] = RNDC_CONF
+    return out
+
+
+def _serial(rows: list[str]) -> int:
+    return zlib.crc32("\n".join(rows).encode()) % (1 << 31) or 1
+
+
+@register
+class ClusterDNS(Installer):
+    name = "dns"
+    title = "Cluster DNS (BIND)"
+
+    def manifests(self, topo: Topology) -> list[dict[str, Any]]:
+        net = topo.networking
+        ips = [topo.dns_ip()] + ([str(net.serviceCIDRv6[10])] if net.dualStack else [])
+        ports = [{"name": "dns", "containerPort": 53, "protocol": "UDP"},
+                 {"name": "dns-tcp", "containerPort": 53, "protocol": "TCP"}]
+        return [
+            {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": NAME, "namespace": NAMESPACE},
+             "spec": {"replicas": min(2, len(topo.nodes)), "selector": {"matchLabels": LABEL},
+                      "template": {"metadata": {"labels": LABEL}, "spec": {"dnsPolicy": "Default", "containers": [
+                          {"name": "bind", "command": ["named", "-g", "-c", f"{DIR}/named.conf"], "ports": ports}]}}}},
+            {"apiVersion": "v1", "kind": "Service", "metadata": {"name": NAME, "namespace": NAMESPACE,
+                                                                 "labels": LABEL},
+             "spec": {"selector": LABEL, "clusterIP": ips[0], "clusterIPs": ips,
+                      "ipFamilyPolicy": "PreferDualStack" if len(ips) > 1 else "SingleStack",
+                      "ports": [{"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
+                                {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53}]}}]
+
+    def install(self, ctx: Context) -> Change:
+        wanted = files(ctx.plan)
+        servers = [p for p in ctx.plan.pods if p.namespace == NAMESPACE and p.labels.get("k8s-app") == "kube-dns"]
+        nodes = sorted({p.node for p in servers})
+
+        def one(node: str) -> bool:
+            from testbed.runtime import agent
+
+            return bool(agent.call(ctx.run_dir(node), "files", files=wanted)["changed"])
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            changed = sum(pool.map(one, nodes))
+        if not changed:
+            return Change()
+        for pod in servers:
+            machine = podexec.running(ctx.plan.node(pod.node).container, pod)
+            machine.exec(podexec.wrap(pod, ["rndc", "-c", f"{DIR}/rndc.conf", "reload"]))
+            _answering(machine, pod, ctx.plan.topology.networking.clusterDomain)
+        return Change(changed=changed)
+
+    def uninstall(self, ctx: Context) -> Change:
+        return Change()  # its pods and Service go with its manifests
+
+
+@retry(retry=retry_if_result(lambda ok: not ok), stop=stop_after_delay(20),
+       wait=wait_exponential(multiplier=0.02, max=0.5), retry_error_callback=lambda state: state.outcome.result())
+def _check(machine: Any, pod: Any, zone: str) -> bool:
+    probe = ["dig", "+short", "+time=1", "+tries=1", f"@{pod.ipv4}", f"dns-version.{zone}", "TXT"]
+    return dns.SCHEMA_VERSION in machine.exec(probe).stdout
+
+
+def _answering(machine: Any, pod: Any, zone: str) -> None:
+    """`up` returns once each DNS pod answers (it may have started before its configuration was written)."""
+    if not _check(machine, pod, zone):
+        raise TestbedError(f"DNS pod {pod.key} does not answer; see `testbed logs {pod.key}`")

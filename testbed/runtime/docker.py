@@ -43,7 +43,7 @@ def connect() -> docker.DockerClient:
 
 def containers(client: docker.DockerClient, lab: str | None = None) -> list[Container]:
     label = f"{LAB}={lab}" if lab else LAB
-    return client.containers.list(all=True, filters={"label": label})
+    return client.containers.list(all=True, filters={"label": label}, ignore_removed=True)
 
 
 def lab_names(client: docker.DockerClient) -> set[str]:

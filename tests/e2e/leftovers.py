@@ -16,7 +16,8 @@ def host_links() -> set[str]:
 
 def of(name: str) -> list[str]:
     client = docker.from_env()
-    found = [f"container {c.name}" for c in client.containers.list(all=True, filters={"label": f"{LAB}={name}"})]
+    found = [f"container {c.name}"
+             for c in client.containers.list(all=True, filters={"label": f"{LAB}={name}"}, ignore_removed=True)]
     found += [f"network {n.name}" for n in client.networks.list(filters={"label": f"{LAB}={name}"})]
     if os.path.exists(f"/run/netns/testbed-{name}"):
         found.append("netns")

@@ -42,7 +42,8 @@ def test_down_leaves_nothing_and_is_idempotent():
 
 @retry(retry=retry_if_result(lambda n: n == 0), stop=stop_after_delay(60), wait=wait_fixed(0.05))
 def _containers_of(name: str) -> int:
-    return len(docker.from_env().containers.list(all=True, filters={"label": f"testbed.lab={name}"}))
+    return len(docker.from_env().containers.list(all=True, filters={"label": f"testbed.lab={name}"},
+                                                 ignore_removed=True))
 
 
 def test_down_after_up_was_killed_halfway():

@@ -9,6 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import bench_dns
 import bench_pods
 import bench_proxy
 import bench_routing
@@ -37,13 +38,16 @@ TARGETS = {
     "cluster_ip_vs_pod_ip_ratio": "≥ 0.95",
     "connections_10k_failures": "0",
     "apply_to_effect_all_nodes_s": "≤ 1 s",
+    "dns_cluster_qps": "≥ 30,000",
+    "dns_cluster_max_ms": "p99 < 5 ms",
+    "dns_update_to_visible_s": "≤ 1 s",
 }
 
 
 def main() -> None:
     results: dict[str, float] = {}
     for name, module in (("up", bench_up), ("pods", bench_pods), ("throughput", bench_throughput),
-                         ("routing", bench_routing), ("proxy", bench_proxy)):
+                         ("routing", bench_routing), ("proxy", bench_proxy), ("dns", bench_dns)):
         if len(sys.argv) > 1 and sys.argv[1] not in ("--json", name):
             continue
         print(f"running {name} ...", file=sys.stderr, flush=True)

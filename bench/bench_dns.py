@@ -1,0 +1,69 @@
+"""Cluster DNS: dnsperf from one pod through the kube-dns ClusterIP (10 s, 4 clients), for a cluster name and
+for an external name looked up through the search path (ndots:5 turns one name into four queries: three
+NXDOMAIN in the cluster domains, then the forwarded one); update-to-visible time for a new Service; memory of
+a DNS server. All queries stay inside the lab."""
+
+from __future__ import annotations
+
+import re
+import tempfile
+import time
+from pathlib import Path
+
+from common import ROOT, lab_up, quiet
+from tenacity import retry, retry_if_result, stop_after_delay, wait_fixed
+
+from testbed import lab
+from testbed.pytest_plugin import Lab
+
+SECONDS = 10
+SERVICE = "{apiVersion: v1, kind: Service, metadata: {name: %s}, spec: {selector: {app: web}, ports: [{port: 80}]}}\n"
+
+
+def _dnsperf(bench: Lab, queries: list[str]) -> tuple[float, float, float]:
+    """(queries per second, average latency ms, maximum latency ms)."""
+    text = "\\n".join(queries)
+    out = bench.exec("client", f"printf '{text}\\n' > /tmp/q && dnsperf -s 10.96.0.10 -d /tmp/q -l {SECONDS} -c 4 "
+                               "-q 200").stdout
+    qps = float(re.search(r"Queries per second:\s+([\d.]+)", out).group(1))
+    avg, _low, high = (float(x) for x in re.search(
+        r"Average Latency \(s\):\s+([\d.]+) \(min ([\d.]+), max ([\d.]+)\)", out).groups())
+    return qps, avg * 1000, high * 1000
+
+
+@retry(retry=retry_if_result(lambda ok: not ok), stop=stop_after_delay(10), wait=wait_fixed(0.01))
+def _visible(bench: Lab, name: str) -> bool:
+    return bool(bench.exec("client", f"dig +short +time=1 +tries=1 {name}.default.svc.cluster.local").stdout.strip())
+
+
+def run() -> dict[str, float]:
+    out: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        topo = Path(tmp) / "dns.yaml"
+        topo.write_text((ROOT / "topologies" / "default.yaml").read_text().replace("name: default", "name: bench-dns")
+                        .replace("manifests/web.yaml", str(ROOT / "topologies" / "manifests" / "web.yaml")))
+        with lab_up(topo) as ctx:
+            bench = Lab(ctx.lab)
+            manifest = Path(tmp) / "svc.yaml"
+            manifest.write_text(SERVICE % "web")
+            lab.apply(ctx.lab, manifest, say=quiet)
+            out["dns_cluster_qps"], out["dns_cluster_avg_ms"], out["dns_cluster_max_ms"] = _dnsperf(
+                bench, ["web.default.svc.cluster.local A"])
+            search = [f"www.example.com.{d} A" for d in ("default.svc.cluster.local", "svc.cluster.local",
+                                                          "cluster.local")] + ["www.example.com A"]
+            qps, out["dns_external_avg_ms"], out["dns_external_max_ms"] = _dnsperf(bench, search)
+            out["dns_external_names_per_s_as_the_client_sees"] = qps / len(search)
+            manifest.write_text(SERVICE % "late")
+            start = time.perf_counter()
+            lab.apply(ctx.lab, manifest, say=quiet)
+            _visible(bench, "late")
+            out["dns_update_to_visible_s"] = time.perf_counter() - start
+            server = bench.pods("kube-system", **{"k8s-app": "kube-dns"})[0]
+            node = ctx.container(server.node)
+            rss = node.exec_run(["sh", "-c", "ps -C named -o rss= | head -1"]).output.decode().strip()
+            out["dns_server_rss_mib"] = int(rss) / 1024
+    return out
+
+
+if __name__ == "__main__":
+    print(run())

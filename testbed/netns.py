@@ -15,10 +15,6 @@ from testbed.agent.iproute import IPRoute
 HOST_NETNS_DIR = "/run/netns"
 
 
-def node_path(pid: int) -> str:
-    return f"/proc/{pid}/ns/net"
-
-
 @contextlib.contextmanager
 def ipr(path: str) -> Iterator[IPRoute]:
     """An IPRoute bound to the netns at path: the socket is made inside it, then this thread returns home."""

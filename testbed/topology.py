@@ -136,6 +136,22 @@ class Networking(Strict):
         return self.mtu - int(_modes()[self.network].overhead)
 
 
+def _cluster_ranges(net: Networking) -> list[tuple[str, IPv4Network | IPv6Network]]:
+    ranges: list[tuple[str, IPv4Network | IPv6Network]] = [
+        ("networking.podCIDR", net.podCIDR), ("networking.serviceCIDR", net.serviceCIDR),
+        ("networking.underlayCIDR", net.underlayCIDR or UNDERLAY_POOL)]
+    if net.dualStack:
+        ranges += [("networking.podCIDRv6", net.podCIDRv6), ("networking.serviceCIDRv6", net.serviceCIDRv6)]
+    return ranges
+
+
+def _apart(what: str, mine: list[IPv4Network | IPv6Network], others: list[tuple[str, Any]]) -> None:
+    for cidr in mine:
+        for name, other in others:
+            if cidr.version == other.version and cidr.overlaps(other):
+                raise ValueError(f"{what} {cidr} overlaps {name} {other}")
+
+
 class Topology(Strict):
     apiVersion: Literal["testbed/v1alpha1"]
     kind: Literal["Topology"]
@@ -219,16 +235,18 @@ class Topology(Strict):
                 raise ValueError(f"external.hosts[{i}].name {host.name!r} is taken by a node, the router or "
                                  "another external host")
             names.append(host.name)
-        ranges: list[tuple[str, IPv4Network | IPv6Network | None]] = [
-            ("podCIDR", net.podCIDR), ("serviceCIDR", net.serviceCIDR),
-            ("underlayCIDR", net.underlayCIDR or UNDERLAY_POOL)]
-        if net.dualStack:
-            ranges += [("podCIDRv6", net.podCIDRv6), ("serviceCIDRv6", net.serviceCIDRv6)]
-        for name, other in ranges:
-            for mine in (ext.cidr, ext.cidrV6):
-                if other is not None and mine.version == other.version and mine.overlaps(other):  # type: ignore
-                    raise ValueError(f"external range {mine} overlaps networking.{name} {other}")
+        _apart("external range", [ext.cidr, ext.cidrV6], _cluster_ranges(net))
         return ext
+
+    @field_validator("loadBalancer")
+    @classmethod
+    def _pools(cls, lb: LoadBalancer, info: ValidationInfo) -> LoadBalancer:
+        net: Networking | None = info.data.get("networking")
+        ext: External | None = info.data.get("external")
+        if net is not None and ext is not None:
+            _apart("loadBalancer pool", list(lb.pools), [*_cluster_ranges(net), ("external.cidr", ext.cidr),
+                                                         ("external.cidrV6", ext.cidrV6)])
+        return lb
 
     def dns_ip(self) -> str:
         """The cluster DNS address pods are given, as kubeadm picks it: the 10th of the service range."""

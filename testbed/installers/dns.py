@@ -10,17 +10,17 @@ the plan (testbed/plan/dns.py) into zone files on each node; on every sync BIND 
 from __future__ import annotations
 
 import zlib
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from tenacity import retry, retry_if_result, stop_after_delay, wait_exponential
 
 from testbed import podexec
-from testbed.actions import Change, Context
+from testbed.actions import Change, Context, each
 from testbed.errors import TestbedError
 from testbed.installers import Installer, register
 from testbed.plan import dns
 from testbed.plan.cluster import Plan
+from testbed.runtime import agent
 from testbed.topology import Topology
 
 DIR = "/run/testbed/dns"  # the node's run folder, which the node's pods see
@@ -91,12 +91,9 @@ class ClusterDNS(Installer):
         nodes = sorted({p.node for p in servers})
 
         def one(node: str) -> bool:
-            from testbed.runtime import agent
-
             return bool(agent.call(ctx.run_dir(node), "files", files=wanted)["changed"])
 
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            changed = sum(pool.map(one, nodes))
+        changed = sum(each(one, nodes))
         if not changed:
             return Change()
         for pod in servers:

@@ -4,9 +4,7 @@ node, `inet testbed-egress`, rendered here and replaced atomically by the node's
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
-from testbed.actions import Change, Context
+from testbed.actions import Change, Context, each
 from testbed.installers import Installer, register
 from testbed.plan.cluster import Plan
 from testbed.runtime import agent
@@ -43,8 +41,7 @@ class Egress(Installer):
         def one(node: str) -> bool:
             return bool(agent.call(ctx.run_dir(node), "rules", family=FAMILY, table=TABLE, text=text)["changed"])
 
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            changed = sum(pool.map(one, [n.name for n in ctx.plan.nodes]))
+        changed = sum(each(one, [n.name for n in ctx.plan.nodes]))
         return Change(changed=changed) if text else Change(removed=changed)
 
     def install(self, ctx: Context) -> Change:

@@ -3,11 +3,10 @@ recreate on change, remove), so this action is also how `apply` and `delete` tak
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from ipaddress import ip_network
 from typing import Any
 
-from testbed.actions import Context
+from testbed.actions import Context, each
 from testbed.network.bridge import BRIDGE
 from testbed.plan.cluster import NodePlan, PodPlan
 from testbed.runtime import agent
@@ -65,8 +64,7 @@ class Pods:
             specs = [pod_spec(p, dns_ip, zone, upstream) for p in ctx.plan.pods_on(node.name)]
             return agent.call(ctx.run_dir(node.name), "sync_pods", net=node_net(node, mtu), pods=specs)
 
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            results = list(pool.map(one, ctx.plan.nodes))
+        results = each(one, ctx.plan.nodes)
         created = sum(r["created"] for r in results)
         removed = sum(r["removed"] for r in results)
         if created or removed:

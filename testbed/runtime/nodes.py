@@ -3,9 +3,7 @@ its role label), and each machine's agent answering, with this install's code.""
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
-from testbed.actions import Context
+from testbed.actions import Context, each
 from testbed.errors import TestbedError
 from testbed.plan.cluster import NodePlan
 from testbed.plan.machines import ExternalPlan, RouterPlan
@@ -35,6 +33,4 @@ class Nodes:
                             node.role)
             agent.ensure_current(ctx.run_dir(node.name))
 
-        # container starts are mostly waiting on dockerd, so they overlap well even on two cores
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            list(pool.map(one, ctx.plan.machines()))
+        each(one, ctx.plan.machines())

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import socket
-from concurrent.futures import ThreadPoolExecutor
 
 from pyroute2.netlink.rtnl.ndmsg import NTF_PROXY
 
 from testbed import netns
-from testbed.actions import Change, Context
+from testbed.actions import Change, Context, each
 from testbed.agent import nsutil
 from testbed.installers import Installer, register
 from testbed.installers.kube_proxy import ipt, nft
@@ -72,8 +71,7 @@ class KubeProxy(Installer):
             _l2(ctx, node, sorted(ip for ip, holder in holders.items() if holder == node.name))
             return bool(changed["changed"])
 
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            return Change(changed=sum(pool.map(one, plan.nodes)))
+        return Change(changed=sum(each(one, plan.nodes)))
 
     def uninstall(self, ctx: Context) -> Change:
         dual = ctx.plan.topology.networking.dualStack
@@ -85,8 +83,7 @@ class KubeProxy(Installer):
             _l2(ctx, node, [])
             return bool(gone)
 
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            return Change(removed=sum(pool.map(one, ctx.plan.nodes)))
+        return Change(removed=sum(each(one, ctx.plan.nodes)))
 
 
 def _udp_flows_gone(ctx: Context, node: NodePlan, view: NodeView) -> list[list[object]]:

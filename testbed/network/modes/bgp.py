@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import socket
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ from pyroute2.netlink.rtnl.ndmsg import NTF_PROXY
 from tenacity import retry, retry_if_result, stop_after_delay, wait_exponential
 
 from testbed import netns
-from testbed.actions import Change, Context
+from testbed.actions import Change, Context, each
 from testbed.agent import nsutil
 from testbed.errors import TestbedError
 from testbed.network import bird
@@ -213,5 +212,4 @@ class Bgp(NetworkMode):
         def one(item: tuple[str, list[dict[str, Any]]]) -> Change:
             return Change(**agent.call(ctx.run_dir(item[0]), "daemons", procs=item[1]))
 
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            return sum(pool.map(one, wanted.items()), Change())
+        return sum(each(one, wanted.items()), Change())

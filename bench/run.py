@@ -11,6 +11,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import bench_dns
 import bench_pods
+import bench_policy
 import bench_proxy
 import bench_routing
 import bench_throughput
@@ -41,13 +42,19 @@ TARGETS = {
     "dns_cluster_qps": "≥ 30,000",
     "dns_cluster_max_ms": "p99 < 5 ms",
     "dns_update_to_visible_s": "≤ 1 s",
+    "policy_apply_to_enforced_s": "≤ 1 s",
+    "policy_matrix_9x9x2x2_s": "≤ 10 s",
+    "policy_matrix_disagreements": "0",
+    "policy_full_sync_200x500_s": "≤ 1 s per node",
+    "policy_200_vs_none_ratio": "≥ 0.90",
 }
 
 
 def main() -> None:
     results: dict[str, float] = {}
     for name, module in (("up", bench_up), ("pods", bench_pods), ("throughput", bench_throughput),
-                         ("routing", bench_routing), ("proxy", bench_proxy), ("dns", bench_dns)):
+                         ("routing", bench_routing), ("proxy", bench_proxy), ("dns", bench_dns),
+                         ("policy", bench_policy)):
         if len(sys.argv) > 1 and sys.argv[1] not in ("--json", name):
             continue
         print(f"running {name} ...", file=sys.stderr, flush=True)

@@ -262,36 +262,6 @@ def services(lab_name: str | None, as_json: bool) -> None:
         show.services(out, data)
 
 
-@main.command(name="probe")
-@lab_option
-@click.argument("source")
-@click.argument("target")
-@click.option("--protocol", type=click.Choice(["tcp", "udp", "sctp"]), default="tcp", show_default=True)
-@click.option("--timeout", type=float, default=2.0, show_default=True, help="Seconds before giving up.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def probe_cmd(lab_name: str | None, source: str, target: str, protocol: str, timeout: float,
-              as_json: bool) -> None:
-    """One connection from SOURCE (NS/POD, a node, router, an external host) to TARGET (IP:PORT,
-    svc/NS/NAME:PORT or NAME:PORT). Exit 0 when it connected, 1 when not.
-
-    \b
-    Examples:
-      testbed probe default/client svc/default/web:80
-      testbed probe ext2 198.51.100.1:80
-      testbed probe default/client 10.96.0.11:53 --protocol udp --json
-    """
-    from testbed.probe import probe
-
-    result = probe(_lab(lab_name), source, target, protocol, timeout)
-    if as_json:
-        click.echo(json.dumps(result, indent=2))
-    else:
-        seen = f"  answered by {result['pod']}, which saw {result['client']}" if result.get("pod") else ""
-        out.print(f"{source} → {result.get('address', result['target'])}:{result['port']}/{protocol}: "
-                  f"{result['result']} in {result.get('ms', 0)} ms{seen}", highlight=False)
-    sys.exit(0 if result["result"] == "connected" else 1)
-
-
 @main.command(name="exec", context_settings={"ignore_unknown_options": True})
 @lab_option
 @click.option("-i", "--interactive", is_flag=True, help="Attach this terminal (for shells); with -t too.")
@@ -368,6 +338,8 @@ def schema() -> None:
 
     click.echo(json.dumps(json_schema(), indent=2))
 
+
+from testbed import cli_probe  # noqa: E402,F401  (probe, policy: their verbs register on main)
 
 if __name__ == "__main__":
     main()

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from testbed import kube
 from testbed.errors import InvalidInput, Problem, show
+from testbed.policy.model import NetworkPolicy
 from testbed.reader import Doc, Path_, kind_of, read_docs
 from testbed.topology import Topology
 
@@ -56,7 +57,7 @@ def problems_of(err: ValidationError, doc: Doc) -> list[Problem]:
 
 @dataclass
 class Manifest:
-    obj: kube.Object
+    obj: kube.Object | NetworkPolicy
     doc: Doc
     origin: str = "apply"  # or "topology": what a re-run of `up` refreshes (and prunes) from the file
 
@@ -65,16 +66,19 @@ class Manifest:
         return kube.key(self.obj)
 
 
+KINDS: dict[str, type[kube.Object | NetworkPolicy]] = {**kube.KINDS, "NetworkPolicy": NetworkPolicy}
+
+
 def parse_manifest(doc: Doc) -> Manifest | list[Problem]:
     data = doc.data
     if not isinstance(data, dict):
         return [doc.problem((), "a manifest must be a mapping with apiVersion and kind")]
     kind = data.get("kind")
-    if not isinstance(kind, str) or kind not in kube.KINDS:
-        known = ", ".join(kube.KINDS)
+    if not isinstance(kind, str) or kind not in KINDS:
+        known = ", ".join(KINDS)
         return [doc.problem(("kind",), f"kind {show(kind)} is not supported (supported: {known})")]
     try:
-        return Manifest(kube.KINDS[kind].model_validate(data), doc)
+        return Manifest(KINDS[kind].model_validate(data), doc)
     except ValidationError as err:
         return problems_of(err, doc)
 

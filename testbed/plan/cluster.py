@@ -16,6 +16,7 @@ from testbed.plan import ipam, machines, services
 from testbed.plan.machines import ExternalPlan, RouterPlan
 from testbed.plan.services import ServicePlan
 from testbed.plan.workloads import PodIntent, Port, Unschedulable, expand, schedule
+from testbed.policy.model import NetworkPolicy
 from testbed.topology import Topology
 
 MAX_NETNS = 200  # /run/netns/<name>: file names stop at 255 bytes
@@ -85,6 +86,7 @@ class Plan:
     router: RouterPlan | None = None
     externals: list[ExternalPlan] = field(default_factory=list)
     services: list[ServicePlan] = field(default_factory=list)
+    policies: list[NetworkPolicy] = field(default_factory=list)
 
     def node(self, name: str) -> NodePlan:
         return next(n for n in self.nodes if n.name == name)
@@ -219,4 +221,5 @@ def build(topo: Topology, manifests: list[Manifest], underlay: IPv4Network,
     order = {p.key: i for i, p in enumerate(intents)}
     pods.sort(key=lambda p: order[p.key])
     return Plan(topo.name, topo, underlay, nodes, pods, namespaces, machines.router(topo, underlay),
-                machines.externals(topo), services.build(topo, manifests, pods, held))
+                machines.externals(topo), services.build(topo, manifests, pods, held),
+                [m.obj for m in manifests if isinstance(m.obj, NetworkPolicy)])

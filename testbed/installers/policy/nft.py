@@ -1,0 +1,76 @@
+"""NetworkPolicy enforcement, rendered: one table per node, `inet testbed-policy`, applied as one transaction.
+
+It hooks forward at filter priority, after kube-proxy's DNAT (prerouting, dstnat), so a flow to a ClusterIP,
+NodePort or LoadBalancer IP is judged by its backend pod; br_netfilter passes bridged (same-node) traffic
+through the same hook. Established and related flows pass first (replies are always allowed). Then the
+`egress` chain returns when a rule admits the flow and drops it when its source is an isolated pod of this
+node; the `ingress` chain does the same for the destination. Each rule is one nft rule over sets (peers,
+targets, address . protocol . port tuples), so the table holds three chains however many policies there are:
+nft 1.0.6 slows down with the number of chains, not with the number of set elements.
+"""
+
+from __future__ import annotations
+
+from testbed.installers.policy.view import PolicyView, RuleView
+
+FAMILY, TABLE = "inet", "testbed-policy"
+IP = {4: "ip", 6: "ip6"}
+ADDR = {4: "ipv4_addr", 6: "ipv6_addr"}
+ND = "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit, nd-router-advert } accept"
+
+
+def _set(name: str, key: str, elements: list[str]) -> str:
+    body = f" elements = {{ {', '.join(elements)} }};" if elements else ""
+    return f"  set {name} {{ type {key}; flags interval;{body} }}"
+
+
+def _rule(r: RuleView, sets: list[str]) -> list[str]:
+    ip, verdict = IP[r.family], "return" if r.direction == "egress" else "accept"
+    own = "saddr" if r.direction == "egress" else "daddr"
+    other = "daddr" if own == "saddr" else "saddr"
+    base = f"{r.id}-{r.family}"
+    match = ""
+    if r.peers is not None:
+        sets.append(_set(f"{base}-peers", ADDR[r.family], r.peers))
+        match += f"{ip} {other} @{base}-peers "
+    if r.tuples is None:
+        sets.append(_set(f"{base}-targets", ADDR[r.family], r.targets))
+        return [f"{ip} {own} @{base}-targets {match}{verdict}"]
+    key = f"{ADDR[r.family]} . inet_proto . inet_service"
+    out = []
+    if r.direction == "egress":
+        sets.append(_set(f"{base}-targets", ADDR[r.family], r.targets))
+        match = f"{ip} saddr @{base}-targets " + match
+    for i, tuples in enumerate(r.tuples):
+        sets.append(_set(f"{base}-ports{i}", key, tuples))
+        out.append(f"{match}{ip} daddr . meta l4proto . th dport @{base}-ports{i} {verdict}")
+    return out
+
+
+def render(view: PolicyView) -> str:
+    sets: list[str] = []
+    chains: dict[str, list[str]] = {"egress": [], "ingress": []}
+    for r in view.rules:
+        chains[r.direction] += _rule(r, sets)
+    for f in view.families:  # a pod reaching itself, through its own Service (hairpin): never blocked
+        pods = view.local[f]
+        sets.append(f"  set self-{f} {{ type {ADDR[f]} . {ADDR[f]};"
+                    + (f" elements = {{ {', '.join(f'{ip} . {ip}' for ip in pods)} }};" if pods else "") + " }")
+    for direction, short in (("egress", "saddr"), ("ingress", "daddr")):
+        for f in view.families:
+            sets.append(_set(f"isolated-{direction}-{f}", ADDR[f], view.isolated[direction][f]))
+            chains[direction].append(f"{IP[f]} {short} @isolated-{direction}-{f} drop")
+    lines = [f"table {FAMILY} {TABLE} {{", *sets,
+             *[f"  chain {name} {{ {'; '.join(rules)}; }}" for name, rules in chains.items()],
+             "  chain pod-flows {",
+             "    type filter hook forward priority filter; policy accept;",
+             "    ct state established,related accept",
+             *[f"    {IP[f]} saddr . {IP[f]} daddr @self-{f} accept" for f in view.families],
+             f"    {ND}",
+             "    jump egress",
+             "    jump ingress",
+             "  }", "}"]
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["FAMILY", "TABLE", "render"]

@@ -36,7 +36,8 @@ class Agent:
         self.ops: dict[str, Callable[[Any], Awaitable[Any]]] = {
             "ping": self.ping, "reexec": self.do_reexec, "status": self.status, "sync_pods": self.sync_pods,
             "daemons": self.sync_daemons, "rules": self.apply_rules, "serve": self.serve,
-            "iptables": self.apply_iptables, "conntrack": self.conntrack, "files": self.write_files}
+            "iptables": self.apply_iptables, "ipsets": self.apply_ipsets, "conntrack": self.conntrack,
+            "files": self.write_files}
 
     @property
     def pods(self) -> Any:
@@ -82,7 +83,11 @@ class Agent:
 
     async def apply_iptables(self, req: protocol.Iptables) -> Any:
         async with self.lock:
-            return await self.rules.iptables(req.v4, req.v6)
+            return await self.rules.iptables(req.v4, req.v6, req.owner)
+
+    async def apply_ipsets(self, req: protocol.Ipsets) -> Any:
+        async with self.lock:
+            return await self.rules.ipsets(req.prefix, req.sets, req.prune)
 
     async def write_files(self, req: protocol.Files) -> Any:
         return {"changed": write_files(req.files)}

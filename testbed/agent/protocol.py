@@ -47,10 +47,23 @@ class Rules:
 
 @dataclass
 class Iptables:
-    """Replace the nat and filter tables of each family with iptables-restore input (None: leave that family)."""
+    """Replace the tables an owner renders (kube-proxy: nat and filter; policy: mangle) of each family with
+    iptables-restore input (None: leave that family)."""
 
     v4: str | None = None
     v6: str | None = None
+    owner: str = "kube-proxy"
+
+
+@dataclass
+class Ipsets:
+    """Make the ipsets named with prefix exactly sets ({name: {type, family, members}}): each changed set is
+    filled as a new set and swapped in (atomic), in one `ipset restore`; with prune, the prefix's other sets
+    are destroyed (after the rules that used them are gone)."""
+
+    prefix: str
+    sets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    prune: bool = False
 
 
 @dataclass
@@ -78,7 +91,7 @@ class Serve:
 
 OPS: dict[str, type] = {"ping": Ping, "reexec": Reexec, "status": Status, "sync_pods": SyncPods,
                         "daemons": Daemons, "rules": Rules, "serve": Serve, "iptables": Iptables,
-                        "conntrack": Conntrack, "files": Files}
+                        "ipsets": Ipsets, "conntrack": Conntrack, "files": Files}
 
 
 def parse(req: dict[str, Any]) -> tuple[str, Any]:

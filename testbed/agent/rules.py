@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from typing import Any
 
 from testbed.agent import iptdiff, nftdiff
 
@@ -16,14 +17,14 @@ class Rules:
         self.digests: dict[tuple[str, str], str] = {}
         self.texts: dict[tuple[str, str], str] = {}  # what each table holds now, for the next difference
 
-    async def iptables(self, v4: str | None, v6: str | None) -> dict[str, bool]:
+    async def iptables(self, v4: str | None, v6: str | None, owner: str = "kube-proxy") -> dict[str, bool]:
         """Each family's tables replaced in one iptables-restore transaction, skipped when unchanged; after the
         first, only the chains that changed are sent (a partial restore, as kube-proxy does)."""
         changed = False
         for tool, text in (("iptables-restore", v4), ("ip6tables-restore", v6)):
             if text is None:
                 continue
-            key = (tool, "")
+            key = (tool, owner)
             digest = hashlib.sha256(text.encode()).hexdigest()
             if self.digests.get(key) == digest:
                 continue
@@ -42,6 +43,31 @@ class Rules:
             self.digests[key], self.texts[key] = digest, text
             changed = True
         return {"changed": changed}
+
+    async def ipsets(self, prefix: str, sets: dict[str, dict[str, Any]], prune: bool) -> dict[str, int]:
+        lines, changed = [], 0
+        for name, spec in sets.items():
+            digest = hashlib.sha256(repr(sorted(spec.items())).encode()).hexdigest()
+            if self.digests.get(("ipset", name)) == digest:
+                continue
+            tmp = f"{name[:27]}-new"
+            head = f"{spec['type']} family {spec['family']}"
+            lines += [f"create {name} {head} -exist", f"create {tmp} {head} -exist", f"flush {tmp}",
+                      *[f"add {tmp} {m}" for m in spec["members"]], f"swap {tmp} {name}", f"destroy {tmp}"]
+            self.digests[("ipset", name)] = digest
+            changed += 1
+        if lines:
+            await _run("ipset", ["restore"], "\n".join(lines) + "\n")
+        removed = 0
+        if prune:
+            names = (await _run("ipset", ["list", "-n"], "")).split()
+            gone = [n for n in names if n.startswith(prefix) and n not in sets]
+            if gone:
+                await _run("ipset", ["restore"], "".join(f"destroy {n}\n" for n in gone))
+                for n in gone:
+                    self.digests.pop(("ipset", n), None)
+            removed = len(gone)
+        return {"changed": changed, "removed": removed}
 
     @staticmethod
     async def forget_udp(flows: list[list[object]]) -> dict[str, int]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from netpol_cases import BY_NAME, CASES, NAMESPACES, PORTS, PROTOCOLS, Case, expect, namespace
+from netpol_cases import BY_NAME, CASES, NAMESPACES, PORTS, PROTOCOLS, Case, expect, namespace, pol
 
 from testbed import lab as labs
 from testbed import matrix
@@ -151,3 +151,53 @@ def test_policy_matrix_in_host_gw_with_iptables_proxy(hostgw_ipt, name, tmp_path
             check(hostgw_ipt, case, "service")
     finally:
         undo_case(hostgw_ipt, case, path)
+
+
+def _sctp_sockets() -> bool:
+    import socket
+
+    try:
+        socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_SCTP).close()
+        return True
+    except OSError:
+        return False
+
+
+def test_sctp_ports_are_enforced_where_the_kernel_has_sctp(hostgw_ipt, tmp_path):
+    if not _sctp_sockets():
+        pytest.skip("this kernel has no SCTP sockets: SCTP rules render, but no SCTP flow can be probed")
+    policy = pol("sctp", "x", {"matchLabels": {"pod": "a"}}, ingress=[{"ports": [{"port": 80, "protocol": "SCTP"}]}])
+    case = Case("sctp", lambda ips: [policy], lambda s, d, pr, po: d != "x/a")
+    path = apply_case(hostgw_ipt, case, tmp_path)
+    try:
+        target = hostgw_ipt.pod("x/a").ipv4
+        # nothing serves SCTP in the model: an admitted association is refused (aborted), a blocked one times out
+        assert hostgw_ipt.probe("y/a", f"{target}:80", "sctp", timeout=1)["result"] != "timeout"
+        assert hostgw_ipt.probe("y/a", f"{target}:81", "sctp", timeout=1)["result"] == "timeout"
+    finally:
+        undo_case(hostgw_ipt, case, path)
+
+
+def test_switching_kube_proxy_mode_leaves_nothing_of_the_other_policy_rules(modes, hostgw_ipt, tmp_path):
+    import docker
+
+    case = BY_NAME["deny-all-ingress"]
+    path = apply_case(hostgw_ipt, case, tmp_path)
+    nodes = [docker.from_env().containers.get(n.container) for n in hostgw_ipt.plan.nodes]
+
+    def seen(node) -> tuple[str, str, str]:
+        ipsets = node.exec_run(["ipset", "list", "-n"]).output.decode()
+        mangle = node.exec_run(["iptables", "-t", "mangle", "-S"]).output.decode()
+        nft = node.exec_run(["nft", "list", "tables"]).output.decode()
+        return ipsets, mangle, nft
+
+    try:
+        assert all("tb" in seen(n)[0] and "TESTBED-POLICY" in seen(n)[1] for n in nodes)
+        lab = modes("host-gw", "nftables")
+        for n in nodes:
+            ipsets, mangle, nft = seen(n)
+            assert "tb" not in ipsets and "TESTBED" not in mangle and "testbed-policy" in nft
+        check(lab, case)
+    finally:
+        undo_case(hostgw_ipt, case, path)
+    assert all("testbed-policy" not in seen(n)[2] for n in nodes)  # no policy left: no table

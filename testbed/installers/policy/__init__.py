@@ -1,13 +1,14 @@
 """The NetworkPolicy installer: every node enforces the policies that select its own pods (ingress to them,
-egress from them), in one nftables table applied as one transaction, and only the difference after the first
-sync (set elements, the two rule chains). With no policy at all the table is removed, so a lab without
+egress from them), in the lab's kube-proxy mode: one nftables table (nft.py), or ipsets and the mangle table
+through iptables-restore (ipt.py), each applied in one transaction per sync and, after the first, as the
+difference. The other mode's rules are removed. With no policy at all both are removed, so a lab without
 policies pays nothing for them."""
 
 from __future__ import annotations
 
 from testbed.actions import Change, Context, each
 from testbed.installers import Installer, register
-from testbed.installers.policy import nft
+from testbed.installers.policy import ipt, nft
 from testbed.installers.policy.view import node_view
 from testbed.plan.cluster import NodePlan
 from testbed.runtime import agent
@@ -19,14 +20,25 @@ class NetworkPolicies(Installer):
     title = "NetworkPolicy"
 
     def _apply(self, ctx: Context, render: bool) -> Change:
-        policies = ctx.plan.policies if render else []
+        plan = ctx.plan
+        policies = plan.policies if render else []
+        use_nft = plan.topology.kubeProxy.mode == "nftables"
+        dual = plan.topology.networking.dualStack
 
         def one(node: NodePlan) -> bool:
-            text = nft.render(node_view(ctx.plan, node.name, policies)) if policies else None
-            return bool(agent.call(ctx.run_dir(node.name), "rules", family=nft.FAMILY, table=nft.TABLE,
-                                   text=text)["changed"])
+            run_dir = ctx.run_dir(node.name)
+            view = node_view(plan, node.name, policies) if policies else None
+            text = nft.render(view) if view and use_nft else None
+            changed = agent.call(run_dir, "rules", family=nft.FAMILY, table=nft.TABLE, text=text)["changed"]
+            sets, tables = ipt.render(view) if view and not use_nft else ({}, {})
+            if sets:
+                changed |= bool(agent.call(run_dir, "ipsets", prefix=ipt.PREFIX, sets=sets)["changed"])
+            changed |= agent.call(run_dir, "iptables", owner="policy", v4=tables.get(4, ipt.empty()),
+                                  v6=tables.get(6, ipt.empty()) if dual else None)["changed"]
+            changed |= bool(agent.call(run_dir, "ipsets", prefix=ipt.PREFIX, sets=sets, prune=True)["removed"])
+            return bool(changed)
 
-        changed = sum(each(one, ctx.plan.nodes))
+        changed = sum(each(one, plan.nodes))
         return Change(changed=changed) if policies else Change(removed=changed)
 
     def install(self, ctx: Context) -> Change:

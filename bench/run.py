@@ -10,6 +10,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 import bench_dns
+import bench_images
 import bench_pods
 import bench_policy
 import bench_proxy
@@ -47,6 +48,8 @@ TARGETS = {
     "policy_matrix_disagreements": "0",
     "policy_full_sync_200x500_s": "≤ 1 s per node",
     "policy_200_vs_none_ratio": "≥ 0.90",
+    "image_load_s": "≤ 5 s",
+    "image_build_from_nothing_s": "~30 s (for comparison)",
 }
 
 
@@ -54,7 +57,7 @@ def main() -> None:
     results: dict[str, float] = {}
     for name, module in (("up", bench_up), ("pods", bench_pods), ("throughput", bench_throughput),
                          ("routing", bench_routing), ("proxy", bench_proxy), ("dns", bench_dns),
-                         ("policy", bench_policy)):
+                         ("policy", bench_policy), ("images", bench_images)):
         if len(sys.argv) > 1 and sys.argv[1] not in ("--json", name):
             continue
         print(f"running {name} ...", file=sys.stderr, flush=True)

@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, IPvAnyAddress, field_validator, model_validator
 
 from testbed.errors import show
+from testbed.kube_probe import Probe
 
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -82,6 +83,21 @@ class Container(Loose):
     ports: list[ContainerPort] = Field(default_factory=list)
     command: list[Annotated[str, Field(strict=True)]] | None = None
     args: list[Annotated[str, Field(strict=True)]] | None = None
+    readinessProbe: Probe | None = None
+
+    @model_validator(mode="after")
+    def _probe_port(self) -> Container:
+        handler = self.readinessProbe and (self.readinessProbe.tcpSocket or self.readinessProbe.httpGet)
+        if handler and isinstance(handler.port, str) and handler.port not in {p.name for p in self.ports}:
+            raise ValueError(f"readinessProbe: port {handler.port!r} is not a named port of container "
+                             f"{self.name!r}")
+        return self
+
+    def probe(self) -> dict | None:
+        """The readinessProbe as the agent runs it, its named port resolved."""
+        if self.readinessProbe is None:
+            return None
+        return self.readinessProbe.resolved({p.name: p.containerPort for p in self.ports if p.name})
 
     def argv(self) -> list[str] | None:
         """What the container runs, from the node image's programs (images are not pulled): command, then args.

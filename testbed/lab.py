@@ -10,7 +10,7 @@ from pathlib import Path
 
 import docker
 
-from testbed import kube, loader, state
+from testbed import kube, loader, readiness, state
 from testbed.actions import Action, Context, run_all
 from testbed.errors import Interrupted, InvalidInput, NotFound, Problem, show
 from testbed.installers import addons, installers
@@ -119,8 +119,11 @@ def _converge(plan: Plan, st: state.LabState, client: docker.DockerClient, say: 
         raise Interrupted(f"interrupted: lab {plan.lab} is partly made (phase creating); `testbed up "
                           f"{st.topology_file}` finishes it, `testbed down {plan.lab}` removes it") from None
     st.allocations = plan.allocations()
+    st.readiness = _probed(plan)
     st.phase = "ready"
     st.save()
+    if st.readiness:  # the controller follows the probes from now on
+        readiness.start(plan.lab)
     return ctx
 
 
@@ -146,12 +149,27 @@ def up(path: str | Path, say: Say = print, progress: Say | None = None, replace:
         # one lab at a time picks its underlay and records it, so labs brought up together never share one
         with state.allocation_lock():
             underlay = _underlay(loaded, st)
-            plan = cluster.build(topo, _with_addons(topo, manifests), underlay, st.allocations if st else None)
+            plan = cluster.build(topo, _with_addons(topo, manifests), underlay, st.allocations if st else None,
+                                 readiness.observed(topo.name))
             _check_names(client, loaded, plan)
             st = state.LabState(topo.name, source, topo.model_dump(mode="json", exclude={"manifests"}),
                                 _record(manifests), st.allocations if st else {}, str(underlay))
             st.save()
-        return _converge(plan, st, client, say, progress, previous)
+        ctx = _converge(plan, st, client, say, progress, previous)
+    _settle_readiness(ctx, progress)
+    return ctx
+
+
+def _settle_readiness(ctx: Context, progress: Say | None) -> None:
+    """`up` hands over a ready lab: it waits for probed pods (the DNS servers) to pass, then syncs the
+    endpoints they bring."""
+    probed = [p.key for p in ctx.plan.pods if p.probes]
+    if not probed:
+        return
+    if progress:
+        progress("Waiting for readiness probes")
+    if readiness.wait(ctx.plan.lab, probed) != {p.key: p.ready for p in ctx.plan.pods if p.probes}:
+        ctx.plan = refresh(ctx.plan.lab).plan
 
 
 def _require(name: str) -> state.LabState:
@@ -161,9 +179,29 @@ def _require(name: str) -> state.LabState:
     return st
 
 
-def _plan(st: state.LabState, manifests: list[Manifest]) -> Plan:
+def _plan(st: state.LabState, manifests: list[Manifest], seen: dict[str, bool] | None = None) -> Plan:
+    """seen: probed pods' readiness (default: what the agents observe now)."""
     topo = Topology.model_validate(st.topology)
-    return cluster.build(topo, _with_addons(topo, manifests), IPv4Network(st.underlay), st.allocations)
+    return cluster.build(topo, _with_addons(topo, manifests), IPv4Network(st.underlay), st.allocations,
+                         readiness.observed(st.name) if seen is None else seen)
+
+
+def refresh(name: str) -> Context:
+    """Re-syncs the installers (Services, DNS, policy) to the readiness the agents observe now: what the
+    controller calls when a probe flips."""
+    with state.locked(name):
+        st = _require(name)
+        manifests = _stored(st)
+        plan = _plan(st, manifests)
+        ctx = Context(plan, rt.connect(), lambda _: None, previous=_plan(st, manifests, st.readiness))
+        run_all(ctx, installers())
+        st.readiness = _probed(plan)
+        st.save()
+        return ctx
+
+
+def _probed(plan: Plan) -> dict[str, bool]:
+    return {p.key: p.ready for p in plan.pods if p.probes}
 
 
 def _with_addons(topo: Topology, manifests: list[Manifest]) -> list[Manifest]:
@@ -234,6 +272,7 @@ def down(name: str, say: Say = print) -> bool:
     """Removes everything the lab made; safe to repeat and safe after a crash halfway through `up`."""
     state.check_name(name)
     client = rt.connect()
+    readiness.stop(name)  # first: its next sync would wait for the lock taken below
     with state.locked(name):
         found = rt.remove_lab(client, name) > 0
         found |= remove_underlay(name)

@@ -82,6 +82,7 @@ class LabState:
     allocations: dict[str, dict[str, str]] = field(default_factory=dict)
     underlay: str = ""
     phase: str = "creating"  # creating | ready
+    readiness: dict[str, bool] = field(default_factory=dict)  # probed pods' readiness the last sync used
 
     def save(self) -> None:
         d = lab_dir(self.name)

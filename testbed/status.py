@@ -114,6 +114,8 @@ def collect(name: str) -> dict[str, Any]:
             ready = bool(present and got and got["listening"] + len(got["errors"]) == len(p.ports))
             if present and not ready:
                 reasons.append(f"pod {p.key}: not serving its ports")
+        if p.probes:  # not ready while its readiness probe fails: a state of the pod, not a fault of the lab
+            ready = ready and p.ready
         if not present:
             reasons.append(f"pod {p.key}: missing")
         pods.append({"namespace": p.namespace, "name": p.name, "node": p.node,

@@ -16,6 +16,7 @@ from typing import Any
 
 from testbed.agent import protocol, workload
 from testbed.agent.processes import pod_processes
+from testbed.agent.readiness import Prober
 from testbed.agent.rules import Rules
 from testbed.agent.supervisor import Supervisor, write_files
 from testbed.agent.version import code_version
@@ -29,6 +30,7 @@ class Agent:
         self._pods: Any = None
         self.daemons = Supervisor(os.path.join(RUN_DIR, "logs"))
         self.rules = Rules()
+        self.prober = Prober(os.path.join(RUN_DIR, "readiness.json"))
         self.lock = asyncio.Lock()
         self.version = code_version()
         self.reexec = False
@@ -71,6 +73,7 @@ class Agent:
             await self.daemons.sync(pod_processes(self.pods.unchanged(req.net, req.pods)), group="pods")
             result = await self.pods.sync(req.net, req.pods)
             await self.daemons.sync(pod_processes(req.pods), group="pods")
+            self.prober.sync(req.pods)
             return result
 
     async def sync_daemons(self, req: protocol.Daemons) -> Any:

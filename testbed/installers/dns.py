@@ -77,7 +77,13 @@ class ClusterDNS(Installer):
             {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": NAME, "namespace": NAMESPACE},
              "spec": {"replicas": min(2, len(topo.nodes)), "selector": {"matchLabels": LABEL},
                       "template": {"metadata": {"labels": LABEL}, "spec": {"dnsPolicy": "Default", "containers": [
-                          {"name": "bind", "command": ["named", "-g", "-c", f"{DIR}/named.conf"], "ports": ports}]}}}},
+                          {"name": "bind", "command": ["named", "-g", "-c", f"{DIR}/named.conf"], "ports": ports,
+                           # a server that stops answering leaves the Service within a second or two, as
+                           # CoreDNS's /ready would take it out: the probe asks it a question
+                           "readinessProbe": {"exec": {"command": [
+                               "dig", "+time=1", "+tries=1", "+short", "@127.0.0.1",
+                               f"dns-version.{net.clusterDomain}", "TXT"]},
+                               "periodSeconds": 1, "timeoutSeconds": 2, "failureThreshold": 1}}]}}}},
             {"apiVersion": "v1", "kind": "Service", "metadata": {"name": NAME, "namespace": NAMESPACE,
                                                                  "labels": LABEL},
              "spec": {"selector": LABEL, "clusterIP": ips[0], "clusterIPs": ips,

@@ -54,6 +54,8 @@ class PodPlan:
     routed: bool = False  # its IP is outside its node's range (it moved): a host route, not the bridge's subnet
     processes: dict[str, list[str]] = field(default_factory=dict)  # container → argv; none: netexec serves
     dns: dict[str, Any] = field(default_factory=dict)  # hostname, subdomain, policy, config
+    probes: dict[str, dict[str, Any]] = field(default_factory=dict)  # container → readinessProbe
+    ready: bool = True  # a pod with probes: as its node's agent last observed them (not ready until they pass)
 
     @property
     def key(self) -> str:
@@ -175,8 +177,10 @@ def _blame(pod: PodIntent, manifests: list[Manifest], field: str, reason: str) -
 
 
 def build(topo: Topology, manifests: list[Manifest], underlay: IPv4Network,
-          previous: dict[str, dict[str, str]] | None = None) -> Plan:
-    """Raises InvalidInput (with file and field) when the manifests do not fit the topology."""
+          previous: dict[str, dict[str, str]] | None = None, readiness: dict[str, bool] | None = None) -> Plan:
+    """Raises InvalidInput (with file and field) when the manifests do not fit the topology. readiness: what
+    the agents observed of pods with readiness probes (a probed pod not in it is not ready yet)."""
+    readiness = readiness or {}
     held = previous or {}
     previous = {k: v for k, v in held.items() if "node" in v}  # pods' entries; Services' are theirs
     nodes = plan_nodes(topo, underlay)
@@ -217,7 +221,8 @@ def build(topo: Topology, manifests: list[Manifest], underlay: IPv4Network,
             v6 = (ipam.mirror_v6(ips[p.key], IPv4Network(home.cidr4), IPv6Network(home.cidr6))
                   if home.cidr6 else None)
             pods.append(PodPlan(p.namespace, p.name, node.name, p.labels, p.ports, ips[p.key], v6, p.owner,
-                                routed=home is not node, processes=p.processes, dns=p.dns))
+                                routed=home is not node, processes=p.processes, dns=p.dns, probes=p.probes,
+                                ready=not p.probes or readiness.get(p.key, False)))
     order = {p.key: i for i, p in enumerate(intents)}
     pods.sort(key=lambda p: order[p.key])
     return Plan(topo.name, topo, underlay, nodes, pods, namespaces, machines.router(topo, underlay),

@@ -236,7 +236,7 @@ def _from_pods(selector: dict[str, str], ns: str, ports: list[PortPlan], pods: l
         ips = [ip for ip in (pod.ipv4, pod.ipv6) if ip]
         # an endpoint has a hostname (a DNS name under the Service) when its pod asks for one in this subdomain
         host = pod.dns.get("hostname") if pod.dns.get("subdomain") == service else None
-        out.append(EndpointPlan(ips, pod.node, pod.key, True, resolved, host))
+        out.append(EndpointPlan(ips, pod.node, pod.key, pod.ready, resolved, host))
     return out
 
 

@@ -32,6 +32,7 @@ class PodIntent:
     owner: str | None = None  # "Deployment/<name>" for replicas
     processes: dict[str, list[str]] = field(default_factory=dict)  # container name → argv
     dns: dict[str, Any] = field(default_factory=dict)  # hostname, subdomain, dnsPolicy, dnsConfig as given
+    probes: dict[str, dict[str, Any]] = field(default_factory=dict)  # container name → readinessProbe
 
     @property
     def key(self) -> str:
@@ -60,6 +61,10 @@ def _processes(spec: kube.PodSpec) -> dict[str, list[str]]:
     return {c.name: argv for c in spec.containers if (argv := c.argv())}
 
 
+def _probes(spec: kube.PodSpec) -> dict[str, dict[str, Any]]:
+    return {c.name: probe for c in spec.containers if (probe := c.probe())}
+
+
 def _dns(spec: kube.PodSpec) -> dict[str, Any]:
     out: dict[str, Any] = {"policy": spec.dnsPolicy}
     if spec.hostname:
@@ -77,7 +82,7 @@ def expand(objects: list[kube.Object]) -> list[PodIntent]:
         if isinstance(obj, kube.Pod):
             pods.append(PodIntent(obj.metadata.namespace or "default", obj.metadata.name, obj.metadata.labels,
                                   _ports(obj.spec), obj.spec.nodeName, obj.spec.nodeSelector,
-                                  processes=_processes(obj.spec), dns=_dns(obj.spec)))
+                                  processes=_processes(obj.spec), dns=_dns(obj.spec), probes=_probes(obj.spec)))
         elif isinstance(obj, kube.Deployment):
             tpl = obj.spec.template
             thash = template_hash(tpl)
@@ -86,7 +91,8 @@ def expand(objects: list[kube.Object]) -> list[PodIntent]:
                 pods.append(PodIntent(obj.metadata.namespace or "default",
                                       replica_name(obj.metadata.name, thash, i), labels, _ports(tpl.spec),
                                       tpl.spec.nodeName, tpl.spec.nodeSelector,
-                                      f"Deployment/{obj.metadata.name}", _processes(tpl.spec), _dns(tpl.spec)))
+                                      f"Deployment/{obj.metadata.name}", _processes(tpl.spec), _dns(tpl.spec),
+                                      _probes(tpl.spec)))
     return pods
 
 

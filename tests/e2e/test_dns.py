@@ -111,6 +111,31 @@ def test_a_killed_dns_server_comes_back_and_the_other_replica_answers_meanwhile(
     assert _resolves_at(lab, victim.ipv4) == [service(lab, "web").cluster_ips[0]]
 
 
+def test_a_server_that_stops_answering_leaves_the_service_until_it_answers_again(lab):
+    servers = lab.pods("kube-system", **{"k8s-app": "kube-dns"})
+    victim = servers[0]
+    node = docker.from_env().containers.get(lab.plan.node(victim.node).container)
+    pid = node.exec_run(["sh", "-c", f"ip netns pids {victim.netns} | xargs -r ps -o pid=,comm= -p | "
+                                     "awk '$2 == \"named\" {print $1}'"]).output.decode().split()
+    assert pid, "the DNS server's process is not in its pod"
+    node.exec_run(["kill", "-STOP", *pid])
+    try:
+        assert _endpoint_ready(lab, victim.ipv4, False)
+        # every query through the ClusterIP, one try each, reaches the server that answers
+        out = lab.exec("a1", f"for i in $(seq 20); do dig +short +time=1 +tries=1 web.default.svc.{ZONE} "
+                             "|| echo FAILED; done").stdout.split()
+        assert out == [service(lab, "web").cluster_ips[0]] * 20, out
+    finally:
+        node.exec_run(["kill", "-CONT", *pid])
+    assert _endpoint_ready(lab, victim.ipv4, True)
+
+
+@retry(retry=retry_if_result(lambda got: not got), stop=stop_after_delay(10), wait=wait_fixed(0.1))
+def _endpoint_ready(lab, ip: str, ready: bool) -> bool:
+    svc = next(s for s in lab.status()["services"] if s["name"] == "kube-dns")
+    return any(ip in e["ips"] and e["ready"] == ready for e in svc["endpoints"])
+
+
 @retry(retry=retry_if_result(lambda got: not got), stop=stop_after_delay(10), wait=wait_fixed(0.1))
 def _resolves_at(lab, server: str) -> list[str]:
     out = lab.exec("a1", f"dig +short +time=1 +tries=1 @{server} web.default.svc.{ZONE}")

@@ -67,3 +67,35 @@ def test_a_command_that_is_not_in_the_image_crashes_and_says_so(testbed_lab):
 @retry(retry=retry_if_result(lambda row: row["restarts"] < 2), stop=stop_after_delay(20), wait=wait_fixed(0.1))
 def _crashing(lab) -> dict:
     return _pod_status(lab, "crasher")
+
+
+def _gated_answers(lab, svc_ip: str) -> set[str]:
+    out = lab.exec("a1", f"for i in $(seq 12); do curl -s --max-time 1 http://{svc_ip}/hostname; echo; done")
+    return {line for line in out.stdout.splitlines() if line}
+
+
+@retry(retry=retry_if_result(lambda got: not got[0]), stop=stop_after_delay(5), wait=wait_fixed(0.05))
+def _until(check) -> tuple[bool, object]:
+    value = check()
+    return bool(value), value
+
+
+def test_endpoints_follow_readiness_probes(testbed_lab):
+    lab = testbed_lab
+    lab.apply(MANIFESTS / "gated.yaml")
+    try:
+        gated = lab.pods("default", app="gated")
+        svc_ip = next(s for s in lab.plan.services if s.name == "gated").cluster_ips[0]
+        assert not any(_pod_status(lab, p.name)["ready"] for p in gated)
+        assert lab.probe("a1", f"{svc_ip}:80", timeout=1)["result"] == "refused"  # no ready endpoint
+        first, second = gated
+        node = docker.from_env().containers.get(lab.plan.node(first.node).container)
+        node.exec_run(["touch", f"/tmp/ready-{first.name}"])
+        assert _until(lambda: _gated_answers(lab, svc_ip) == {first.name})[0]
+        assert _pod_status(lab, first.name)["ready"] and not _pod_status(lab, second.name)["ready"]
+        node.exec_run(["rm", f"/tmp/ready-{first.name}"])
+        assert _until(lambda: lab.probe("a1", f"{svc_ip}:80", timeout=1)["result"] == "refused")[0]
+        assert _ready(lab, "http-probed")["ready"]
+        assert not _pod_status(lab, "tcp-never")["ready"]
+    finally:
+        lab.delete(MANIFESTS / "gated.yaml")

@@ -1,0 +1,79 @@
+"""A container's readinessProbe (v1.Probe), as the API server checks it: exactly one handler (exec, tcpSocket or
+httpGet; grpc is refused, as nothing here speaks it), and the timings with their defaults and bounds."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+PORT_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+
+
+class _Loose(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+def _port(value: int | str) -> int | str:
+    if isinstance(value, int) and not 1 <= value <= 65535:
+        raise ValueError(f"{value} is not a port number (1-65535)")
+    if isinstance(value, str):
+        if value.isdigit():
+            return _port(int(value))
+        if len(value) > 15 or not PORT_NAME.match(value):
+            raise ValueError(f"{value!r} is neither a port number nor a port name")
+    return value
+
+
+class ExecAction(_Loose):
+    command: list[str] = Field(min_length=1)
+
+
+class TCPSocketAction(_Loose):
+    port: int | str
+
+    _check = field_validator("port")(classmethod(lambda cls, v: _port(v)))
+
+
+class HTTPGetAction(_Loose):
+    port: int | str
+    path: str = "/"
+    scheme: Literal["HTTP"] = "HTTP"
+
+    _check = field_validator("port")(classmethod(lambda cls, v: _port(v)))
+
+
+class Probe(_Loose):
+    exec: ExecAction | None = None
+    tcpSocket: TCPSocketAction | None = None
+    httpGet: HTTPGetAction | None = None
+    initialDelaySeconds: int = Field(0, ge=0)
+    periodSeconds: int = Field(10, ge=1)
+    timeoutSeconds: int = Field(1, ge=1)
+    successThreshold: int = Field(1, ge=1)
+    failureThreshold: int = Field(3, ge=1)
+
+    @model_validator(mode="after")
+    def _one_handler(self) -> Probe:
+        if "grpc" in (self.model_extra or {}):
+            raise ValueError("grpc probes are not supported (use exec, tcpSocket or httpGet)")
+        given = [h for h in ("exec", "tcpSocket", "httpGet") if getattr(self, h) is not None]
+        if len(given) != 1:
+            raise ValueError(f"exactly one of exec, tcpSocket or httpGet is needed, got {len(given)}")
+        return self
+
+    def resolved(self, ports: dict[str, int]) -> dict[str, Any]:
+        """What the agent runs: the handler with a named port resolved against the container's ports
+        (KeyError for a name the container does not declare)."""
+        timings = {"initialDelay": self.initialDelaySeconds, "period": self.periodSeconds,
+                   "timeout": self.timeoutSeconds, "success": self.successThreshold,
+                   "failure": self.failureThreshold}
+        if self.exec is not None:
+            return {"kind": "exec", "command": self.exec.command, **timings}
+        handler = self.tcpSocket or self.httpGet
+        assert handler is not None
+        port = handler.port if isinstance(handler.port, int) else ports[handler.port]
+        if self.httpGet is not None:
+            return {"kind": "http", "port": port, "path": self.httpGet.path, **timings}
+        return {"kind": "tcp", "port": port, **timings}

@@ -1,0 +1,85 @@
+"""Pod readiness as the nodes' agents observe it (readiness.json in each node's run folder, written by the
+agent's prober), and the lab's controller process that turns its changes into endpoints: started here, one
+per lab with probed pods, stopped by `down`. The controller's loop itself is testbed/controller.py."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from tenacity import retry, retry_if_result, stop_after_delay, wait_fixed
+
+from testbed import state
+
+READY_TIMEOUT = 30.0  # how long `up` waits for probed pods to pass
+
+
+def observed(name: str) -> dict[str, bool]:
+    """Pod key → ready, for every pod with a readiness probe that an agent reports."""
+    out: dict[str, bool] = {}
+    run = state.run_dir(name)
+    for path in sorted(run.glob("*/readiness.json")) if run.is_dir() else []:
+        with contextlib.suppress(OSError, ValueError):
+            out |= {k: bool(v["ready"]) for k, v in json.loads(path.read_text())["pods"].items()}
+    return out
+
+
+def wait(name: str, pods: list[str], timeout: float = READY_TIMEOUT) -> dict[str, bool]:
+    """Until every pod of pods is reported ready, or timeout: what was observed last."""
+
+    @retry(retry=retry_if_result(lambda seen: not all(seen.get(k) for k in pods)), stop=stop_after_delay(timeout),
+           wait=wait_fixed(0.05), retry_error_callback=lambda s: s.outcome.result() if s.outcome else {})
+    def poll() -> dict[str, bool]:
+        return observed(name)
+
+    return poll()
+
+
+def _pid_file(name: str) -> Path:
+    return state.run_dir(name) / "controller.pid"
+
+
+def running(name: str) -> int | None:
+    """The controller's pid, if one runs for this lab (checked against its command line, not just the pid)."""
+    try:
+        pid = int(_pid_file(name).read_text())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (OSError, ValueError):
+        return None
+    return pid if b"testbed.controller" in cmdline and name.encode() in cmdline else None
+
+
+def start(name: str) -> int:
+    """A controller for the lab, unless one runs; it outlives the command that started it."""
+    pid = running(name)
+    if pid:
+        return pid
+    run = state.run_dir(name)
+    run.mkdir(parents=True, exist_ok=True)
+    with open(run / "controller.log", "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "testbed.controller", name], stdin=subprocess.DEVNULL,
+                                stdout=log, stderr=log, start_new_session=True, close_fds=True)
+    _pid_file(name).write_text(str(proc.pid))
+    return proc.pid
+
+
+def stop(name: str) -> bool:
+    pid = running(name)
+    if pid is None:
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    _gone(pid)
+    return True
+
+
+@retry(retry=retry_if_result(lambda alive: alive), stop=stop_after_delay(5), wait=wait_fixed(0.02),
+       retry_error_callback=lambda _: True)
+def _gone(pid: int) -> bool:
+    """Waits for the process to end (it is not our child, so it cannot be waited for)."""
+    return Path(f"/proc/{pid}").exists() and b"testbed.controller" in Path(f"/proc/{pid}/cmdline").read_bytes()

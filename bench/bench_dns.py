@@ -13,7 +13,7 @@ from pathlib import Path
 from common import ROOT, lab_up, quiet
 from tenacity import retry, retry_if_result, stop_after_delay, wait_fixed
 
-from testbed import lab
+from testbed import lab, state
 from testbed.pytest_plugin import Lab
 
 SECONDS = 10
@@ -62,6 +62,32 @@ def run() -> dict[str, float]:
             node = ctx.container(server.node)
             rss = node.exec_run(["sh", "-c", "ps -C named -o rss= | head -1"]).output.decode().strip()
             out["dns_server_rss_mib"] = int(rss) / 1024
+            out |= _readiness(ctx, bench, server)
+    return out
+
+
+@retry(retry=retry_if_result(lambda st: st is None), stop=stop_after_delay(15), wait=wait_fixed(0.01))
+def _recorded(name: str, pod: str, ready: bool) -> state.LabState | None:
+    st = state.load(name)
+    return st if st and st.readiness.get(pod) is ready else None
+
+
+def _readiness(ctx, bench: Lab, server) -> dict[str, float]:
+    """A DNS server stopped (SIGSTOP): how long until every node stops sending it queries (probe period 1 s,
+    probe timeout 1 s, then the controller's sync), and of that, from the agent's observation to the synced
+    rules; then the same for its return (SIGCONT)."""
+    node = ctx.container(server.node)
+    pid = node.exec_run(["sh", "-c", f"ip netns pids {server.netns} | xargs -r ps -o pid=,comm= -p | "
+                                     "awk '$2 == \"named\" {print $1}'"]).output.decode().split()
+    seen = state.run_dir(ctx.lab) / server.node / "readiness.json"
+    out = {}
+    for signal_name, ready, label in (("STOP", False, "unready"), ("CONT", True, "ready")):
+        start = time.time()
+        node.exec_run(["kill", f"-{signal_name}", *pid])
+        _recorded(ctx.lab, server.key, ready)
+        synced = (state.lab_dir(ctx.lab) / "state.json").stat().st_mtime
+        out[f"readiness_{label}_to_endpoints_synced_s"] = synced - start
+        out[f"readiness_{label}_observed_to_synced_s"] = synced - seen.stat().st_mtime
     return out
 
 

@@ -43,6 +43,8 @@ TARGETS = {
     "dns_cluster_qps": "≥ 30,000",
     "dns_cluster_max_ms": "p99 < 5 ms",
     "dns_update_to_visible_s": "≤ 1 s",
+    "readiness_unready_observed_to_synced_s": "≤ 1 s",
+    "readiness_ready_observed_to_synced_s": "≤ 1 s",
     "policy_apply_to_enforced_s": "≤ 1 s",
     "policy_matrix_9x9x2x2_s": "≤ 10 s",
     "policy_matrix_disagreements": "0",

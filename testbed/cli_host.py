@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from testbed.cli import _run, err, main, out
+from testbed.cli_base import _run, err, main, out
 
 
 @main.group()

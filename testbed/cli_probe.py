@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from testbed.cli import _lab, err, lab_option, main, out
+from testbed.cli_base import _lab, err, lab_option, main, out
 from testbed.errors import InvalidInput, Problem
 
 

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, IPvAnyAddress, field_validator, model_validator
 
 from testbed.errors import show
-from testbed.kube_probe import Probe
+from testbed.kube_probe import Probe, port_or_name
 
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -260,11 +260,7 @@ class ServicePort(Loose):
     @field_validator("targetPort")
     @classmethod
     def _target(cls, value: int | str | None) -> int | str | None:
-        if isinstance(value, int) and not 1 <= value <= 65535:
-            raise ValueError(f"{value} is not a port number (1-65535)")
-        if isinstance(value, str) and not value.isdigit() and (len(value) > 15 or not IANA_SVC_NAME.match(value)):
-            raise ValueError(f"{show(value)} is neither a port number nor a port name")
-        return int(value) if isinstance(value, str) and value.isdigit() else value
+        return None if value is None else port_or_name(value)
 
     @field_validator("nodePort")
     @classmethod

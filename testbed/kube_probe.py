@@ -15,14 +15,16 @@ class _Loose(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
 
-def _port(value: int | str) -> int | str:
+def port_or_name(value: int | str) -> int | str:
+    """A port as Kubernetes takes it in targetPort, policy and probe ports: a number, or an IANA service
+    name (digits in a string are a number)."""
     if isinstance(value, int) and not 1 <= value <= 65535:
         raise ValueError(f"{value} is not a port number (1-65535)")
     if isinstance(value, str):
         if value.isdigit():
-            return _port(int(value))
+            return port_or_name(int(value))
         if len(value) > 15 or not PORT_NAME.match(value):
-            raise ValueError(f"{value!r} is neither a port number nor a port name")
+            raise ValueError(f"{value[:40]!r} is neither a port number nor a port name")
     return value
 
 
@@ -33,7 +35,7 @@ class ExecAction(_Loose):
 class TCPSocketAction(_Loose):
     port: int | str
 
-    _check = field_validator("port")(classmethod(lambda cls, v: _port(v)))
+    _check = field_validator("port")(classmethod(lambda cls, v: port_or_name(v)))
 
 
 class HTTPGetAction(_Loose):
@@ -41,7 +43,7 @@ class HTTPGetAction(_Loose):
     path: str = "/"
     scheme: Literal["HTTP"] = "HTTP"
 
-    _check = field_validator("port")(classmethod(lambda cls, v: _port(v)))
+    _check = field_validator("port")(classmethod(lambda cls, v: port_or_name(v)))
 
 
 class Probe(_Loose):

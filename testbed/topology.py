@@ -135,6 +135,11 @@ class Networking(Strict):
     def pod_mtu(self) -> int:
         return self.mtu - int(_modes()[self.network].overhead)
 
+    @property
+    def keeps_ip_on_move(self) -> bool:
+        """Whether the mode routes pods by their own address, so a pod keeps its IP on another node."""
+        return bool(_modes()[self.network].keeps_ip_on_move)
+
 
 def _cluster_ranges(net: Networking) -> list[tuple[str, IPv4Network | IPv6Network]]:
     ranges: list[tuple[str, IPv4Network | IPv6Network]] = [

@@ -11,7 +11,6 @@ from typing import Any
 from testbed import kube
 from testbed.errors import InvalidInput, Problem, show
 from testbed.loader import Manifest
-from testbed.network import registry
 from testbed.plan import ipam, machines, services
 from testbed.plan.machines import ExternalPlan, RouterPlan
 from testbed.plan.services import ServicePlan
@@ -198,7 +197,7 @@ def build(topo: Topology, manifests: list[Manifest], underlay: IPv4Network,
     pods: list[PodPlan] = []
     # a pod keeps its address where it is; in a mode that routes pods by their own IP, also on another node
     # (it moved), and then no other pod may get it
-    keeps = registry.modes()[topo.networking.network].keeps_ip_on_move
+    keeps = topo.networking.keeps_ip_on_move
     kept = {k: v["ipv4"] for k, v in previous.items() if k in placement and (
         keeps or (v["node"] == placement[k] and ip_address(v["ipv4"]) in IPv4Network(
             next(n.cidr4 for n in nodes if n.name == placement[k]))))}

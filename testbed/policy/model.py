@@ -10,7 +10,8 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from testbed.errors import show
-from testbed.kube import IANA_SVC_NAME, LabelSelector, Loose, ObjectMeta
+from testbed.kube import LabelSelector, Loose, ObjectMeta
+from testbed.kube_probe import port_or_name
 
 
 class IPBlock(Loose):
@@ -61,14 +62,7 @@ class PolicyPort(Loose):
     @field_validator("port")
     @classmethod
     def _port(cls, value: int | str | None) -> int | str | None:
-        if isinstance(value, int) and not 1 <= value <= 65535:
-            raise ValueError(f"{value} is not a port number (1-65535)")
-        if isinstance(value, str):
-            if value.isdigit():
-                return cls._port(int(value))
-            if len(value) > 15 or not IANA_SVC_NAME.match(value):
-                raise ValueError(f"{show(value)} is neither a port number nor a port name")
-        return value
+        return None if value is None else port_or_name(value)
 
     @model_validator(mode="after")
     def _range(self) -> PolicyPort:

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 from conftest import curl, url
+from kernel import sctp_sockets
 
 from testbed import lab as labs
 from testbed.agent.pods import host_veth
@@ -74,15 +75,6 @@ def test_up_again_is_safe_and_keeps_pods(lab, node_host):
     assert curl(lab, "a1", url(lab.pod("c").ipv4, 8080, "/hostname")) == "c"
 
 
-def _sctp_sockets() -> bool:
-    import socket
-
-    try:
-        socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_SCTP).close()
-        return True
-    except OSError:
-        return False
-
 
 def test_a_port_the_kernel_cannot_serve_is_reported_not_fatal(lab):
     lab.apply(MANIFESTS / "sctp-pod.yaml")
@@ -91,7 +83,7 @@ def test_a_port_the_kernel_cannot_serve_is_reported_not_fatal(lab):
         assert curl(lab, "a1", url(pod.ipv4, 8080, "/hostname")) == "sctp"
         (row,) = [p for p in lab.status()["pods"] if p["name"] == "sctp"]
         assert row["ready"]
-        if not _sctp_sockets():  # this kernel has no SCTP sockets: the pod says so instead of failing
+        if not sctp_sockets():  # this kernel has no SCTP sockets: the pod says so instead of failing
             assert any("SCTP/9999" in w for w in row["warnings"])
     finally:
         lab.delete(MANIFESTS / "sctp-pod.yaml")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from kernel import sctp_sockets
 from netpol_cases import BY_NAME, CASES, NAMESPACES, PORTS, PROTOCOLS, Case, expect, namespace, pol
 
 from testbed import lab as labs
@@ -187,18 +188,9 @@ def test_policy_matrix_in_host_gw_with_iptables_proxy(hostgw_ipt, name, tmp_path
         undo_case(hostgw_ipt, case, path)
 
 
-def _sctp_sockets() -> bool:
-    import socket
-
-    try:
-        socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_SCTP).close()
-        return True
-    except OSError:
-        return False
-
 
 def test_sctp_ports_are_enforced_where_the_kernel_has_sctp(hostgw_ipt, tmp_path):
-    if not _sctp_sockets():
+    if not sctp_sockets():
         pytest.skip("this kernel has no SCTP sockets: SCTP rules render, but no SCTP flow can be probed")
     policy = pol("sctp", "x", {"matchLabels": {"pod": "a"}}, ingress=[{"ports": [{"port": 80, "protocol": "SCTP"}]}])
     case = Case("sctp", lambda ips: [policy], lambda s, d, pr, po: d != "x/a")

@@ -70,6 +70,12 @@ def test_the_action_brings_a_lab_up_from_a_wheel_and_collects_after_a_failed_job
                            capture_output=True, text=True, cwd=user_repo, timeout=600, check=False)
     assert tests.returncode == 0, tests.stdout[-3000:]
     assert "2 passed" in tests.stdout
+    (user_repo / "test_option.py").write_text("def test_lab_from_the_option(testbed_lab):\n"
+                                              f"    assert testbed_lab.name == {LAB!r}\n")
+    option = subprocess.run([str(venv / "bin" / "pytest"), "-q", "-p", "no:cacheprovider", "test_option.py",
+                             "--testbed-topology", "topology.yaml"], capture_output=True, text=True, cwd=user_repo,
+                            timeout=600, check=False)
+    assert option.returncode == 0, option.stdout[-3000:]
 
     runner.run({"mode": "post", "job-status": "failure", "lab-name": LAB})
     collected = runner.home / "artifacts" / "testbed-diagnostics-test-1" / LAB
@@ -120,3 +126,36 @@ def test_images_load_refuses_what_is_not_the_current_image(tmp_path):
     got = subprocess.run([sys.executable, "-m", "testbed", "images", "load", str(other)], capture_output=True,
                          text=True, check=False)
     assert got.returncode == 2 and f"holds testbed-node:000000000000, not {images.reference()}" in got.stderr
+
+
+def test_the_wheel_and_sdist_pass_twine_check(wheel):
+    sdist_dir = wheel.parent / "sdist"
+    subprocess.run([sys.executable, "-m", "build", "--sdist", "--outdir", str(sdist_dir), str(ROOT)], check=True,
+                   capture_output=True, timeout=300)
+    got = subprocess.run([sys.executable, "-m", "twine", "check", str(wheel), *map(str, sdist_dir.glob("*"))],
+                         capture_output=True, text=True, check=False)
+    assert got.returncode == 0 and got.stdout.count("PASSED") == 2, got.stdout + got.stderr
+
+
+def test_doctor_and_version_report_this_machine():
+    got = subprocess.run([sys.executable, "-m", "testbed", "doctor", "--json"], capture_output=True, text=True,
+                         check=False)
+    report = json.loads(got.stdout)
+    assert got.returncode == 0 and report["ok"]
+    names = {c["name"]: c for c in report["checks"]}
+    assert names["docker engine"]["ok"] and names["node image"]["ok"] and names["CONFIG_VXLAN"]["ok"]
+    assert not names["CONFIG_IP_VS"]["required"]  # optional: a warning at most
+    version = json.loads(subprocess.run([sys.executable, "-m", "testbed", "version", "--json"], capture_output=True,
+                                        text=True, check=True).stdout)
+    assert version["image"] == images.reference() and version["imagePresent"]
+
+
+def test_prune_removes_superseded_images_only(tmp_path):
+    client = docker.from_env()
+    empty = tmp_path / "empty.tar"
+    subprocess.run(["tar", "-cf", str(empty), "--files-from", "/dev/null"], check=True)
+    client.api.import_image(src=str(empty), repository=images.REPOSITORY, tag="000000000000")
+    got = subprocess.run([sys.executable, "-m", "testbed", "images", "prune"], capture_output=True, text=True,
+                         check=False)
+    assert got.returncode == 0 and "removed testbed-node:000000000000" in got.stdout
+    assert images.present(client)  # the current one stays

@@ -137,6 +137,26 @@ def test_relabelled_pod_is_selected_in_place_and_deletion_restores_access(vxlan_
     check(vxlan_nft, Case("none", lambda ips: [], lambda *_: True))
 
 
+def test_a_new_pod_is_isolated_from_its_first_packet_and_a_new_peer_is_admitted(vxlan_nft, tmp_path):
+    case = BY_NAME["pod-selector-match-expressions"]  # x/a admits pod=b of x only
+    path = apply_case(vxlan_nft, case, tmp_path)
+    extra = tmp_path / "pods.yaml"
+    extra.write_text(yaml.safe_dump_all([
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "b2", "namespace": "x", "labels": {"pod": "b"}},
+         "spec": {"nodeName": "node2", "containers": [{"name": "c", "ports": [{"containerPort": 80}]}]}},
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "a2", "namespace": "x", "labels": {"pod": "a"}},
+         "spec": {"nodeName": "node2", "containers": [{"name": "c", "ports": [{"containerPort": 80}]}]}}]))
+    try:
+        vxlan_nft.apply(extra)
+        a2 = vxlan_nft.pod("x/a2").ipv4
+        assert vxlan_nft.probe("x/b2", f"{vxlan_nft.pod('x/a').ipv4}:80", timeout=1)["result"] == "connected"
+        assert vxlan_nft.probe("x/b2", f"{a2}:80", timeout=1)["result"] == "connected"
+        assert vxlan_nft.probe("x/c", f"{a2}:80", timeout=1)["result"] == "timeout"
+    finally:
+        vxlan_nft.delete(extra)
+        undo_case(vxlan_nft, case, path)
+
+
 def cli(*args: str):
     import subprocess
     import sys

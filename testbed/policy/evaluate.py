@@ -68,6 +68,23 @@ def selects(policy: NetworkPolicy, pod: PodLike, direction: str) -> bool:
             and policy.spec.podSelector.matches(pod.labels))
 
 
+def selected(policy: NetworkPolicy, pods: list[Any], direction: str) -> list[Any]:
+    """The pods of pods that policy selects for direction (one match per shared labels dict, as selects)."""
+    if direction.capitalize() not in policy.spec.types:
+        return []
+    seen: dict[int, bool] = {}
+    out = []
+    for pod in pods:
+        if pod.namespace != policy.namespace:
+            continue
+        key = id(pod.labels)  # a Deployment's replicas share one labels dict: one match for all
+        if key not in seen:
+            seen[key] = policy.spec.podSelector.matches(pod.labels)
+        if seen[key]:
+            out.append(pod)
+    return out
+
+
 def ip_block(peer: Peer) -> list[Network]:
     """The block with its exceptions cut out, as a list of networks."""
     assert peer.ipBlock is not None
@@ -83,12 +100,16 @@ def peer_pods(peer: Peer, policy_ns: str, pods: list[Any], namespaces: dict[str,
     """The pods a selector peer matches: podSelector within the policy's namespace, namespaceSelector across
     namespaces, both together as AND."""
     out = []
+    seen: dict[tuple[str, int], bool] = {}  # a Deployment's replicas share one labels dict: one match for all
     for pod in pods:
-        if peer.namespaceSelector is None:
-            in_ns = pod.namespace == policy_ns
-        else:
-            in_ns = peer.namespaceSelector.matches(namespaces.get(pod.namespace, {}))
-        if in_ns and (peer.podSelector is None or peer.podSelector.matches(pod.labels)):
+        key = (pod.namespace, id(pod.labels))
+        if key not in seen:
+            if peer.namespaceSelector is None:
+                in_ns = pod.namespace == policy_ns
+            else:
+                in_ns = peer.namespaceSelector.matches(namespaces.get(pod.namespace, {}))
+            seen[key] = in_ns and (peer.podSelector is None or peer.podSelector.matches(pod.labels))
+        if seen[key]:
             out.append(pod)
     return out
 

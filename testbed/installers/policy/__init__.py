@@ -24,10 +24,11 @@ class NetworkPolicies(Installer):
         policies = plan.policies if render else []
         use_nft = plan.topology.kubeProxy.mode == "nftables"
         dual = plan.topology.networking.dualStack
+        peers: dict = {}  # computed once for all nodes
 
         def one(node: NodePlan) -> bool:
             run_dir = ctx.run_dir(node.name)
-            view = node_view(plan, node.name, policies) if policies else None
+            view = node_view(plan, node.name, policies, peers) if policies else None
             text = nft.render(view) if view and use_nft else None
             changed = agent.call(run_dir, "rules", family=nft.FAMILY, table=nft.TABLE, text=text)["changed"]
             sets, tables = ipt.render(view) if view and not use_nft else ({}, {})

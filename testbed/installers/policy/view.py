@@ -11,7 +11,7 @@ from ipaddress import ip_network
 from typing import Any
 
 from testbed.plan.cluster import Plan, PodPlan
-from testbed.policy.evaluate import Network, peer_networks, rule_ports, selects
+from testbed.policy.evaluate import Network, peer_networks, rule_ports, selected
 from testbed.policy.model import NetworkPolicy
 
 
@@ -70,18 +70,21 @@ def rule_id(policy: NetworkPolicy, direction: str, index: int) -> str:
     return f"p{digest}-{direction[:2]}{index}"
 
 
-def node_view(plan: Plan, node: str, policies: list[NetworkPolicy]) -> PolicyView:
+def node_view(plan: Plan, node: str, policies: list[NetworkPolicy],
+              peers_cache: dict[tuple[str, int, int], list[Network] | None] | None = None) -> PolicyView:
+    """peers_cache: the peers of each rule, which are the same on every node (pass one dict for all nodes)."""
     families = [4, 6] if plan.topology.networking.dualStack else [4]
     view = PolicyView(node, families)
     local = plan.pods_on(node)
-    peers_cache: dict[tuple[str, int, int], list[Network] | None] = {}
+    peers_cache = {} if peers_cache is None else peers_cache
     view.local = {f: sorted({ip for p in local if (ip := _ip(p, f))}) for f in families}
+    chosen = {(i, d): selected(pol, local, d) for i, pol in enumerate(policies) for d in ("ingress", "egress")}
     for direction in ("ingress", "egress"):
-        view.isolated[direction] = {f: sorted({ip for p in local for pol in policies if selects(pol, p, direction)
-                                               if (ip := _ip(p, f))}) for f in families}
-    for pol in policies:
+        view.isolated[direction] = {f: sorted({ip for (_, d), pods in chosen.items() if d == direction
+                                               for p in pods if (ip := _ip(p, f))}) for f in families}
+    for n, pol in enumerate(policies):
         for direction in ("ingress", "egress"):
-            targets = [p for p in local if selects(pol, p, direction)]
+            targets = chosen[(n, direction)]
             if not targets:
                 continue
             rules: list[Any] = pol.spec.ingress if direction == "ingress" else pol.spec.egress

@@ -10,6 +10,7 @@ import pytest
 import yaml
 from kernel import sctp_sockets
 from netpol_cases import BY_NAME, CASES, NAMESPACES, PORTS, PROTOCOLS, Case, expect, namespace, pol
+from relab import up_from
 
 from testbed import lab as labs
 from testbed import matrix
@@ -31,11 +32,7 @@ def modes(tmp_path_factory):
     def up(network: str, proxy: str) -> Lab:
         topo = yaml.safe_load((HERE / "policy.yaml").read_text())
         topo["networking"]["network"], topo["kubeProxy"]["mode"] = network, proxy
-        topo["manifests"] = [str(HERE / m) for m in topo["manifests"]]
-        path = folder / "policy.yaml"
-        path.write_text(yaml.safe_dump(topo))
-        labs.up(path, replace=True, **quiet)
-        return Lab(NAME)
+        return up_from(topo, folder, HERE)
 
     yield up
     labs.down(NAME, **quiet)

@@ -7,8 +7,8 @@ import sys
 
 import docker
 import pytest
-import yaml
 from conftest import curl, url
+from relab import up_from
 from tenacity import retry, retry_if_result, stop_after_delay, wait_fixed
 
 from testbed import lab as labs
@@ -39,10 +39,7 @@ def routed(tmp_path_factory):
                               {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "lb"},
                                "spec": {"type": "LoadBalancer", "selector": {"app": "b"},
                                         "ports": [{"port": 80, "targetPort": 8080}]}}]}
-        path = folder / "routed.yaml"
-        path.write_text(yaml.safe_dump(topo))
-        labs.up(path, replace=True, **quiet)
-        return Lab(NAME)
+        return up_from(topo, folder)
 
     yield up
     labs.down(NAME, **quiet)

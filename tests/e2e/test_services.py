@@ -8,6 +8,7 @@ from pathlib import Path
 import docker
 import pytest
 import yaml
+from relab import up_from
 from tenacity import retry, retry_if_result, stop_after_attempt, wait_fixed
 
 from testbed import lab as labs
@@ -27,11 +28,7 @@ def services(tmp_path_factory):
     def up(mode: str) -> Lab:
         topo = yaml.safe_load((HERE / "services.yaml").read_text())
         topo["kubeProxy"]["mode"] = mode
-        topo["manifests"] = [str(HERE / m) if isinstance(m, str) else m for m in topo["manifests"]]
-        path = folder / "services.yaml"
-        path.write_text(yaml.safe_dump(topo))
-        labs.up(path, replace=True, **quiet)
-        return Lab(NAME)
+        return up_from(topo, folder, HERE)
 
     yield up
     labs.down(NAME, **quiet)

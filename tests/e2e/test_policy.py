@@ -1,7 +1,7 @@
 """NetworkPolicy with real traffic: the upstream model (x, y, z; a, b, c; TCP and UDP on 80 and 81), each case
 of netpol_cases applied, its full 9x9 matrix probed, and every cell held to the case's expectation (written from
-the spec) and to the evaluator. Probed via pod IPs and via ClusterIPs, in vxlan with nftables kube-proxy and in
-host-gw with iptables kube-proxy."""
+the spec) and to the evaluator. Probed via pod IPs and via ClusterIPs, in vxlan with nftables kube-proxy, in host-gw
+with iptables kube-proxy, and in bgp."""
 
 import json
 from pathlib import Path
@@ -221,12 +221,25 @@ def test_sctp_ports_are_enforced_where_the_kernel_has_sctp(hostgw_ipt, tmp_path)
         undo_case(hostgw_ipt, case, path)
 
 
-def test_switching_kube_proxy_mode_leaves_nothing_of_the_other_policy_rules(modes, hostgw_ipt, tmp_path):
+@pytest.mark.parametrize("name", ["pod-and-namespace-selector", "egress-to-namespace-z"])
+def test_policy_matrix_in_bgp_mode(modes, hostgw_ipt, name, tmp_path):
+    """After the host-gw tests: the same lab routed by BGP (BIRD on every node), nftables kube-proxy."""
+    lab = modes("bgp", "nftables")
+    case = BY_NAME[name]
+    path = apply_case(lab, case, tmp_path)
+    try:
+        check(lab, case)
+    finally:
+        undo_case(lab, case, path)
+
+
+def test_switching_kube_proxy_mode_leaves_nothing_of_the_other_policy_rules(modes, tmp_path):
     import docker
 
+    ipt_lab = modes("host-gw", "iptables")
     case = BY_NAME["deny-all-ingress"]
-    path = apply_case(hostgw_ipt, case, tmp_path)
-    nodes = [docker.from_env().containers.get(n.container) for n in hostgw_ipt.plan.nodes]
+    path = apply_case(ipt_lab, case, tmp_path)
+    nodes = [docker.from_env().containers.get(n.container) for n in ipt_lab.plan.nodes]
 
     def seen(node) -> tuple[str, str, str]:
         ipsets = node.exec_run(["ipset", "list", "-n"]).output.decode()
@@ -242,5 +255,5 @@ def test_switching_kube_proxy_mode_leaves_nothing_of_the_other_policy_rules(mode
             assert "tb" not in ipsets and "TESTBED" not in mangle and "testbed-policy" in nft
         check(lab, case)
     finally:
-        undo_case(hostgw_ipt, case, path)
+        undo_case(ipt_lab, case, path)
     assert all("testbed-policy" not in seen(n)[2] for n in nodes)  # no policy left: no table

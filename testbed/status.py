@@ -8,7 +8,7 @@ import contextlib
 import os
 from typing import Any
 
-from testbed import lab, netns, state
+from testbed import lab, netns, readiness, state
 from testbed.agent.processes import process_name
 from testbed.agent.version import code_version
 from testbed.errors import EnvironmentProblem, NotFound
@@ -137,6 +137,9 @@ def collect(name: str) -> dict[str, Any]:
         reasons += [f"{machine}: BGP session {x['name']} is {x['info']}" for x in info.get("sessions", [])
                     if x["info"] != "Established"]
 
+    controller = readiness.running(name)
+    if any(p.probes for p in plan.pods) and controller is None and st.phase == "ready":
+        reasons.append("the readiness controller is not running: endpoints no longer follow readiness probes")
     if st.phase != "ready":
         phase, hint = st.phase, (f"the last command stopped before it finished; `testbed up {st.topology_file}` "
                                  f"finishes it, `testbed down {name}` removes it")
@@ -148,7 +151,7 @@ def collect(name: str) -> dict[str, Any]:
             "underlay": str(plan.underlay), "dualStack": plan.topology.networking.dualStack, "network": network,
             "podMTU": plan.topology.networking.pod_mtu, "kubeProxy": plan.topology.kubeProxy.mode,
             "nodes": nodes, "machines": machines, "pods": pods, "services": services(plan), "links": links,
-            network: extra}
+            "controller": {"pid": controller}, network: extra}
 
 
 ROUTE_TYPES = {1: "unicast", 6: "blackhole", 7: "unreachable", 8: "prohibit"}

@@ -99,3 +99,21 @@ def test_endpoints_follow_readiness_probes(testbed_lab):
         assert not _pod_status(lab, "tcp-never")["ready"]
     finally:
         lab.delete(MANIFESTS / "gated.yaml")
+
+
+def test_a_killed_readiness_controller_shows_in_status_and_up_restarts_it(testbed_lab):
+    import os
+    import signal
+
+    from testbed import lab as labs
+    from testbed import readiness, state
+
+    lab = testbed_lab
+    pid = readiness.running(lab.name)
+    assert pid, "a lab with DNS pods (probed) runs a readiness controller"
+    os.kill(pid, signal.SIGKILL)
+    assert _until(lambda: readiness.running(lab.name) is None)[0]
+    seen = lab.status()
+    assert seen["phase"] == "degraded" and any("readiness controller" in r for r in seen["reasons"])
+    labs.up(state.load(lab.name).topology_file, say=lambda _: None)
+    assert readiness.running(lab.name) and lab.status()["phase"] == "ready"

@@ -140,7 +140,22 @@ def _rss_kib() -> int:
     return 0
 
 
+def own_name_resolves(hosts: str = "/etc/hosts") -> None:
+    """The machine's own name in its /etc/hosts: a container without a network gets none there, and a daemon
+    that looks its name up (knotd does, for its identity) would wait seconds for the lab's unreachable resolver."""
+    name = os.uname().nodename
+    try:
+        with open(hosts) as f:
+            known = {w for line in f if not line.lstrip().startswith("#") for w in line.split()[1:]}
+        if name not in known:
+            with open(hosts, "a") as f:
+                f.write(f"127.0.1.1\t{name}\n")
+    except OSError:
+        pass
+
+
 async def main() -> None:
+    own_name_resolves()
     agent = Agent(os.environ.get("TESTBED_NODE", os.uname().nodename))
     path = os.path.join(RUN_DIR, "agent.sock")
     tmp = path + ".new"

@@ -54,8 +54,11 @@ def test_renderings_hold_every_frontend_and_endpoint():
                  {**_svc("none"), "spec": {"selector": {"app": "x"}, "ports": [{"port": 81}]}})
     view = node_view(plan, plan.nodes[0])
     text = nft.render(view)
-    assert "10.96.0.11 . tcp . 80 : goto svc-" in text
-    assert "numgen random mod 3 map" in text
+    assert "set cl4-n3 { type ipv4_addr . inet_proto . inet_service; elements = { 10.96.0.11 . tcp . 80 }; }" in text
+    assert "10.96.0.11 . tcp . 80 . 2 : 10.244." in text  # the third of its three endpoint slots
+    assert "@cl4-n3 meta l4proto { tcp, udp, sctp } dnat ip to ip daddr . meta l4proto . th dport . numgen " \
+           "random mod 3 map @cl4-endpoints" in text
+    assert text.count("  chain ") == 10 + 2 * (1 + 3)  # fixed; the affinity Service: by ClusterIP, by node port
     assert "tcp . 30000 : goto ext-" in text and "flags dynamic,timeout; timeout 10800s;" in text
     assert "10.96.0.13 . tcp . 81 : goto reject-service" in text
     rules = ipt.render(view, 4)
@@ -68,8 +71,9 @@ def test_a_later_sync_sends_only_what_changed():
     after = nft.render(node_view(q := _plan(WEB, _svc("a"), previous=p.allocations()), q.nodes[0]))
     script = nftdiff.script(before, after)
     assert script is not None
-    assert "delete element inet testbed-proxy cluster4 { 10.96.0.12 . tcp . 80 }" in script
-    assert script.count("delete chain") == 1 and "table inet" not in script.splitlines()[0]
+    assert "delete element inet testbed-proxy cl4-n3 { 10.96.0.12 . tcp . 80 }" in script
+    assert "delete element inet testbed-proxy cl4-endpoints { 10.96.0.12 . tcp . 80 . 0, " in script
+    assert "chain" not in script and "table inet" not in script.splitlines()[0]  # elements only
     assert nftdiff.script(before, before.replace("priority dstnat", "priority 0")) is None  # a base chain
 
 

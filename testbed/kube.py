@@ -93,12 +93,6 @@ class Container(Loose):
                              f"{self.name!r}")
         return self
 
-    def probe(self) -> dict | None:
-        """The readinessProbe as the agent runs it, its named port resolved."""
-        if self.readinessProbe is None:
-            return None
-        return self.readinessProbe.resolved({p.name: p.containerPort for p in self.ports if p.name})
-
     def argv(self) -> list[str] | None:
         """What the container runs, from the node image's programs (images are not pulled): command, then args.
         None, and the pod keeps the built-in netexec workload, when there is no command (args alone would go to

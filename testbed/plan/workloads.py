@@ -62,7 +62,9 @@ def _processes(spec: kube.PodSpec) -> dict[str, list[str]]:
 
 
 def _probes(spec: kube.PodSpec) -> dict[str, dict[str, Any]]:
-    return {c.name: probe for c in spec.containers if (probe := c.probe())}
+    """Each container's readinessProbe as the agent runs it, its named port resolved."""
+    return {c.name: c.readinessProbe.resolved({p.name: p.containerPort for p in c.ports if p.name})
+            for c in spec.containers if c.readinessProbe is not None}
 
 
 def _dns(spec: kube.PodSpec) -> dict[str, Any]:

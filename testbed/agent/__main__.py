@@ -90,7 +90,7 @@ class Agent:
 
     async def apply_ipsets(self, req: protocol.Ipsets) -> Any:
         async with self.lock:
-            return await self.rules.ipsets(req.prefix, req.sets, req.prune)
+            return await self.rules.ipsets(req.prefix, req.sets, req.keep)
 
     async def write_files(self, req: protocol.Files) -> Any:
         return {"changed": write_files(req.files)}

@@ -57,13 +57,13 @@ class Iptables:
 
 @dataclass
 class Ipsets:
-    """Make the ipsets named with prefix exactly sets ({name: {type, family, members}}): each changed set is
-    filled as a new set and swapped in (atomic), in one `ipset restore`; with prune, the prefix's other sets
-    are destroyed (after the rules that used them are gone)."""
+    """Fill the ipsets given ({name: {type, family, members}}): each changed set is filled as a new set and
+    swapped in (atomic), in one `ipset restore`. With keep (after the rules that used them are gone), the
+    prefix's sets not named there are destroyed."""
 
     prefix: str
     sets: dict[str, dict[str, Any]] = field(default_factory=dict)
-    prune: bool = False
+    keep: list[str] | None = None
 
 
 @dataclass

@@ -16,6 +16,7 @@ class Rules:
     def __init__(self) -> None:
         self.digests: dict[tuple[str, str], str] = {}
         self.texts: dict[tuple[str, str], str] = {}  # what each table holds now, for the next difference
+        self.ipset_names: set[str] | None = None  # the ipsets this agent made; None until it has looked
 
     async def iptables(self, v4: str | None, v6: str | None, owner: str = "kube-proxy") -> dict[str, bool]:
         """Each family's tables replaced in one iptables-restore transaction, skipped when unchanged; after the
@@ -44,7 +45,7 @@ class Rules:
             changed = True
         return {"changed": changed}
 
-    async def ipsets(self, prefix: str, sets: dict[str, dict[str, Any]], prune: bool) -> dict[str, int]:
+    async def ipsets(self, prefix: str, sets: dict[str, dict[str, Any]], keep: list[str] | None) -> dict[str, int]:
         lines, changed = [], 0
         for name, spec in sets.items():
             digest = hashlib.sha256(repr(sorted(spec.items())).encode()).hexdigest()
@@ -58,16 +59,23 @@ class Rules:
             changed += 1
         if lines:
             await _run("ipset", ["restore"], "\n".join(lines) + "\n")
-        removed = 0
-        if prune:
-            names = (await _run("ipset", ["list", "-n"], "")).split()
-            gone = [n for n in names if n.startswith(prefix) and n not in sets]
-            if gone:
+            if self.ipset_names is not None:
+                self.ipset_names |= set(sets)
+        if keep is None:
+            return {"changed": changed, "removed": 0}
+        if self.ipset_names is None:  # once per agent: what an earlier agent made is in the kernel, not here
+            self.ipset_names = {n for n in (await _run("ipset", ["list", "-n"], "")).split() if n.startswith(prefix)}
+        gone = sorted(self.ipset_names - set(keep))
+        if gone:
+            try:
                 await _run("ipset", ["restore"], "".join(f"destroy {n}\n" for n in gone))
-                for n in gone:
-                    self.digests.pop(("ipset", n), None)
-            removed = len(gone)
-        return {"changed": changed, "removed": removed}
+            except RuntimeError:
+                self.ipset_names = None  # not what was thought: look again on the next sync
+                raise
+            for n in gone:
+                self.digests.pop(("ipset", n), None)
+            self.ipset_names -= set(gone)
+        return {"changed": changed, "removed": len(gone)}
 
     @staticmethod
     async def forget_udp(flows: list[list[object]]) -> dict[str, int]:

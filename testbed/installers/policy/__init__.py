@@ -36,7 +36,7 @@ class NetworkPolicies(Installer):
                 changed |= bool(agent.call(run_dir, "ipsets", prefix=ipt.PREFIX, sets=sets)["changed"])
             changed |= agent.call(run_dir, "iptables", owner="policy", v4=tables.get(4, ipt.empty()),
                                   v6=tables.get(6, ipt.empty()) if dual else None)["changed"]
-            changed |= bool(agent.call(run_dir, "ipsets", prefix=ipt.PREFIX, sets=sets, prune=True)["removed"])
+            changed |= bool(agent.call(run_dir, "ipsets", prefix=ipt.PREFIX, keep=sorted(sets))["removed"])
             return bool(changed)
 
         changed = sum(each(one, plan.nodes))

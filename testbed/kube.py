@@ -87,10 +87,8 @@ class Container(Loose):
 
     @model_validator(mode="after")
     def _probe_port(self) -> Container:
-        handler = self.readinessProbe and (self.readinessProbe.tcpSocket or self.readinessProbe.httpGet)
-        if handler and isinstance(handler.port, str) and handler.port not in {p.name for p in self.ports}:
-            raise ValueError(f"readinessProbe: port {handler.port!r} is not a named port of container "
-                             f"{self.name!r}")
+        if self.readinessProbe and (name := self.readinessProbe.undeclared_port({p.name for p in self.ports})):
+            raise ValueError(f"readinessProbe: port {name!r} is not a named port of container {self.name!r}")
         return self
 
     def argv(self) -> list[str] | None:

@@ -65,6 +65,11 @@ class Probe(_Loose):
             raise ValueError(f"exactly one of exec, tcpSocket or httpGet is needed, got {len(given)}")
         return self
 
+    def undeclared_port(self, names: set[str | None]) -> str | None:
+        """The port name this probe dials that its container does not declare (None when there is none)."""
+        handler = self.tcpSocket or self.httpGet
+        return handler.port if handler and isinstance(handler.port, str) and handler.port not in names else None
+
     def resolved(self, ports: dict[str, int]) -> dict[str, Any]:
         """What the agent runs: the handler with a named port resolved against the container's ports
         (KeyError for a name the container does not declare)."""

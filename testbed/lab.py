@@ -163,12 +163,12 @@ def up(path: str | Path, say: Say = print, progress: Say | None = None, replace:
 def _settle_readiness(ctx: Context, progress: Say | None) -> None:
     """`up` hands over a ready lab: it waits for probed pods (the DNS servers) to pass, then syncs the
     endpoints they bring."""
-    probed = [p.key for p in ctx.plan.pods if p.probes]
-    if not probed:
+    planned = _probed(ctx.plan)
+    if not planned:
         return
     if progress:
         progress("Waiting for readiness probes")
-    if readiness.wait(ctx.plan.lab, probed) != {p.key: p.ready for p in ctx.plan.pods if p.probes}:
+    if readiness.wait(ctx.plan.lab, list(planned)) != planned:
         ctx.plan = refresh(ctx.plan.lab).plan
 
 

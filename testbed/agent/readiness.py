@@ -65,17 +65,14 @@ class Prober:
         self.path = path
         self.tasks: dict[tuple[str, str], tuple[str, asyncio.Task[None]]] = {}  # (pod, container) → (spec, task)
         self.ready: dict[tuple[str, str], bool] = {}
-        self.pods: dict[str, dict[str, Any]] = {}  # pod key → its spec
 
     def sync(self, specs: list[dict[str, Any]]) -> None:
         """Probe exactly the containers these pod specs declare probes for; a probe that changed restarts (and
         its container is not ready until it passes again)."""
         want: dict[tuple[str, str], tuple[str, dict[str, Any], dict[str, Any]]] = {}
-        self.pods = {}
         for spec in specs:
             key = f"{spec['namespace']}/{spec['name']}"
             for container, probe in (spec.get("probes") or {}).items():
-                self.pods[key] = spec
                 want[(key, container)] = (json.dumps([probe, spec["ipv4"], spec["netns"]], sort_keys=True), probe,
                                           spec)
         for k in [k for k in self.tasks if k not in want or self.tasks[k][0] != want[k][0]]:
@@ -124,6 +121,3 @@ class Prober:
         with open(tmp, "w") as f:
             json.dump({"pods": pods}, f)
         os.replace(tmp, self.path)
-
-    def status(self) -> dict[str, bool]:
-        return {pod: all(v for (p, _), v in self.ready.items() if p == pod) for pod, _ in self.ready}

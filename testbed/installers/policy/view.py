@@ -96,12 +96,12 @@ def node_view(plan: Plan, node: str, policies: list[NetworkPolicy],
                         peers_cache[key] = peer_networks(peers, pol.namespace, plan.pods, plan.namespaces, family)
                     nets = peers_cache[key]
                     view.rules.append(_rule(plan, rule_id(pol, direction, i), direction, family, targets, nets,
-                                            rule.ports, peers))
+                                            rule.ports))
     return view
 
 
 def _rule(plan: Plan, rid: str, direction: str, family: int, targets: list[PodPlan], nets: list[Network] | None,
-          ports: list[Any], peers: list[Any]) -> RuleView:
+          ports: list[Any]) -> RuleView:
     mine = [ip for p in targets if (ip := _ip(p, family))]
     peer_list = None if nets is None else [_net(n) for n in nets]
     if not ports:

@@ -15,7 +15,7 @@ from bench_throughput import _measure
 from common import HERE, lab_up, quiet, timed
 
 from testbed import lab, podexec
-from testbed.installers.kube_proxy import ipt, nft
+from testbed.installers.kube_proxy import ipt, nft, sync_iptables, sync_nft
 from testbed.installers.kube_proxy.view import Entry, NodeView
 from testbed.pytest_plugin import Lab
 from testbed.runtime import agent
@@ -24,35 +24,44 @@ ENDPOINTS = 10
 
 
 def synthetic(services: int, changed: bool = False) -> NodeView:
-    view = NodeView("node1", {4: "10.244.0.0/16"})
+    view = NodeView("node1", {4: "10.244.0.0/16"}, service_cidrs={4: "10.96.0.0/12"})
+    local: set[str] = set()
     for i in range(services):
         eps = [(f"10.244.{(i * ENDPOINTS + j) // 250 % 250}.{(i * ENDPOINTS + j) % 250 + 2}", 8080)
                for j in range(ENDPOINTS)]
         if changed and i == services // 2:
             eps[0] = ("10.244.255.254", 8080)
         ip = f"10.96.{i // 250}.{i % 250 + 2}"
-        view.entries.append(Entry(f"{i:012x}", f"default/s{i}", "http", 4, "tcp", 80, [ip], [], None, eps,
-                                  eps[:2]))
+        here = eps if i < 11 else []  # a node holds 110 pods at most, as the kubelet's default
+        view.entries.append(Entry(f"{i:012x}", f"default/s{i}", "http", 4, "tcp", 80, [ip], [], None, eps, here))
+        local |= {addr for addr, _ in here}
+    view.pods = sorted(local)
     return view
 
 
 def _sync_figures(run_dir: Path) -> dict[str, float]:
+    """Through the installer's own sync functions: a whole table first, then only what changed. One mode's rules
+    at a time, as on a node."""
     out: dict[str, float] = {}
+
+    def clear() -> None:
+        agent.call(run_dir, "rules", family=nft.FAMILY, table=nft.TABLE, text=None)
+        agent.call(run_dir, "iptables", v4=ipt.empty())
+
     for n in (1000, 5000):
         view = synthetic(n)
-        out[f"nft_full_sync_{n}x10_s"], _ = timed(lambda v=view: agent.call(
-            run_dir, "rules", family=nft.FAMILY, table=nft.TABLE, text=nft.render(v), timeout=300))
-        out[f"iptables_full_sync_{n}x10_s"], _ = timed(lambda v=view: agent.call(
-            run_dir, "iptables", v4=ipt.render(v, 4), timeout=300))
+        clear()
+        out[f"nft_full_sync_{n}x10_s"], _ = timed(lambda v=view: sync_nft(run_dir, v, None))
+        clear()
+        out[f"iptables_full_sync_{n}x10_s"], _ = timed(lambda v=view: sync_iptables(run_dir, v, None, False))
     big, changed = synthetic(10000), synthetic(10000, changed=True)
-    agent.call(run_dir, "rules", family=nft.FAMILY, table=nft.TABLE, text=nft.render(big), timeout=300)
-    out["nft_one_endpoint_change_at_10k_s"], _ = timed(lambda: agent.call(
-        run_dir, "rules", family=nft.FAMILY, table=nft.TABLE, text=nft.render(changed), timeout=300))
-    agent.call(run_dir, "iptables", v4=ipt.render(big, 4), timeout=300)
-    out["iptables_one_endpoint_change_at_10k_s"], _ = timed(lambda: agent.call(
-        run_dir, "iptables", v4=ipt.render(changed, 4), timeout=300))
-    agent.call(run_dir, "rules", family=nft.FAMILY, table=nft.TABLE, text=None)
-    agent.call(run_dir, "iptables", v4=ipt.empty())
+    clear()
+    sync_nft(run_dir, big, None)
+    out["nft_one_endpoint_change_at_10k_s"], _ = timed(lambda: sync_nft(run_dir, changed, big))
+    clear()
+    sync_iptables(run_dir, big, None, False)
+    out["iptables_one_endpoint_change_at_10k_s"], _ = timed(lambda: sync_iptables(run_dir, changed, big, False))
+    clear()
     return out
 
 

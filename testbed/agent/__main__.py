@@ -82,11 +82,15 @@ class Agent:
 
     async def apply_rules(self, req: protocol.Rules) -> Any:
         async with self.lock:
-            return await self.rules.apply(req.family, req.table, req.text)
+            if req.patch is not None:
+                return await self.rules.patch(req.family, req.table, req.patch, req.base, req.token)
+            return await self.rules.apply(req.family, req.table, req.text, req.token)
 
     async def apply_iptables(self, req: protocol.Iptables) -> Any:
         async with self.lock:
-            return await self.rules.iptables(req.v4, req.v6, req.owner)
+            if req.base is not None:
+                return await self.rules.iptables_patch(req.v4, req.v6, req.owner, req.base, req.token)
+            return await self.rules.iptables(req.v4, req.v6, req.owner, req.token)
 
     async def apply_ipsets(self, req: protocol.Ipsets) -> Any:
         async with self.lock:

@@ -38,11 +38,16 @@ class Daemons:
 
 @dataclass
 class Rules:
-    """Replace one testbed-owned nftables table (text is its `table ... { }` block), or delete it (None)."""
+    """Replace one testbed-owned nftables table (text is its `table ... { }` block), or delete it (None). Or,
+    with `patch`, change it by those nft commands, only if what the table holds is what `base` names (the
+    `token` of an earlier sync); else the answer is `stale` and nothing changes."""
 
     family: str
     table: str
     text: str | None = None
+    patch: str | None = None
+    base: str | None = None
+    token: str | None = None  # names what the table holds after this sync
 
 
 @dataclass
@@ -53,6 +58,8 @@ class Iptables:
     v4: str | None = None
     v6: str | None = None
     owner: str = "kube-proxy"
+    base: str | None = None  # given: v4 and v6 are `--noflush` changes to the tables that `base` names
+    token: str | None = None
 
 
 @dataclass

@@ -1,15 +1,21 @@
 """Packet-filter rules owned by testbed, applied atomically: each owner (egress NAT, later kube-proxy and policy)
 renders its whole table as `nft -f` text on the host (pure, unit-tested); the agent replaces that table in one
 transaction the first time, and afterwards applies only the difference (nftdiff), also as one transaction. A
-digest skips the work when nothing changed."""
+digest skips the work when nothing changed.
+
+An owner that tracks its own changes (kube-proxy) sends the difference itself, with a token for what the
+table will hold and the token it expects the table to hold now; a table in any other state (this agent is
+new, a sync failed, another mode ran) answers `stale`, and the owner sends the whole table."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from testbed.agent import iptdiff, nftdiff
+from testbed.agent.libnft import Nft
 
 
 class Rules:
@@ -17,11 +23,54 @@ class Rules:
         self.digests: dict[tuple[str, str], str] = {}
         self.texts: dict[tuple[str, str], str] = {}  # what each table holds now, for the next difference
         self.ipset_names: set[str] | None = None  # the ipsets this agent made; None until it has looked
+        self.tokens: dict[tuple[str, str], str] = {}  # what an owner says a table holds, after its last sync
+        self.nft = Nft()
 
-    async def iptables(self, v4: str | None, v6: str | None, owner: str = "kube-proxy") -> dict[str, bool]:
+    def _forget(self, key: tuple[str, str]) -> None:
+        """The text kept for a difference no longer says what the table holds: the next whole text reloads."""
+        self.digests.pop(key, None)
+        self.texts.pop(key, None)
+
+    async def _patch(self, key: tuple[str, str], base: str | None, token: str | None,
+                     run: Callable[[], Awaitable[bool]]) -> dict[str, Any]:
+        """Changes tables by what their owner sent, only from the state the owner names (base)."""
+        if base is None or self.tokens.get(key) != base:
+            return {"changed": False, "stale": True}
+        try:
+            changed = await run()
+        except RuntimeError as e:
+            self.tokens.pop(key, None)
+            return {"changed": False, "stale": True, "error": str(e)}
+        self._token(key, token)
+        return {"changed": changed, "stale": False}
+
+    async def patch(self, family: str, table: str, script: str, base: str | None,
+                    token: str | None) -> dict[str, Any]:
+        async def run() -> bool:
+            if script:
+                await self.nft.run(script)
+            self._forget((family, table))
+            return bool(script)
+
+        return await self._patch((family, table), base, token, run)
+
+    async def iptables_patch(self, v4: str | None, v6: str | None, owner: str, base: str,
+                             token: str | None) -> dict[str, Any]:
+        async def run() -> bool:
+            for tool, text in (("iptables-restore", v4), ("ip6tables-restore", v6)):
+                if text:
+                    await _run(tool, ["--noflush"], text)
+                self._forget((tool, owner))
+            return bool(v4 or v6)
+
+        return await self._patch(("iptables", owner), base, token, run)
+
+    async def iptables(self, v4: str | None, v6: str | None, owner: str = "kube-proxy",
+                       token: str | None = None) -> dict[str, bool]:
         """Each family's tables replaced in one iptables-restore transaction, skipped when unchanged; after the
         first, only the chains that changed are sent (a partial restore, as kube-proxy does)."""
         changed = False
+        self.tokens.pop(("iptables", owner), None)  # until this sync is done, the tables are in no known state
         for tool, text in (("iptables-restore", v4), ("ip6tables-restore", v6)):
             if text is None:
                 continue
@@ -29,7 +78,7 @@ class Rules:
             digest = hashlib.sha256(text.encode()).hexdigest()
             if self.digests.get(key) == digest:
                 continue
-            old = self.texts.get(key)
+            old = self.texts.get(key) if token is None else None  # an owner with tokens sends changes itself
             partial = iptdiff.script(old, text) if old else None
             if partial and len(partial) > len(text) // 4:
                 partial = None  # a large change: iptables-nft adds chains one by one under --noflush, far slower
@@ -43,6 +92,7 @@ class Rules:
                 await _run(tool, [], text)
             self.digests[key], self.texts[key] = digest, text
             changed = True
+        self._token(("iptables", owner), token)
         return {"changed": changed}
 
     async def ipsets(self, prefix: str, sets: dict[str, dict[str, Any]], keep: list[str] | None) -> dict[str, int]:
@@ -88,33 +138,38 @@ class Rules:
             gone += await proc.wait() == 0
         return {"flushed": gone}
 
-    async def apply(self, family: str, table: str, text: str | None) -> dict[str, bool]:
+    async def apply(self, family: str, table: str, text: str | None, token: str | None = None) -> dict[str, bool]:
         """Replaces table `family table` with text (a `table` block), or deletes it when text is None. After the
         first sync, only the difference is sent (elements, changed chains), still as one transaction."""
         key = (family, table)
         digest = hashlib.sha256((text or "").encode()).hexdigest()
         if self.digests.get(key) == digest:
+            self._token(key, token)
             return {"changed": False}
-        old = self.texts.get(key)
+        self.tokens.pop(key, None)  # a failure below leaves the table in no known state
+        old = self.texts.get(key) if token is None else None  # an owner with tokens sends changes itself
         small = nftdiff.script(old, text) if old and text else None
         if small is not None:
             try:
-                await _nft(["-f", "-"], small)
+                await self.nft.run(small)
             except RuntimeError:
                 small = None  # whatever went wrong, a full reload below puts the table right
         if small is None:
             # creating the table first makes the delete valid whether or not it existed: one transaction
-            await _nft(["-f", "-"], f"table {family} {table}\ndelete table {family} {table}\n" + (text or ""))
+            await self.nft.run(f"table {family} {table}\ndelete table {family} {table}\n" + (text or ""))
         self.digests[key] = digest
         if text:
             self.texts[key] = text
         else:
             self.texts.pop(key, None)
+        self._token(key, token)
         return {"changed": True}
 
-
-async def _nft(args: list[str], stdin: str) -> str:
-    return await _run("nft", args, stdin)
+    def _token(self, key: tuple[str, str], token: str | None) -> None:
+        if token is None:
+            self.tokens.pop(key, None)
+        else:
+            self.tokens[key] = token
 
 
 async def _run(tool: str, args: list[str], stdin: str) -> str:

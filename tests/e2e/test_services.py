@@ -12,6 +12,7 @@ from relab import up_from
 from tenacity import retry, retry_if_result, stop_after_attempt, wait_fixed
 
 from testbed import lab as labs
+from testbed.installers.kube_proxy.view import node_view
 from testbed.pytest_plugin import Lab
 
 HERE = Path(__file__).parent
@@ -177,6 +178,39 @@ def test_endpoints_follow_a_deployment_scaled_3_1_4(svc):
             assert set(hits(svc, "client", url, 12 * replicas)) == names
     finally:
         svc.apply(HERE / "services" / "web-3.yaml")
+
+
+def _held(lab: Lab) -> dict[str, str]:
+    """What shows that a node's rules were changed in place, not reloaded: the nftables table's handle, or the
+    packet counters of the web Service's iptables chain (a whole restore starts them at 0)."""
+    web = next(e for e in node_view(lab.plan, lab.plan.nodes[0]).entries if e.service == "default/web")
+    out = {}
+    for node in lab.plan.nodes:
+        if lab.plan.topology.kubeProxy.mode == "nftables":
+            out[node.name] = sh(node.container, "nft -a list table inet testbed-proxy | head -1")[1]
+        else:
+            chain = f"KUBE-SVC-{web.id.upper()}"
+            out[node.name] = sh(node.container, f"iptables -t nat -L {chain} -v -x | awk 'NR > 2 {{n += $1}} "
+                                                "END {{print n + 0}}'")[1].strip()
+    return out
+
+
+def test_a_later_sync_changes_the_rules_in_place(svc):
+    """A Service added then removed, its endpoint count already in use: only its elements (or its chains) are
+    sent, and it answers, then is refused, while the rules already there stay as they were."""
+    web, late = service(svc, "web").cluster_ips[0], HERE / "services" / "late.yaml"
+    assert len(hits(svc, "client", f"http://{web}/hostname", 3)) >= 1
+    before = _held(svc)
+    assert all(before.values()) and any(v != "0" for v in before.values()), before  # the client's node counted
+    svc.apply(late)
+    try:
+        ip = service(svc, "late").cluster_ips[0]
+        answered = set(hits(svc, "client", f"http://{ip}:8081/hostname", 24))
+        assert answered == {p.name for p in svc.pods("default", app="web")}
+    finally:
+        svc.delete(late)
+    assert svc.exec("client", ["curl", "-s", "--max-time", "2", f"http://{ip}:8081/"]).exit_code != 0
+    assert _held(svc) == before
 
 
 def test_switching_kube_proxy_mode_removes_the_other_modes_rules(services):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+from pathlib import Path
 
 from pyroute2.netlink.rtnl.ndmsg import NTF_PROXY
 
@@ -51,7 +52,7 @@ class KubeProxy(Installer):
     title = "kube-proxy (Services)"
 
     def install(self, ctx: Context) -> Change:
-        plan = ctx.plan
+        plan, previous = ctx.plan, ctx.previous
         use_nft = plan.topology.kubeProxy.mode == "nftables"
         holders = {} if mode(plan.topology.networking.network).router_learns(plan) else \
             services.l2_holders(plan.services, [n.name for n in plan.nodes])
@@ -59,17 +60,19 @@ class KubeProxy(Installer):
 
         def one(node: NodePlan) -> bool:
             view = node_view(plan, node)
+            old = node_view(previous, previous.node(node.name)) \
+                if previous is not None and node.name in {n.name for n in previous.nodes} else None
             run_dir = ctx.run_dir(node.name)
+            # the other mode's rules go first: iptables-restore reads every table there is
             if use_nft:
-                changed = agent.call(run_dir, "rules", family=nft.FAMILY, table=nft.TABLE, text=nft.render(view))
                 agent.call(run_dir, "iptables", v4=ipt.empty(), v6=ipt.empty() if dual else None)
+                changed = sync_nft(run_dir, view, old)
             else:
-                changed = agent.call(run_dir, "iptables", v4=ipt.render(view, 4),
-                                     v6=ipt.render(view, 6) if dual else None)
                 agent.call(run_dir, "rules", family=nft.FAMILY, table=nft.TABLE, text=None)
-            agent.call(run_dir, "conntrack", flows=_udp_flows_gone(ctx, node, view))
+                changed = sync_iptables(run_dir, view, old, dual)
+            agent.call(run_dir, "conntrack", flows=_udp_flows_gone(old, view))
             _l2(ctx, node, sorted(ip for ip, holder in holders.items() if holder == node.name))
-            return bool(changed["changed"])
+            return changed
 
         return Change(changed=sum(each(one, plan.nodes)))
 
@@ -86,14 +89,36 @@ class KubeProxy(Installer):
         return Change(removed=sum(each(one, ctx.plan.nodes)))
 
 
-def _udp_flows_gone(ctx: Context, node: NodePlan, view: NodeView) -> list[list[object]]:
+def sync_nft(run_dir: Path, view: NodeView, old: NodeView | None) -> bool:
+    """Only what changed since `old` when the node holds what `old` rendered to; else the whole table."""
+    table = {"family": nft.FAMILY, "table": nft.TABLE, "token": view.fingerprint}
+    if old is not None and (script := nft.patch(old, view)) is not None:
+        answer = agent.call(run_dir, "rules", **table, patch=script, base=old.fingerprint)
+        if not answer.get("stale"):
+            return bool(answer["changed"])
+    return bool(agent.call(run_dir, "rules", **table, text=nft.render(view))["changed"])
+
+
+def sync_iptables(run_dir: Path, view: NodeView, old: NodeView | None, dual: bool) -> bool:
+    """As sync_nft, with a `--noflush` restore of the chains that changed, or the whole tables."""
+    token = f"{view.fingerprint}/{dual}"
+    if old is not None:
+        v4, v6 = ipt.patch(old, view, 4), ipt.patch(old, view, 6) if dual else ""
+        if v4 is not None and v6 is not None:
+            answer = agent.call(run_dir, "iptables", v4=v4, v6=v6 or None, base=f"{old.fingerprint}/{dual}",
+                                token=token)
+            if not answer.get("stale"):
+                return bool(answer["changed"])
+    return bool(agent.call(run_dir, "iptables", v4=ipt.render(view, 4), v6=ipt.render(view, 6) if dual else None,
+                           token=token)["changed"])
+
+
+def _udp_flows_gone(old: NodeView | None, view: NodeView) -> list[list[object]]:
     """UDP (service IP, port, endpoint) flows that this sync removes, against the plan before the change: their
     conntrack entries would keep sending clients to an endpoint that is gone."""
-    previous = ctx.previous
-    if previous is None or node.name not in {n.name for n in previous.nodes}:
+    if old is None:
         return []
-    before, now = _udp(node_view(previous, previous.node(node.name))), _udp(view)
-    return [list(flow) for flow in sorted(before - now)]
+    return [list(flow) for flow in sorted(_udp(old) - _udp(view))]
 
 
 def _udp(view: NodeView) -> set[tuple[str, int, str]]:

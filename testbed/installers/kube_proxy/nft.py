@@ -1,19 +1,25 @@
 """kube-proxy's nftables mode, rendered: one table per node, `inet testbed-proxy`, applied as one transaction.
 
 Shaped for nft 1.0.6, where what costs is the number of chains and of anonymous maps (measured: 5,000 Services
-x 10 endpoints load in 11 s as one chain and one `numgen ... map { }` each, in 1 s as below). A Service port is
-a few set and map elements, not a chain: its frontend (address . protocol . port) sits in the set of Services
-with the same number of endpoints N, and one rule per N picks the endpoint with
+x 10 endpoints load in 11 s as one chain and one `numgen ... map { }` each, in under 1 s as below). A Service
+port is a few set and map elements, not a chain: its frontend (address . protocol . port) maps to the shared
+chain for its number of endpoints N, whose one rule picks a slot with
 `dnat to ip daddr . meta l4proto . th dport . numgen random mod N map @endpoints`, the map holding each
-Service's N slots. A change of one endpoint is then one map element. Only a Service with ClientIP affinity
-keeps a chain per endpoint (its affinity set lives there), reached through a verdict map. Services without
-endpoints are rejected in the filter hooks; masquerading is a mark, applied in postrouting, plus a set of this
-node's endpoints for hairpin traffic.
+Service's N slots. Only a Service with ClientIP affinity keeps chains (one per endpoint, with the set of
+clients it has seen). Services without endpoints are rejected in the filter hooks; masquerading is a mark,
+applied in postrouting, plus the node's own pods for hairpin traffic.
+
+Each entry renders to its own elements and objects (`parts`), so a later sync (`patch`) sends only what the
+changed entries add and remove: one endpoint changed is two map elements, whatever the number of Services.
 """
 
 from __future__ import annotations
 
-from testbed.installers.kube_proxy.view import MASQ_MARK, Entry, NodeView
+import hashlib
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from testbed.installers.kube_proxy.view import MASQ_MARK, Entry, NodeView, changes
 
 FAMILY, TABLE = "inet", "testbed-proxy"
 IP = {4: "ip", 6: "ip6"}
@@ -23,130 +29,151 @@ TRANSPORT = "meta l4proto { tcp, udp, sctp }"  # dnat to a port needs a transpor
 KINDS = ("cl", "ext", "np")  # by cluster IP, by external or LoadBalancer IP, by node port
 
 
+def _key(kind: str, family: int) -> str:
+    """The frontend as nft reads it from a packet."""
+    return "meta l4proto . th dport" if kind == "np" else f"{IP[family]} daddr . meta l4proto . th dport"
+
+
+def _keytype(kind: str, family: int) -> str:
+    return "inet_proto . inet_service" if kind == "np" else f"{ADDR[family]} . inet_proto . inet_service"
+
+
+def _objects() -> dict[str, tuple[str, str]]:
+    """Every fixed set and map: name → (set or map, declaration)."""
+    out = {}
+    for f in (4, 6):
+        out[f"reject{f}"] = ("map", f"type {ADDR[f]} . inet_proto . inet_service : verdict;")
+        out[f"rejectports{f}"] = ("map", "type inet_proto . inet_service : verdict;")
+        for kind in KINDS:
+            name, keytype = f"{kind}{f}", _keytype(kind, f)
+            out[f"{name}-masq"] = ("set", f"type {keytype};")
+            out[f"{name}-drop"] = ("set", f"type {keytype};")
+            out[f"{name}-frontends"] = ("map", f"type {keytype} : verdict;")
+            out[f"{name}-endpoints"] = ("map", f"typeof {_key(kind, f)} . numgen random mod 2 : {IP[f]} daddr . "
+                                               "th dport;")
+        out[f"hairpin{f}"] = ("set", f"type {ADDR[f]} . {ADDR[f]};")
+    return out
+
+
+OBJECTS = _objects()
+
+
+@dataclass
+class Parts:
+    """What one entry puts in the table."""
+    elements: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))  # a map's: "key : value"
+    chains: dict[str, str] = field(default_factory=dict)  # its own chains: name → rules
+    sets: dict[str, str] = field(default_factory=dict)  # its own sets: name → declaration
+    picks: dict[str, str] = field(default_factory=dict)  # the shared chains it sends packets to
+
+
 def _target(family: int, ip: str, port: int) -> str:
     return f"{ip}:{port}" if family == 4 else f"[{ip}]:{port}"
 
 
-def _affinity_chains(e: Entry, chain: str, targets: list[tuple[str, int]], out: list[str]) -> list[str]:
-    """ClientIP affinity: a chain per endpoint that records the client, checked before a random pick."""
-    rules = []
+def _pick(kind: str, family: int, n: int) -> tuple[str, str]:
+    name = f"{kind}{family}"
+    return f"pick-{name}-n{n}", (f"{TRANSPORT} dnat {IP[family]} to {_key(kind, family)} . numgen random mod {n} "
+                                 f"map @{name}-endpoints")
+
+
+def _add(out: Parts, kind: str, family: int, keys: list[str], targets: list[tuple[str, int]], masq: bool) -> None:
+    if not keys:
+        return
+    name = f"{kind}{family}"
+    if masq:
+        out.elements[f"{name}-masq"] += keys
+    if not targets:  # a Local traffic policy, and no endpoint on this node
+        out.elements[f"{name}-drop"] += keys
+        return
+    pick, body = _pick(kind, family, len(targets))
+    out.picks[pick] = body
+    out.elements[f"{name}-frontends"] += [f"{k} : goto {pick}" for k in keys]
+    out.elements[f"{name}-endpoints"] += [f"{k} . {i} : {addr} . {port}" for k in keys
+                                          for i, (addr, port) in enumerate(targets)]
+
+
+def _affinity(e: Entry, out: Parts, chain: str, masq: list[str], targets: list[tuple[str, int]]) -> None:
+    """ClientIP affinity: a chain per endpoint that records the client, checked before a random pick. An
+    endpoint's chain and set are named after what they hold, so an endpoint that stays keeps its clients."""
+    ip, rules, picks = IP[e.family], [], []
     for i, (addr, port) in enumerate(targets):
-        ep = f"{chain}-ep{i}"
-        out.append(f"  set {ep} {{ type {ADDR[e.family]}; flags dynamic,timeout; timeout {e.affinity}s; }}")
-        out.append(f"  chain {ep} {{ update @{ep} {{ {IP[e.family]} saddr }}; "
-                   f"meta l4proto {e.protocol} dnat {IP[e.family]} to {_target(e.family, addr, port)}; }}")
-        rules.append(f"{IP[e.family]} saddr @{ep} goto {ep}")
-    pick = ", ".join(f"{i} : goto {chain}-ep{i}" for i in range(len(targets)))
-    return [*rules, f"numgen random mod {len(targets)} vmap {{ {pick} }}"]
+        seen = hashlib.sha256(f"{chain}/{addr}/{port}/{e.protocol}/{e.affinity}".encode()).hexdigest()[:12]
+        out.sets[f"seen-{seen}"] = f"type {ADDR[e.family]}; flags dynamic,timeout; timeout {e.affinity}s;"
+        out.chains[f"aff-{seen}"] = (f"update @seen-{seen} {{ {ip} saddr }}; meta l4proto {e.protocol} "
+                                     f"dnat {ip} to {_target(e.family, addr, port)}")
+        rules.append(f"{ip} saddr @seen-{seen} goto aff-{seen}")
+        picks.append(f"{i} : goto aff-{seen}")
+    pick = [f"numgen random mod {len(targets)} vmap {{ {', '.join(picks)} }}"] if targets else ["drop"]
+    out.chains[chain] = "; ".join(masq + rules + pick)
+
+
+def parts(e: Entry, pod_cidrs: dict[int, str]) -> Parts:
+    out, proto, fam = Parts(), e.protocol, e.family
+    if not e.endpoints:
+        out.elements[f"reject{fam}"] += [f"{ip} . {proto} . {e.port} : goto reject-service"
+                                         for ip in e.cluster_ips + e.external_ips]
+        if e.node_port:
+            out.elements[f"rejectports{fam}"].append(f"{proto} . {e.node_port} : goto reject-service")
+        return out
+    cluster = [f"{ip} . {proto} . {e.port}" for ip in e.cluster_ips]
+    external = [f"{ip} . {proto} . {e.port}" for ip in e.external_ips]
+    ports = [f"{proto} . {e.node_port}"] if e.node_port else []
+    if not e.affinity:
+        _add(out, "cl", fam, cluster, e.cluster_targets(), masq=True)
+        _add(out, "ext", fam, external, e.external_targets(), masq=not e.external_local)
+        _add(out, "np", fam, ports, e.external_targets(), masq=not e.external_local)
+        return out
+    if cluster:
+        chain = f"svc-{e.id}"
+        masq = [f"{IP[fam]} saddr != {pod_cidrs[fam]} jump mark-masq"] if fam in pod_cidrs else []
+        _affinity(e, out, chain, masq, e.cluster_targets())
+        out.elements[f"cl{fam}-frontends"] += [f"{k} : goto {chain}" for k in cluster]
+    if external or ports:
+        chain = f"ext-{e.id}"
+        _affinity(e, out, chain, [] if e.external_local else ["jump mark-masq"], e.external_targets())
+        out.elements[f"ext{fam}-frontends"] += [f"{k} : goto {chain}" for k in external]
+        out.elements[f"np{fam}-frontends"] += [f"{k} : goto {chain}" for k in ports]
+    return out
+
+
+def _services(pod_cidrs: dict[int, str]) -> list[str]:
+    out = []
+    for f in (4, 6):
+        for kind in KINDS:
+            name = f"{kind}{f}"
+            match = (f"meta nfproto {NFPROTO[f]} fib daddr type local " if kind == "np" else "") + _key(kind, f)
+            if kind != "cl":
+                out.append(f"{match} @{name}-masq jump mark-masq")
+            elif f in pod_cidrs:  # a cluster IP masquerades only traffic from outside the pods
+                out.append(f"{match} @{name}-masq {IP[f]} saddr != {pod_cidrs[f]} jump mark-masq")
+            out += [f"{match} @{name}-drop drop", f"{match} vmap @{name}-frontends"]
+    return out
 
 
 def _elements(elements: list[str]) -> str:
     return f" elements = {{ {', '.join(elements)} }};" if elements else ""
 
 
-class _Kind:
-    """One way in (cluster IPs, external IPs, node ports) in one family: its sets and maps as they fill."""
-
-    def __init__(self, kind: str, family: int) -> None:
-        self.kind, self.family = kind, family
-        self.masq: list[str] = []
-        self.drop: list[str] = []
-        self.by_count: dict[int, list[str]] = {}
-        self.endpoints: list[str] = []
-        self.affinity: list[str] = []  # verdict map elements to affinity chains
-
-    def add(self, keys: list[str], targets: list[tuple[str, int]], masq: bool) -> None:
-        if masq:
-            self.masq += keys
-        if not targets:  # a Local traffic policy, and no endpoint on this node
-            self.drop += keys
-            return
-        self.by_count.setdefault(len(targets), []).extend(keys)
-        self.endpoints += [f"{k} . {i} : {addr} . {port}" for k in keys for i, (addr, port) in enumerate(targets)]
-
-    @property
-    def key(self) -> str:
-        """The frontend as nft reads it from a packet."""
-        ip = IP[self.family]
-        return "meta l4proto . th dport" if self.kind == "np" else f"{ip} daddr . meta l4proto . th dport"
-
-    @property
-    def keytype(self) -> str:
-        return "inet_proto . inet_service" if self.kind == "np" else f"{ADDR[self.family]} . inet_proto . inet_service"
-
-    def declarations(self) -> list[str]:
-        ip, name = IP[self.family], f"{self.kind}{self.family}"
-        out = [f"  set {name}-masq {{ type {self.keytype};{_elements(self.masq)} }}",
-               f"  set {name}-drop {{ type {self.keytype};{_elements(self.drop)} }}",
-               f"  map {name}-endpoints {{ typeof {self.key} . numgen random mod 2 : {ip} daddr . th dport;"
-               f"{_elements(self.endpoints)} }}",
-               f"  map {name}-affinity {{ type {self.keytype} : verdict;{_elements(self.affinity)} }}"]
-        out += [f"  set {name}-n{n} {{ type {self.keytype};{_elements(keys)} }}"
-                for n, keys in sorted(self.by_count.items())]
-        return out
-
-    def rules(self, pod_cidr: str | None) -> list[str]:
-        f, ip, name = self.family, IP[self.family], f"{self.kind}{self.family}"
-        local = f"meta nfproto {NFPROTO[f]} fib daddr type local " if self.kind == "np" else ""
-        match = f"{local}{self.key}"
-        out = [f"{match} vmap @{name}-affinity"]
-        if self.kind == "cl":  # a cluster IP masquerades only traffic from outside the pods
-            if pod_cidr:
-                out.append(f"{match} @{name}-masq {ip} saddr != {pod_cidr} jump mark-masq")
-        else:
-            out.append(f"{match} @{name}-masq jump mark-masq")
-        out.append(f"{match} @{name}-drop drop")
-        out += [f"{match} @{name}-n{n} {TRANSPORT} dnat {ip} to {self.key} . numgen random mod {n} map "
-                f"@{name}-endpoints" for n in sorted(self.by_count)]
-        return out
-
-
 def render(view: NodeView) -> str:
-    kinds = {(k, f): _Kind(k, f) for k in KINDS for f in (4, 6)}
-    extra: list[str] = []
-    reject: dict[str, list[str]] = {f"{kind}{f}": [] for kind in ("reject", "rejectports") for f in (4, 6)}
+    merged, whole = defaultdict(list), Parts()
     for e in view.entries:
-        proto, fam = e.protocol, e.family
-        if not e.endpoints:
-            reject[f"reject{fam}"] += [f"{ip} . {proto} . {e.port} : goto reject-service"
-                                       for ip in e.cluster_ips + e.external_ips]
-            if e.node_port:
-                reject[f"rejectports{fam}"].append(f"{proto} . {e.node_port} : goto reject-service")
-            continue
-        cluster = [f"{ip} . {proto} . {e.port}" for ip in e.cluster_ips]
-        external = [f"{ip} . {proto} . {e.port}" for ip in e.external_ips]
-        ports = [f"{proto} . {e.node_port}"] if e.node_port else []
-        if e.affinity:
-            for kind, keys, chain, targets in (("cl", cluster, f"svc-{e.id}", e.cluster_targets()),
-                                               ("ext", external + ports, f"ext-{e.id}", e.external_targets())):
-                if not keys:
-                    continue
-                masq = ([f"{IP[fam]} saddr != {view.pod_cidrs[fam]} jump mark-masq"] if fam in view.pod_cidrs
-                        else []) if kind == "cl" else ([] if e.external_local else ["jump mark-masq"])
-                rules = masq + (_affinity_chains(e, chain, targets, extra) if targets else ["drop"])
-                extra.append(f"  chain {chain} {{ {'; '.join(rules)}; }}")
-                kinds[("cl", fam)].affinity += [f"{k} : goto {chain}" for k in cluster] if kind == "cl" else []
-                if kind == "ext":
-                    kinds[("ext", fam)].affinity += [f"{k} : goto {chain}" for k in external]
-                    kinds[("np", fam)].affinity += [f"{k} : goto {chain}" for k in ports]
-            continue
-        kinds[("cl", fam)].add(cluster, e.cluster_targets(), masq=True)
-        kinds[("ext", fam)].add(external, e.external_targets(), masq=not e.external_local)
-        kinds[("np", fam)].add(ports, e.external_targets(), masq=not e.external_local)
+        p = parts(e, view.pod_cidrs)
+        for name, elements in p.elements.items():
+            merged[name] += elements
+        whole.chains |= p.chains
+        whole.sets |= p.sets
+        whole.picks |= p.picks
+    for f in (4, 6):
+        merged[f"hairpin{f}"] = [f"{ip} . {ip}" for ip in view.hairpin(f)]
     lines = [f"table {FAMILY} {TABLE} {{"]
-    for fam in (4, 6):
-        key = f"{ADDR[fam]} . inet_proto . inet_service"
-        lines += [f"  map reject{fam} {{ type {key} : verdict;{_elements(reject[f'reject{fam}'])} }}",
-                  f"  map rejectports{fam} {{ type inet_proto . inet_service : verdict;"
-                  f"{_elements(reject[f'rejectports{fam}'])} }}"]
-        for kind in KINDS:
-            lines += kinds[(kind, fam)].declarations()
-        hairpin = view.hairpin(fam)
-        lines.append(f"  set hairpin{fam} {{ type {ADDR[fam]} . {ADDR[fam]};"
-                     f"{_elements([f'{ip} . {ip}' for ip in hairpin])} }}")
-    services = [r for fam in (4, 6) for kind in KINDS for r in kinds[(kind, fam)].rules(view.pod_cidrs.get(fam))]
+    lines += [f"  {kind} {name} {{ {decl}{_elements(merged.get(name, []))} }}"
+              for name, (kind, decl) in OBJECTS.items()]
+    lines += [f"  set {name} {{ {decl} }}" for name, decl in sorted(whole.sets.items())]
+    lines += [f"  chain {name} {{ {body}; }}" for name, body in sorted(whole.picks.items())]
+    lines += [f"  chain {name} {{ {body}; }}" for name, body in sorted(whole.chains.items())]
     lines += [
-        f"  chain services {{ {'; '.join(services)}; }}",
+        f"  chain services {{ {'; '.join(_services(view.pod_cidrs))}; }}",
         "  chain no-endpoints {",
         *[f"    {IP[f]} daddr . meta l4proto . th dport vmap @reject{f}" for f in (4, 6)],
         *[f"    meta nfproto {NFPROTO[f]} fib daddr type local meta l4proto . th dport vmap @rejectports{f}"
@@ -161,8 +188,68 @@ def render(view: NodeView) -> str:
         "ip saddr . ip daddr @hairpin4 masquerade; ip6 saddr . ip6 daddr @hairpin6 masquerade; }",
         *[f"  chain filter-{hook} {{ type filter hook {hook} priority filter; policy accept; jump no-endpoints; }}"
           for hook in ("input", "forward", "output")],
-        *extra, "}"]
+        "}"]
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["FAMILY", "TABLE", "render"]
+def _picks(view: NodeView) -> set[str]:
+    """The shared chains a rendering of view holds (what parts() would say of every entry, without the cost)."""
+    out = set()
+    for e in view.entries:
+        if e.endpoints and not e.affinity:
+            if e.cluster_ips and (n := len(e.cluster_targets())):
+                out.add(f"pick-cl{e.family}-n{n}")
+            if (e.external_ips or e.node_port) and (n := len(e.external_targets())):
+                out |= {f"pick-ext{e.family}-n{n}"} if e.external_ips else set()
+                out |= {f"pick-np{e.family}-n{n}"} if e.node_port else set()
+    return out
+
+
+def patch(old: NodeView, new: NodeView) -> str | None:
+    """The nft commands that turn the table rendered from `old` into the one rendered from `new`, touching only
+    what the changed entries put there: their elements, and their own chains and sets. Empty: no change. None
+    when a Service needs a shared chain the table lacks (a new number of endpoints): nft 1.0.6 cannot add a rule
+    that names the endpoint maps to a loaded table (it misreads their `typeof` back), so the table is reloaded;
+    a shared chain no longer used stays until then."""
+    t = f"{FAMILY} {TABLE}"
+    gone: dict[str, list[str]] = defaultdict(list)
+    came: dict[str, list[str]] = defaultdict(list)
+    before, after = Parts(), Parts()
+    for was, now in changes(old, new):
+        b = parts(was, old.pod_cidrs) if was else Parts()
+        a = parts(now, new.pod_cidrs) if now else Parts()
+        for name in b.elements.keys() | a.elements.keys():
+            olds, news = b.elements.get(name, []), a.elements.get(name, [])
+            old_set, new_set = set(olds), set(news)
+            gone[name] += [x for x in olds if x not in new_set]
+            came[name] += [x for x in news if x not in old_set]
+        before.chains |= b.chains
+        before.sets |= b.sets
+        before.picks |= b.picks
+        after.chains |= a.chains
+        after.sets |= a.sets
+        after.picks |= a.picks
+    if old.pods != new.pods:
+        for f in (4, 6):
+            olds, news = set(old.hairpin(f)), set(new.hairpin(f))
+            gone[f"hairpin{f}"] += [f"{ip} . {ip}" for ip in sorted(olds - news)]
+            came[f"hairpin{f}"] += [f"{ip} . {ip}" for ip in sorted(news - olds)]
+    if not after.picks.keys() <= before.picks.keys() and not after.picks.keys() <= _picks(old):
+        return None
+    chains = after.chains
+    out = [f"add set {t} {n} {{ {d} }}" for n, d in after.sets.items() if n not in before.sets]
+    out += [f"add chain {t} {n}" for n in chains if n not in before.chains]
+    for name, elements in gone.items():
+        if elements:
+            keys = [x.split(" : ", 1)[0] for x in elements] if OBJECTS[name][0] == "map" else elements
+            out.append(f"delete element {t} {name} {{ {', '.join(keys)} }}")
+    for name, body in chains.items():
+        if before.chains.get(name) != body:
+            out += [f"flush chain {t} {name}", *[f"add rule {t} {name} {r}" for r in body.split("; ")]]
+    out += [f"add element {t} {name} {{ {', '.join(elements)} }}" for name, elements in came.items() if elements]
+    out += [f"delete chain {t} {n}" for n in before.chains if n not in after.chains]
+    out += [f"delete set {t} {n}" for n in before.sets if n not in after.sets]
+    return "\n".join(out) + "\n" if out else ""
+
+
+__all__ = ["FAMILY", "TABLE", "patch", "render"]

@@ -1,11 +1,16 @@
 """The plan reduced to what one node programs, as kube-proxy reduces it: one entry per Service port and IP
 family, with its frontends (cluster IPs, external and LoadBalancer IPs, the node port) and its endpoints split
-into all ready ones and the ones on this node (CategorizeEndpoints). Pure."""
+into all ready ones and the ones on this node (CategorizeEndpoints). Pure.
+
+Each entry carries a digest of itself, made when the view is built, as kube-proxy's change tracker marks the
+Services an event touched: a later sync compares digests, not the entries, and renders only the ones that
+changed. A view's fingerprint (its entries' digests) is what a node's agent remembers of the rules it holds."""
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from functools import cached_property
 from ipaddress import ip_address
 
 from testbed.plan.cluster import NodePlan, Plan
@@ -29,6 +34,12 @@ class Entry:
     external_local: bool = False
     internal_local: bool = False
     affinity: int | None = None
+    digest: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        fields = (self.id, self.protocol, self.port, self.cluster_ips, self.external_ips, self.node_port,
+                  self.endpoints, self.local, self.external_local, self.internal_local, self.affinity)
+        self.digest = hashlib.blake2b(repr(fields).encode(), digest_size=10).hexdigest()
 
     def cluster_targets(self) -> list[tuple[str, int]]:
         return self.local if self.internal_local else self.endpoints
@@ -42,10 +53,33 @@ class NodeView:
     node: str
     pod_cidrs: dict[int, str]  # family → the cluster's pod range
     entries: list[Entry] = field(default_factory=list)
+    pods: list[str] = field(default_factory=list)  # this node's pod IPs: a pod reaching itself is masqueraded
+    service_cidrs: dict[int, str] = field(default_factory=dict)  # family → where cluster IPs come from
 
     def hairpin(self, family: int) -> list[str]:
-        """Local endpoints: a pod reaching its own Service and landing on itself is masqueraded."""
-        return sorted({ip for e in self.entries if e.family == family for ip, _ in e.local})
+        return sorted(ip for ip in self.pods if (":" in ip) == (family == 6))
+
+    @cached_property
+    def digests(self) -> dict[str, str]:
+        """Entry id → its digest; read once the view is complete, as is the fingerprint."""
+        return {e.id: e.digest for e in self.entries}
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """Of everything a rendering reads, in the view's order (the plan's, so the same plan gives the same)."""
+        whole = hashlib.sha256(repr((self.pod_cidrs, self.pods, self.service_cidrs)).encode())
+        whole.update("".join(f"{i}{d}" for i, d in self.digests.items()).encode())
+        return whole.hexdigest()[:32]
+
+
+def changes(old: NodeView, new: NodeView) -> list[tuple[Entry | None, Entry | None]]:
+    """(before, after) for each entry that came, went or changed."""
+    was, now = old.digests, new.digests
+    ids = [i for i, d in now.items() if was.get(i) != d] + [i for i in was if i not in now]
+    if not ids:
+        return []
+    olds, news = {e.id: e for e in old.entries if e.id in ids}, {e.id: e for e in new.entries if e.id in ids}
+    return [(olds.get(i), news.get(i)) for i in ids]
 
 
 def entry_id(service: str, port: str, family: int) -> str:
@@ -55,6 +89,8 @@ def entry_id(service: str, port: str, family: int) -> str:
 def node_view(plan: Plan, node: NodePlan) -> NodeView:
     net = plan.topology.networking
     view = NodeView(node.name, {4: str(net.podCIDR), **({6: str(net.podCIDRv6)} if net.dualStack else {})})
+    view.service_cidrs = {4: str(net.serviceCIDR), **({6: str(net.serviceCIDRv6)} if net.dualStack else {})}
+    view.pods = sorted(ip for p in plan.pods if p.node == node.name for ip in (p.ipv4, p.ipv6) if ip)
     for svc in plan.services:
         if svc.type == "ExternalName" or svc.headless:
             continue

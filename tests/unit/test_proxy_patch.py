@@ -1,0 +1,142 @@
+"""kube-proxy's later syncs, pure: the changes `patch` sends, applied to a model of the tables rendered before,
+give the tables rendered after, in both modes, for each kind of change; and the shape of a small change."""
+
+import re
+
+import pytest
+from test_services_plan import WEB, _plan, _svc
+
+from testbed.agent import iptdiff, nftdiff
+from testbed.installers.kube_proxy import ipt, nft
+from testbed.installers.kube_proxy.view import changes, node_view
+
+
+def _nft_model(text: str) -> tuple[dict, dict]:
+    parsed = nftdiff.parse(text)
+    assert parsed is not None
+    objects, chains = {}, {}
+    for (kind, name), line in parsed[1].items():
+        body = nftdiff.body(line)
+        if kind == "chain":
+            chains[name] = [r.rstrip(";").strip() for r in nftdiff._rules(body)]
+        else:
+            decl, elements = nftdiff._elements(body)
+            objects[name] = (decl, set(elements))
+    return objects, chains
+
+
+def _key(element: str) -> str:
+    return element.split(" : ", 1)[0]
+
+
+def _apply_nft(text: str, script: str) -> tuple[dict, dict]:
+    """Each command as the kernel takes it: an element deleted must be there, one added must not."""
+    objects, chains = _nft_model(text)
+    for line in script.splitlines():
+        verb, what, _family, _table, name, *tail = [*line.split(" ", 5), ""]
+        rest = tail[0].strip()
+        inner = rest[2:-2] if rest.startswith("{ ") else rest
+        if (verb, what) == ("add", "set"):
+            objects[name] = (inner, set())
+        elif (verb, what) == ("add", "chain"):
+            chains.setdefault(name, [])
+        elif (verb, what) == ("flush", "chain"):
+            chains[name] = []
+        elif (verb, what) == ("add", "rule"):
+            chains[name].append(rest)
+        elif (verb, what) in (("delete", "chain"), ("delete", "set")):
+            del (chains if what == "chain" else objects)[name]
+        elif what == "element":
+            elements = objects[name][1]
+            for item in nftdiff._split_top(inner, ", "):
+                held = {_key(e): e for e in elements}
+                if verb == "delete":
+                    assert _key(item) in held, line
+                    elements.discard(held[_key(item)])
+                else:
+                    assert _key(item) not in held, line
+                    elements.add(item)
+        else:
+            raise AssertionError(line)
+    return objects, chains
+
+
+def _apply_ipt(text: str, script: str) -> iptdiff.Tables:
+    tables = iptdiff.parse(text)
+    assert tables is not None
+    current: dict[str, list[str]] = {}
+    for line in script.splitlines():
+        if line.startswith("*"):
+            current = tables[line[1:]]
+        elif line.startswith(":"):
+            current[line[1:].split()[0]] = []
+        elif line.startswith("-A "):
+            current[line.split()[1]].append(line)
+        elif line.startswith("-X "):  # only an empty chain nothing jumps to
+            chain = line.split()[1]
+            assert current[chain] == [], line
+            assert not any(r.endswith(f"-j {chain}") for rules in current.values() for r in rules), line
+            del current[chain]
+    return tables
+
+
+STEPS = [  # each plan after the first, from the one before it
+    [WEB, _svc("a")],
+    [WEB, _svc("a"), _svc("b")],  # a Service added
+    [WEB, _svc("a"), _svc("b", sessionAffinity="ClientIP")],  # affinity: chains of its own
+    [WEB, _svc("a", type="NodePort"), _svc("b", sessionAffinity="ClientIP")],  # a node port
+    [WEB, _svc("a", type="NodePort", ports=[{"name": "http", "port": 80, "targetPort": 9090}]), _svc("b")],
+    [WEB, _svc("a", externalTrafficPolicy="Local", type="LoadBalancer")],  # Local; a Service gone
+    [WEB, _svc("a", externalTrafficPolicy="Local", type="LoadBalancer"),
+     {**_svc("none"), "spec": {"selector": {"app": "x"}, "ports": [{"port": 81}]}}],  # no endpoints: rejected
+    [WEB],
+]
+
+
+def test_each_patch_turns_the_tables_before_into_the_tables_after():
+    before, patched = _plan(*STEPS[0]), 0
+    for docs in STEPS[1:]:
+        after = _plan(*docs, previous=before.allocations())
+        for node in after.nodes:
+            old, new = node_view(before, before.node(node.name)), node_view(after, node)
+            script = nft.patch(old, new)
+            if script is None:  # only when a shared chain is missing: then the whole table is sent
+                assert nft._picks(new) - nft._picks(old)
+            else:
+                objects, chains = _apply_nft(nft.render(old), script)
+                want_objects, want_chains = _nft_model(nft.render(new))
+                assert objects == want_objects
+                assert {n: r for n, r in chains.items() if not n.startswith("pick-")} == \
+                       {n: r for n, r in want_chains.items() if not n.startswith("pick-")}
+                assert all(chains[n] == r for n, r in want_chains.items() if n.startswith("pick-"))
+                patched += 1
+            for family in (4, 6):
+                partial = ipt.patch(old, new, family)
+                assert partial is not None
+                assert _apply_ipt(ipt.render(old, family), partial) == iptdiff.parse(ipt.render(new, family))
+        before = after
+    assert patched >= 8
+
+
+def test_changed_endpoints_are_map_elements_and_one_chain():
+    old = node_view(p := _plan(WEB, _svc("a"), _svc("b")), p.nodes[0])
+    moved = [_svc("b", ports=[{"name": "http", "port": 80, "targetPort": 9090}])]
+    new = node_view(q := _plan(WEB, _svc("a"), *moved, previous=p.allocations()), q.nodes[0])
+    assert [(b.service, a.service) for b, a in changes(old, new) if a and b] == [("default/b", "default/b")]
+    script = nft.patch(old, new)
+    assert script is not None
+    assert re.findall(r"^(\w+ element) inet testbed-proxy (\S+)", script, re.M) == [
+        ("delete element", "cl4-endpoints"), ("add element", "cl4-endpoints")]
+    assert len(script.splitlines()) == 2 and script.count(". 9090") == 3
+    partial = ipt.patch(old, new, 4)
+    assert partial is not None and partial.count(":KUBE-") == 1 and "KUBE-SERVICES" not in partial
+    assert nft.patch(old, old) == "" and ipt.patch(old, old, 4) == ""
+
+
+@pytest.mark.parametrize("replicas", [2, 4])
+def test_a_new_number_of_endpoints_reloads_the_table(replicas):
+    """nft 1.0.6 cannot add a rule naming a typeof map to a loaded table: a new shared chain means a reload."""
+    scaled = {**WEB, "spec": {**WEB["spec"], "replicas": replicas}}
+    old = node_view(p := _plan(WEB, _svc("a")), p.nodes[0])
+    new = node_view(q := _plan(scaled, _svc("a"), previous=p.allocations()), q.nodes[0])
+    assert nft.patch(old, new) is None

@@ -19,7 +19,7 @@ from testbed.actions import Change, Context, each
 from testbed.errors import TestbedError
 from testbed.installers import Installer, register
 from testbed.plan import dns
-from testbed.plan.cluster import Plan
+from testbed.plan.cluster import Plan, PodPlan
 from testbed.runtime import agent
 from testbed.topology import Topology
 
@@ -102,10 +102,13 @@ class ClusterDNS(Installer):
         changed = sum(each(one, nodes))
         if not changed:
             return Change()
-        for pod in servers:
+
+        def reload(pod: PodPlan) -> None:
             machine = podexec.running(ctx.plan.node(pod.node).container, pod)
             machine.exec(podexec.wrap(pod, ["rndc", "-c", f"{DIR}/rndc.conf", "reload"]))
             _answering(machine, pod, ctx.plan.topology.networking.clusterDomain)
+
+        each(reload, servers)
         return Change(changed=changed)
 
     def uninstall(self, ctx: Context) -> Change:

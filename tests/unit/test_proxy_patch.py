@@ -140,3 +140,37 @@ def test_a_new_number_of_endpoints_reloads_the_table(replicas):
     old = node_view(p := _plan(WEB, _svc("a")), p.nodes[0])
     new = node_view(q := _plan(scaled, _svc("a"), previous=p.allocations()), q.nodes[0])
     assert nft.patch(old, new) is None
+
+
+def test_an_agent_takes_a_patch_only_from_the_state_it_holds(monkeypatch):
+    """The agent's side of a partial sync (its commands recorded, not run): a patch needs the token of the last
+    sync; a new agent, a failed command or a whole text without a token makes the next patch stale."""
+    import asyncio
+
+    from testbed.agent import rules
+
+    sent: list[str] = []
+
+    async def run(script: str) -> str:
+        if "fail" in script:
+            raise RuntimeError("nft -f: no")
+        sent.append(script)
+        return ""
+
+    agent = rules.Rules()
+    monkeypatch.setattr(agent.nft, "run", run)
+    table = {"family": "inet", "table": "t"}
+
+    async def scenario() -> list[bool]:
+        out = [(await agent.patch(**table, script="a", base="A", token="B"))["stale"]]  # a new agent
+        await agent.apply(**table, text="table inet t {\n}\n", token="A")
+        out.append((await agent.patch(**table, script="b", base="A", token="B"))["stale"])
+        out.append((await agent.patch(**table, script="c", base="A", token="C"))["stale"])  # it holds B now
+        out.append((await agent.patch(**table, script="fail", base="B", token="C"))["stale"])
+        out.append((await agent.patch(**table, script="d", base="B", token="C"))["stale"])  # after the failure
+        await agent.apply(**table, text="table inet t {\n  set s { type ipv4_addr; }\n}\n")
+        out.append((await agent.patch(**table, script="e", base="B", token="C"))["stale"])  # no token given
+        return out
+
+    assert asyncio.run(scenario()) == [True, False, True, True, True, True]
+    assert sent[1] == "b" and len(sent) == 3  # the two whole tables and the one patch taken

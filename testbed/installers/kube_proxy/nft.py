@@ -186,7 +186,9 @@ def render(view: NodeView) -> str:
         "  chain postrouting { type nat hook postrouting priority srcnat; policy accept; "
         f"meta mark & {MASQ_MARK:#x} == {MASQ_MARK:#x} masquerade; "
         "ip saddr . ip daddr @hairpin4 masquerade; ip6 saddr . ip6 daddr @hairpin6 masquerade; }",
-        *[f"  chain filter-{hook} {{ type filter hook {hook} priority filter; policy accept; jump no-endpoints; }}"
+        # only a new flow can be to a Service without endpoints (kube-proxy checks `ct state new` too)
+        *[f"  chain filter-{hook} {{ type filter hook {hook} priority filter; policy accept; "
+          "ct state new jump no-endpoints; }"
           for hook in ("input", "forward", "output")],
         "}"]
     return "\n".join(lines) + "\n"

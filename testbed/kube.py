@@ -286,6 +286,7 @@ class ServiceSpec(Loose):
     sessionAffinityConfig: AffinityConfig = Field(default_factory=AffinityConfig)
     externalTrafficPolicy: Literal["Cluster", "Local"] = "Cluster"
     internalTrafficPolicy: Literal["Cluster", "Local"] = "Cluster"
+    trafficDistribution: Literal["PreferClose", "PreferSameZone", "PreferSameNode"] | None = None
     publishNotReadyAddresses: bool = False
     allocateLoadBalancerNodePorts: bool = True
     ipFamilies: list[Literal["IPv4", "IPv6"]] = Field(default_factory=list, max_length=2)

@@ -187,4 +187,5 @@ def services(plan: Plan) -> list[dict[str, Any]]:
                            for e in s.endpoints],
              "sessionAffinity": "ClientIP" if s.affinity_timeout else "None",
              "externalTrafficPolicy": "Local" if s.external_local else "Cluster",
-             "internalTrafficPolicy": "Local" if s.internal_local else "Cluster"} for s in plan.services]
+             "internalTrafficPolicy": "Local" if s.internal_local else "Cluster",
+             "trafficDistribution": s.distribution} for s in plan.services]

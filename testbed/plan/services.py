@@ -56,6 +56,7 @@ class ServicePlan:
     external_local: bool = False
     internal_local: bool = False
     publish_not_ready: bool = False
+    distribution: str | None = None  # trafficDistribution; PreferClose is PreferSameZone's old name
 
     @property
     def key(self) -> str:
@@ -211,7 +212,9 @@ def _plan(m: Manifest, topo: Topology, pods: list, slices: list[kube.EndpointSli
                       if spec.sessionAffinity == "ClientIP" else None,
                       external_local=spec.externalTrafficPolicy == "Local",
                       internal_local=spec.internalTrafficPolicy == "Local",
-                      publish_not_ready=spec.publishNotReadyAddresses)
+                      publish_not_ready=spec.publishNotReadyAddresses,
+                      distribution="PreferSameZone" if spec.trafficDistribution == "PreferClose"
+                      else spec.trafficDistribution)
     if spec.selector:
         out.endpoints = _from_pods(spec.selector, ns, ports, pods, svc.metadata.name)
     elif spec.type != "ExternalName":

@@ -105,6 +105,29 @@ def test_internal_traffic_policy_local_uses_the_clients_node_only(svc):
     assert set(got) == mine
 
 
+def test_traffic_distribution_prefers_the_clients_node_then_its_zone(svc):
+    """PreferSameNode: the client's node's endpoints, else its zone's; PreferClose (PreferSameZone): its zone's,
+    else all. A NodePort-less Service each; the web Deployment has a pod on every node."""
+    near = HERE / "services" / "near.yaml"
+    svc.apply(near)
+    try:
+        web = {p.name: p.node for p in svc.pods("default", app="web")}
+        zone = {"node1": "a", "node2": "a", "node3": "b"}
+
+        def got(client: str, name: str) -> set[str]:
+            return set(hits(svc, client, f"http://{service(svc, name).cluster_ips[0]}/hostname", 24))
+
+        for client, node in (("client", "node1"), ("client3", "node3")):
+            assert got(client, "web-near") == {p for p, n in web.items() if n == node}
+            assert got(client, "web-zone") == {p for p, n in web.items() if zone[n] == zone[node]}
+        # no `one` pod on node1: the one in its zone, on node2
+        assert got("client", "one-near") == {p.name for p in svc.pods("default", app="one")}
+        shown = {s["name"]: s["trafficDistribution"] for s in svc.status()["services"]}
+        assert (shown["web-near"], shown["web-zone"], shown["web"]) == ("PreferSameNode", "PreferSameZone", None)
+    finally:
+        svc.delete(near)
+
+
 def test_a_service_without_endpoints_is_refused_at_once(svc):
     got = svc.probe("client", "svc/default/nobody:80", timeout=5)
     assert got["result"] == "refused"

@@ -174,3 +174,30 @@ def test_an_agent_takes_a_patch_only_from_the_state_it_holds(monkeypatch):
 
     assert asyncio.run(scenario()) == [True, False, True, True, True, True]
     assert sent[1] == "b" and len(sent) == 3  # the two whole tables and the one patch taken
+
+
+def test_traffic_distribution_picks_as_kube_proxy_reads_the_hints():
+    from testbed.installers.kube_proxy.view import near
+
+    eps = [("10.0.1.2", 80, "n1"), ("10.0.2.2", 80, "n2"), ("10.0.3.2", 80, "n3")]
+    zones = {"n1": "a", "n2": "a", "n3": "b"}
+    assert near(None, eps, "n1", zones) == []  # every endpoint
+    assert near("PreferSameNode", eps, "n1", zones) == [("10.0.1.2", 80)]
+    assert near("PreferSameNode", eps[1:], "n1", zones) == [("10.0.2.2", 80)]  # none here: the zone's
+    assert near("PreferSameNode", eps[:2], "n3", zones) == []  # none in the zone either: every endpoint
+    assert near("PreferSameZone", eps, "n2", zones) == [("10.0.1.2", 80), ("10.0.2.2", 80)]
+    assert near("PreferSameZone", eps, "n3", zones) == [("10.0.3.2", 80)]
+    assert near("PreferSameZone", eps, "n1", {"n1": "a", "n2": "a"}) == []  # an endpoint without a zone hint
+    assert near("PreferSameZone", eps, "n4", zones) == []  # a node without a zone label
+
+
+def test_a_service_port_follows_its_traffic_distribution_and_internal_policy_wins():
+    near_svc = _svc("n", trafficDistribution="PreferSameNode")
+    plan = _plan(WEB, near_svc, _svc("l", trafficDistribution="PreferSameNode", internalTrafficPolicy="Local"))
+    for node in plan.nodes:
+        view = node_view(plan, node)
+        mine = sorted((p.ipv4, 8080) for p in plan.pods if p.node == node.name)
+        n4 = next(e for e in view.entries if e.service == "default/n" and e.family == 4)
+        assert n4.cluster_targets() == (mine or n4.endpoints)
+        l4 = next(e for e in view.entries if e.service == "default/l" and e.family == 4)
+        assert l4.cluster_targets() == mine

@@ -16,6 +16,7 @@ from ipaddress import ip_address
 from testbed.plan.cluster import NodePlan, Plan
 
 MASQ_MARK = 0x4000
+ZONE = "topology.kubernetes.io/zone"
 
 
 @dataclass
@@ -34,18 +35,19 @@ class Entry:
     external_local: bool = False
     internal_local: bool = False
     affinity: int | None = None
+    near: list[tuple[str, int]] = field(default_factory=list)  # trafficDistribution's pick, when it has one
     digest: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         fields = (self.id, self.protocol, self.port, self.cluster_ips, self.external_ips, self.node_port,
-                  self.endpoints, self.local, self.external_local, self.internal_local, self.affinity)
+                  self.endpoints, self.local, self.external_local, self.internal_local, self.affinity, self.near)
         self.digest = hashlib.blake2b(repr(fields).encode(), digest_size=10).hexdigest()
 
     def cluster_targets(self) -> list[tuple[str, int]]:
-        return self.local if self.internal_local else self.endpoints
+        return self.local if self.internal_local else self.near or self.endpoints
 
     def external_targets(self) -> list[tuple[str, int]]:
-        return self.local if self.external_local else self.endpoints
+        return self.local if self.external_local else self.near or self.endpoints
 
 
 @dataclass
@@ -82,6 +84,19 @@ def changes(old: NodeView, new: NodeView) -> list[tuple[Entry | None, Entry | No
     return [(olds.get(i), news.get(i)) for i in ids]
 
 
+def near(distribution: str | None, endpoints: list[tuple[str, int, str]], node: str,
+         zones: dict[str, str]) -> list[tuple[str, int]]:
+    """The endpoints trafficDistribution prefers from this node, or none (then every endpoint), as kube-proxy
+    reads the hints the EndpointSlice controller writes: PreferSameNode, this node's endpoints if it has any;
+    then (and for PreferSameZone) those in this node's zone, if every endpoint's node has a zone label."""
+    if distribution is None:
+        return []
+    chosen = [(ip, p) for ip, p, n in endpoints if n == node] if distribution == "PreferSameNode" else []
+    if not chosen and zones.get(node) and all(zones.get(n) for _, _, n in endpoints):
+        chosen = [(ip, p) for ip, p, n in endpoints if zones[n] == zones[node]]
+    return sorted(chosen)
+
+
 def entry_id(service: str, port: str, family: int) -> str:
     return hashlib.sha256(f"{service}/{port}/{family}".encode()).hexdigest()[:12]
 
@@ -91,6 +106,7 @@ def node_view(plan: Plan, node: NodePlan) -> NodeView:
     view = NodeView(node.name, {4: str(net.podCIDR), **({6: str(net.podCIDRv6)} if net.dualStack else {})})
     view.service_cidrs = {4: str(net.serviceCIDR), **({6: str(net.serviceCIDRv6)} if net.dualStack else {})}
     view.pods = sorted(ip for p in plan.pods if p.node == node.name for ip in (p.ipv4, p.ipv6) if ip)
+    zones = {n.name: n.labels[ZONE] for n in plan.nodes if ZONE in n.labels}
     for svc in plan.services:
         if svc.type == "ExternalName" or svc.headless:
             continue
@@ -108,5 +124,5 @@ def node_view(plan: Plan, node: NodePlan) -> NodeView:
                     clusters,
                     externals, port.node_port, sorted((ip, p) for ip, p, _ in eps),
                     sorted((ip, p) for ip, p, n in eps if n == node.name), svc.external_local, svc.internal_local,
-                    svc.affinity_timeout))
+                    svc.affinity_timeout, near(svc.distribution, eps, node.name, zones)))
     return view

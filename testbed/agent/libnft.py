@@ -1,27 +1,29 @@
 """nft scripts run inside the agent through libnftables, the library the nft command is a front end to. A
 process per sync was most of what a small change cost (measured in a node: 10 ms for `nft -f` of a one-line
 script, 4 ms through the library). Calls run in a worker thread, back in the node's netns first (netns is per
-thread, and the agent's main thread visits pods); the nft command is the fallback without the library."""
+thread, and the agent's main thread visits pods). `load` gives None without the library: then the caller runs
+the nft command."""
 
 from __future__ import annotations
 
 import asyncio
 import ctypes
-import os
 import threading
 
 from testbed.agent import nsutil
 
 
 class Nft:
-    def __init__(self) -> None:
+    @classmethod
+    def load(cls) -> Nft | None:
+        try:
+            return cls(ctypes.CDLL("libnftables.so.1"))
+        except OSError:
+            return None
+
+    def __init__(self, lib: ctypes.CDLL) -> None:
         self.netns = nsutil.self_fd()  # made on the main thread at start, in the node's own netns
         self.lock = threading.Lock()
-        try:
-            lib = ctypes.CDLL("libnftables.so.1")
-        except OSError:
-            self.lib = None
-            return
         lib.nft_ctx_new.restype, lib.nft_ctx_new.argtypes = ctypes.c_void_p, [ctypes.c_uint32]
         for name in ("nft_ctx_buffer_output", "nft_ctx_buffer_error"):
             getattr(lib, name).argtypes = [ctypes.c_void_p]
@@ -37,7 +39,6 @@ class Nft:
         with self.lock:
             nsutil.setns(self.netns)
             lib = self.lib
-            assert lib is not None
             ctx = lib.nft_ctx_new(0)
             try:
                 lib.nft_ctx_buffer_output(ctx)
@@ -52,15 +53,4 @@ class Nft:
         return out
 
     async def run(self, script: str) -> str:
-        if self.lib is None:
-            proc = await asyncio.create_subprocess_exec("nft", "-f", "-", stdin=asyncio.subprocess.PIPE,
-                                                        stdout=asyncio.subprocess.PIPE,
-                                                        stderr=asyncio.subprocess.PIPE)
-            out, err = await proc.communicate(script.encode())
-            if proc.returncode != 0:
-                raise RuntimeError(f"nft -f: {err.decode().strip()[-2000:]}")
-            return out.decode()
         return await asyncio.to_thread(self._run, script)
-
-    def close(self) -> None:
-        os.close(self.netns)

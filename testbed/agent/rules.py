@@ -24,7 +24,10 @@ class Rules:
         self.texts: dict[tuple[str, str], str] = {}  # what each table holds now, for the next difference
         self.ipset_names: set[str] | None = None  # the ipsets this agent made; None until it has looked
         self.tokens: dict[tuple[str, str], str] = {}  # what an owner says a table holds, after its last sync
-        self.nft = Nft()
+        self.libnft = Nft.load()  # None without the library: the nft command then
+
+    async def _nft(self, script: str) -> str:
+        return await (self.libnft.run(script) if self.libnft else _run("nft", ["-f", "-"], script))
 
     def _forget(self, key: tuple[str, str]) -> None:
         """The text kept for a difference no longer says what the table holds: the next whole text reloads."""
@@ -48,7 +51,7 @@ class Rules:
                     token: str | None) -> dict[str, Any]:
         async def run() -> bool:
             if script:
-                await self.nft.run(script)
+                await self._nft(script)
             self._forget((family, table))
             return bool(script)
 
@@ -151,12 +154,12 @@ class Rules:
         small = nftdiff.script(old, text) if old and text else None
         if small is not None:
             try:
-                await self.nft.run(small)
+                await self._nft(small)
             except RuntimeError:
                 small = None  # whatever went wrong, a full reload below puts the table right
         if small is None:
             # creating the table first makes the delete valid whether or not it existed: one transaction
-            await self.nft.run(f"table {family} {table}\ndelete table {family} {table}\n" + (text or ""))
+            await self._nft(f"table {family} {table}\ndelete table {family} {table}\n" + (text or ""))
         self.digests[key] = digest
         if text:
             self.texts[key] = text

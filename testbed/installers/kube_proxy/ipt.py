@@ -6,8 +6,8 @@ node uses these tables, so the first sync replaces them whole.
 One difference from kube-proxy, measured: iptables-restore (nft backend) pays per chain as much as per rule,
 and a KUBE-SEP chain per endpoint made 5,000 Services x 10 endpoints take 7.5 s instead of 1.9 s. So a
 Service's chain DNATs to its endpoints itself, and the hairpin rule that each KUBE-SEP chain held is one rule
-per local pod in KUBE-HAIRPIN, after DNAT. Only Services with ClientIP affinity keep KUBE-SEP chains (their
-`recent` lists live there).
+per local pod in KUBE-HAIRPIN, after DNAT. Only Services with ClientIP affinity keep a chain per endpoint
+(their `recent` lists live there).
 
 Each entry renders to its own lines (`parts`); a later sync (`patch`) is a `--noflush` restore of the chains
 the changed entries own, and of the shared chains only when their lines changed, as kube-proxy's partial

@@ -80,7 +80,8 @@ def changes(old: NodeView, new: NodeView) -> list[tuple[Entry | None, Entry | No
     ids = [i for i, d in now.items() if was.get(i) != d] + [i for i in was if i not in now]
     if not ids:
         return []
-    olds, news = {e.id: e for e in old.entries if e.id in ids}, {e.id: e for e in new.entries if e.id in ids}
+    wanted = set(ids)
+    olds, news = {e.id: e for e in old.entries if e.id in wanted}, {e.id: e for e in new.entries if e.id in wanted}
     return [(olds.get(i), news.get(i)) for i in ids]
 
 

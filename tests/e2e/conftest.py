@@ -1,5 +1,7 @@
 import pytest
+from svclab import NAME, bring_up
 
+from testbed import lab as labs
 from testbed.pytest_plugin import Lab
 
 
@@ -17,3 +19,16 @@ def url(ip: str, port: int, path: str) -> str:
 @pytest.fixture
 def lab(testbed_lab: Lab) -> Lab:
     return testbed_lab
+
+
+@pytest.fixture(scope="session")
+def services(tmp_path_factory):
+    """The Services lab, brought up (or switched) to a kube-proxy mode; one for the session."""
+    folder = tmp_path_factory.mktemp("svc")
+    yield lambda mode: bring_up(folder, mode)
+    labs.down(NAME, say=lambda _: None)
+
+
+@pytest.fixture(params=["nftables", "iptables"])
+def svc(request, services) -> Lab:
+    return services(request.param)

@@ -2,61 +2,12 @@
 with `up`, which also tests that the other mode's rules go)."""
 
 import json
-from collections import Counter
-from pathlib import Path
 
-import docker
-import pytest
-import yaml
-from relab import up_from
+from svclab import EXT_IP, HERE, hits, node_addresses, service, sh
 from tenacity import retry, retry_if_result, stop_after_attempt, wait_fixed
 
-from testbed import lab as labs
 from testbed.installers.kube_proxy.view import node_view
 from testbed.pytest_plugin import Lab
-
-HERE = Path(__file__).parent
-NAME = "e2e-svc"
-EXT = f"{NAME}-ext2"
-EXT_IP = "203.0.113.11"
-quiet = {"say": lambda _: None}
-
-
-@pytest.fixture(scope="module")
-def services(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("svc")
-
-    def up(mode: str) -> Lab:
-        topo = yaml.safe_load((HERE / "services.yaml").read_text())
-        topo["kubeProxy"]["mode"] = mode
-        return up_from(topo, folder, HERE)
-
-    yield up
-    labs.down(NAME, **quiet)
-
-
-@pytest.fixture(params=["nftables", "iptables"])
-def svc(request, services) -> Lab:
-    return services(request.param)
-
-
-def service(lab: Lab, name: str):
-    return next(s for s in lab.plan.services if s.name == name)
-
-
-def sh(container: str, command: str) -> tuple[int, str]:
-    result = docker.from_env().containers.get(container).exec_run(["sh", "-c", command])
-    return result.exit_code, result.output.decode()
-
-
-def hits(lab: Lab, pod: str, url: str, count: int) -> Counter:
-    """What count requests from inside pod got, one curl each (one exec for all of them)."""
-    out = lab.exec(pod, f"for i in $(seq {count}); do curl -s --max-time 2 -g '{url}'; echo; done").stdout
-    return Counter(line for line in out.splitlines() if line)
-
-
-def node_addresses(lab: Lab) -> set[str]:
-    return {a for n in lab.plan.nodes for a in (n.underlay_ip, n.gateway4, n.vtep4)}
 
 
 def test_cluster_ip_spreads_over_every_endpoint_and_keeps_the_source(svc):

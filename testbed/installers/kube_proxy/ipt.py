@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from testbed.installers.kube_proxy.view import MASQ_MARK, Entry, NodeView, changes
+from testbed.network.bridge import BRIDGE
 
 TOP = ("nat KUBE-SERVICES", "nat KUBE-NODEPORTS", "filter KUBE-SERVICES", "filter KUBE-NODEPORTS")
 PARTIAL_SHARE = 10  # changes to more than one entry in this many go as a whole restore: it is faster then
@@ -55,7 +56,20 @@ def _dispatch(e: Entry, chain: str, targets: list[tuple[str, int]], out: Parts) 
         rules.append(f"-A {chain} {chance}{pick}")
 
 
-def parts(e: Entry) -> Parts:
+def _short_circuit(e: Entry, ext: str, local_if: str, out: Parts) -> list[str]:
+    """kube-proxy's first rules in a Local Service's KUBE-EXT chain: this node's pods (by the interface they
+    come in on), and the node itself (masqueraded: its source is the frontend's own address), go to every
+    ready endpoint, as cluster traffic would."""
+    chain = _chain("SVC", e)
+    if e.internal_local:  # the Service's chain holds only this node's endpoints: one with all of them
+        chain = _chain("SCX", e)
+        out.chains[chain] = []
+        _dispatch(e, chain, e.short_circuit_targets(), out)
+    return [f"-A {ext} -i {local_if} -j {chain}", f"-A {ext} -m addrtype --src-type LOCAL -j KUBE-MARK-MASQ",
+            f"-A {ext} -m addrtype --src-type LOCAL -j {chain}"]
+
+
+def parts(e: Entry, local_if: str = BRIDGE) -> Parts:
     out, proto = Parts(), e.protocol
     nat, nodeports = out.top.setdefault("nat KUBE-SERVICES", []), out.top.setdefault("nat KUBE-NODEPORTS", [])
     filt, filt_ports = out.top.setdefault("filter KUBE-SERVICES", []), out.top.setdefault("filter KUBE-NODEPORTS", [])
@@ -74,18 +88,21 @@ def parts(e: Entry) -> Parts:
         nat += [f"-A KUBE-SERVICES -d {ip} -p {proto} --dport {e.port} -j {svc}" for ip in e.cluster_ips]
         out.chains[svc] = []
         _dispatch(e, svc, e.cluster_targets(), out)
-    if (e.external_ips or e.node_port) and not e.external_targets():
-        # Local policy and no endpoint here: dropped, in the filter table (the nat table may not drop)
+    if not (e.external_ips or e.node_port):
+        return out
+    if not e.external_targets():
+        # Local policy and no endpoint here: what the KUBE-EXT chain did not short-circuit (traffic from outside
+        # the cluster) is dropped, in the filter table, after DNAT (the nat table may not drop)
         filt += [f"-A KUBE-SERVICES -d {ip} -p {proto} --dport {e.port} -j DROP" for ip in e.external_ips]
         if e.node_port:
             filt_ports.append(f"-A KUBE-NODEPORTS -m addrtype --dst-type LOCAL -p {proto} --dport {e.node_port} "
                               "-j DROP")
-    elif e.external_ips or e.node_port:
-        ext = _chain("EXT", e)
-        nat += [f"-A KUBE-SERVICES -d {ip} -p {proto} --dport {e.port} -j {ext}" for ip in e.external_ips]
-        if e.node_port:
-            nodeports.append(f"-A KUBE-NODEPORTS -p {proto} --dport {e.node_port} -j {ext}")
-        out.chains[ext] = [] if e.external_local else [f"-A {ext} -j KUBE-MARK-MASQ"]
+    ext = _chain("EXT", e)
+    nat += [f"-A KUBE-SERVICES -d {ip} -p {proto} --dport {e.port} -j {ext}" for ip in e.external_ips]
+    if e.node_port:
+        nodeports.append(f"-A KUBE-NODEPORTS -p {proto} --dport {e.node_port} -j {ext}")
+    out.chains[ext] = _short_circuit(e, ext, local_if, out) if e.external_local else [f"-A {ext} -j KUBE-MARK-MASQ"]
+    if e.external_targets():
         _dispatch(e, ext, e.external_targets(), out)
     return out
 
@@ -105,7 +122,7 @@ def _tops(view: NodeView, family: int, chains: dict[str, list[str]] | None = Non
                                          f"-d {view.service_cidrs[family]} -j KUBE-MARK-MASQ")
     for e in view.entries:
         if e.family == family:
-            p = parts(e)
+            p = parts(e, view.local_if)
             for name, lines in p.top.items():
                 tops[name] += lines
             if chains is not None:
@@ -141,8 +158,8 @@ def patch(old: NodeView, new: NodeView, family: int) -> str | None:
         return None
     before, after, tops_changed = Parts(), Parts(), False
     for was, now in pairs:
-        b = parts(was) if was else Parts()
-        a = parts(now) if now else Parts()
+        b = parts(was, old.local_if) if was else Parts()
+        a = parts(now, new.local_if) if now else Parts()
         tops_changed |= {k: v for k, v in b.top.items() if v} != {k: v for k, v in a.top.items() if v}
         before.chains |= b.chains
         after.chains |= a.chains

@@ -9,6 +9,12 @@ Service's N slots. Only a Service with ClientIP affinity keeps chains (one per e
 clients it has seen). Services without endpoints are rejected in the filter hooks; masquerading is a mark,
 applied in postrouting, plus the node's own pods for hairpin traffic.
 
+This node's pods and the node itself that dial an external frontend (a node port, an external or LoadBalancer IP) of an
+`externalTrafficPolicy: Local` Service take the short-circuit maps (`sc*`) to every ready endpoint, as
+kube-proxy sends them to the cluster policy chain: a pod keeps its source address, the node is masqueraded.
+After DNAT, a new flow still addressed to a cluster IP matched no Service port and is rejected; one to an
+address of the service range that no Service holds is dropped (kube-proxy's cluster-ips check).
+
 Each entry renders to its own elements and objects (`parts`), so a later sync (`patch`) sends only what the
 changed entries add and remove: one endpoint changed is two map elements, whatever the number of Services.
 """
@@ -27,15 +33,17 @@ ADDR = {4: "ipv4_addr", 6: "ipv6_addr"}
 NFPROTO = {4: "ipv4", 6: "ipv6"}
 TRANSPORT = "meta l4proto { tcp, udp, sctp }"  # dnat to a port needs a transport protocol match first
 KINDS = ("cl", "ext", "np")  # by cluster IP, by external or LoadBalancer IP, by node port
+SHORT = ("scext", "scnp")  # external frontends of Local Services, dialled from a pod or the node itself
+MASQ_LOCAL = "fib saddr type local jump mark-masq"  # the node's own source is the frontend's: it must go
 
 
 def _key(kind: str, family: int) -> str:
     """The frontend as nft reads it from a packet."""
-    return "meta l4proto . th dport" if kind == "np" else f"{IP[family]} daddr . meta l4proto . th dport"
+    return "meta l4proto . th dport" if kind.endswith("np") else f"{IP[family]} daddr . meta l4proto . th dport"
 
 
 def _keytype(kind: str, family: int) -> str:
-    return "inet_proto . inet_service" if kind == "np" else f"{ADDR[family]} . inet_proto . inet_service"
+    return "inet_proto . inet_service" if kind.endswith("np") else f"{ADDR[family]} . inet_proto . inet_service"
 
 
 def _objects() -> dict[str, tuple[str, str]]:
@@ -44,10 +52,12 @@ def _objects() -> dict[str, tuple[str, str]]:
     for f in (4, 6):
         out[f"reject{f}"] = ("map", f"type {ADDR[f]} . inet_proto . inet_service : verdict;")
         out[f"rejectports{f}"] = ("map", "type inet_proto . inet_service : verdict;")
-        for kind in KINDS:
+        out[f"clusterips{f}"] = ("set", f"type {ADDR[f]};")
+        for kind in KINDS + SHORT:
             name, keytype = f"{kind}{f}", _keytype(kind, f)
-            out[f"{name}-masq"] = ("set", f"type {keytype};")
-            out[f"{name}-drop"] = ("set", f"type {keytype};")
+            if kind in KINDS:
+                out[f"{name}-masq"] = ("set", f"type {keytype};")
+                out[f"{name}-drop"] = ("set", f"type {keytype};")
             out[f"{name}-frontends"] = ("map", f"type {keytype} : verdict;")
             out[f"{name}-endpoints"] = ("map", f"typeof {_key(kind, f)} . numgen random mod 2 : {IP[f]} daddr . "
                                                "th dport;")
@@ -73,12 +83,13 @@ def _target(family: int, ip: str, port: int) -> str:
 
 def _pick(kind: str, family: int, n: int) -> tuple[str, str]:
     name = f"{kind}{family}"
-    return f"pick-{name}-n{n}", (f"{TRANSPORT} dnat {IP[family]} to {_key(kind, family)} . numgen random mod {n} "
-                                 f"map @{name}-endpoints")
+    masq = f"{MASQ_LOCAL}; " if kind in SHORT else ""
+    return f"pick-{name}-n{n}", (f"{masq}{TRANSPORT} dnat {IP[family]} to {_key(kind, family)} . numgen random "
+                                 f"mod {n} map @{name}-endpoints")
 
 
 def _add(out: Parts, kind: str, family: int, keys: list[str], targets: list[tuple[str, int]], masq: bool) -> None:
-    if not keys:
+    if not keys or (kind in SHORT and not targets):
         return
     name = f"{kind}{family}"
     if masq:
@@ -123,6 +134,8 @@ def parts(e: Entry, pod_cidrs: dict[int, str]) -> Parts:
         _add(out, "cl", fam, cluster, e.cluster_targets(), masq=True)
         _add(out, "ext", fam, external, e.external_targets(), masq=not e.external_local)
         _add(out, "np", fam, ports, e.external_targets(), masq=not e.external_local)
+        _add(out, "scext", fam, external, e.short_circuit_targets(), masq=False)
+        _add(out, "scnp", fam, ports, e.short_circuit_targets(), masq=False)
         return out
     if cluster:
         chain = f"svc-{e.id}"
@@ -134,16 +147,25 @@ def parts(e: Entry, pod_cidrs: dict[int, str]) -> Parts:
         _affinity(e, out, chain, [] if e.external_local else ["jump mark-masq"], e.external_targets())
         out.elements[f"ext{fam}-frontends"] += [f"{k} : goto {chain}" for k in external]
         out.elements[f"np{fam}-frontends"] += [f"{k} : goto {chain}" for k in ports]
+    if (external or ports) and e.external_local:
+        chain = f"scx-{e.id}"
+        _affinity(e, out, chain, [MASQ_LOCAL], e.short_circuit_targets())
+        out.elements[f"scext{fam}-frontends"] += [f"{k} : goto {chain}" for k in external]
+        out.elements[f"scnp{fam}-frontends"] += [f"{k} : goto {chain}" for k in ports]
     return out
 
 
-def _services(pod_cidrs: dict[int, str]) -> list[str]:
-    out = []
+def _services(view: NodeView) -> list[str]:
+    out, pod_cidrs = [], view.pod_cidrs
     for f in (4, 6):
         for kind in KINDS:
             name = f"{kind}{f}"
-            match = (f"meta nfproto {NFPROTO[f]} fib daddr type local " if kind == "np" else "") + _key(kind, f)
+            local = f"meta nfproto {NFPROTO[f]} fib daddr type local " if kind == "np" else ""
+            match = local + _key(kind, f)
             if kind != "cl":
+                # first, this node's pods and the node itself: cluster behaviour, whatever the traffic policy
+                out.append(f'{local}iifname "{view.local_if}" {_key(kind, f)} vmap @sc{name}-frontends')
+                out.append(f"{local}fib saddr type local {_key(kind, f)} vmap @sc{name}-frontends")
                 out.append(f"{match} @{name}-masq jump mark-masq")
             elif f in pod_cidrs:  # a cluster IP masquerades only traffic from outside the pods
                 out.append(f"{match} @{name}-masq {IP[f]} saddr != {pod_cidrs[f]} jump mark-masq")
@@ -166,6 +188,7 @@ def render(view: NodeView) -> str:
         whole.picks |= p.picks
     for f in (4, 6):
         merged[f"hairpin{f}"] = [f"{ip} . {ip}" for ip in view.hairpin(f)]
+        merged[f"clusterips{f}"] = view.cluster_ips(f)
     lines = [f"table {FAMILY} {TABLE} {{"]
     lines += [f"  {kind} {name} {{ {decl}{_elements(merged.get(name, []))} }}"
               for name, (kind, decl) in OBJECTS.items()]
@@ -173,11 +196,14 @@ def render(view: NodeView) -> str:
     lines += [f"  chain {name} {{ {body}; }}" for name, body in sorted(whole.picks.items())]
     lines += [f"  chain {name} {{ {body}; }}" for name, body in sorted(whole.chains.items())]
     lines += [
-        f"  chain services {{ {'; '.join(_services(view.pod_cidrs))}; }}",
+        f"  chain services {{ {'; '.join(_services(view))}; }}",
         "  chain no-endpoints {",
         *[f"    {IP[f]} daddr . meta l4proto . th dport vmap @reject{f}" for f in (4, 6)],
         *[f"    meta nfproto {NFPROTO[f]} fib daddr type local meta l4proto . th dport vmap @rejectports{f}"
           for f in (4, 6)],
+        # after DNAT: still to a cluster IP, it matched no Service port; to the range, no Service holds it
+        *[f"    {IP[f]} daddr @clusterips{f} reject" for f in (4, 6)],
+        *[f"    {IP[f]} daddr {cidr} drop" for f, cidr in sorted(view.service_cidrs.items())],
         "  }",
         "  chain reject-service { reject; }",
         f"  chain mark-masq {{ meta mark set meta mark | {MASQ_MARK:#x}; }}",
@@ -201,9 +227,10 @@ def _picks(view: NodeView) -> set[str]:
         if e.endpoints and not e.affinity:
             if e.cluster_ips and (n := len(e.cluster_targets())):
                 out.add(f"pick-cl{e.family}-n{n}")
-            if (e.external_ips or e.node_port) and (n := len(e.external_targets())):
-                out |= {f"pick-ext{e.family}-n{n}"} if e.external_ips else set()
-                out |= {f"pick-np{e.family}-n{n}"} if e.node_port else set()
+            for prefix, n in (("", len(e.external_targets())), ("sc", len(e.short_circuit_targets()))):
+                if n:
+                    out |= {f"pick-{prefix}ext{e.family}-n{n}"} if e.external_ips else set()
+                    out |= {f"pick-{prefix}np{e.family}-n{n}"} if e.node_port else set()
     return out
 
 
@@ -236,6 +263,11 @@ def patch(old: NodeView, new: NodeView) -> str | None:
             olds, news = set(old.hairpin(f)), set(new.hairpin(f))
             gone[f"hairpin{f}"] += [f"{ip} . {ip}" for ip in sorted(olds - news)]
             came[f"hairpin{f}"] += [f"{ip} . {ip}" for ip in sorted(news - olds)]
+    if gone or came:  # an entry changed: the cluster IPs may have (a Service's several ports share them)
+        for f in (4, 6):
+            olds, news = set(old.cluster_ips(f)), set(new.cluster_ips(f))
+            gone[f"clusterips{f}"] += sorted(olds - news)
+            came[f"clusterips{f}"] += sorted(news - olds)
     if not after.picks.keys() <= before.picks.keys() and not after.picks.keys() <= _picks(old):
         return None
     chains = after.chains

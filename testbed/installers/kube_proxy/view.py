@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from ipaddress import ip_address
 
+from testbed.network.bridge import BRIDGE
 from testbed.plan.cluster import NodePlan, Plan
 
 MASQ_MARK = 0x4000
@@ -49,6 +50,12 @@ class Entry:
     def external_targets(self) -> list[tuple[str, int]]:
         return self.local if self.external_local else self.near or self.endpoints
 
+    def short_circuit_targets(self) -> list[tuple[str, int]]:
+        """Where this node's pods and the node itself go when they dial an external frontend (node port,
+        external or LoadBalancer IP) of a Local Service: kube-proxy sends them to the cluster policy's
+        endpoints, as if they had gone out to a load balancer and come back in; none when it is not Local."""
+        return self.near or self.endpoints if self.external_local else []
+
 
 @dataclass
 class NodeView:
@@ -57,9 +64,16 @@ class NodeView:
     entries: list[Entry] = field(default_factory=list)
     pods: list[str] = field(default_factory=list)  # this node's pod IPs: a pod reaching itself is masqueraded
     service_cidrs: dict[int, str] = field(default_factory=dict)  # family → where cluster IPs come from
+    # how this node's own pods' traffic is told apart (kube-proxy's local detector in BridgeInterface mode): it
+    # comes in by the pod bridge; a pod on another node comes by the overlay or underlay, as an outside client
+    local_if: str = BRIDGE
 
     def hairpin(self, family: int) -> list[str]:
         return sorted(ip for ip in self.pods if (":" in ip) == (family == 6))
+
+    def cluster_ips(self, family: int) -> list[str]:
+        """Every cluster IP of this family that a Service port holds (kube-proxy's cluster-ips set)."""
+        return sorted({ip for e in self.entries if e.family == family for ip in e.cluster_ips})
 
     @cached_property
     def digests(self) -> dict[str, str]:
@@ -69,7 +83,7 @@ class NodeView:
     @cached_property
     def fingerprint(self) -> str:
         """Of everything a rendering reads, in the view's order (the plan's, so the same plan gives the same)."""
-        whole = hashlib.sha256(repr((self.pod_cidrs, self.pods, self.service_cidrs)).encode())
+        whole = hashlib.sha256(repr((self.pod_cidrs, self.pods, self.service_cidrs, self.local_if)).encode())
         whole.update("".join(f"{i}{d}" for i, d in self.digests.items()).encode())
         return whole.hexdigest()[:32]
 

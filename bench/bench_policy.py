@@ -13,9 +13,10 @@ import yaml
 from bench_throughput import _measure
 from common import HERE, ROOT, lab_up, quiet, timed
 
-from testbed import lab, loader, matrix, podexec
+from testbed import lab, matrix, podexec
 from testbed.installers.policy import nft
 from testbed.installers.policy.view import node_view
+from testbed.model import loader
 from testbed.plan import cluster
 from testbed.pytest_plugin import Lab
 from testbed.runtime import agent

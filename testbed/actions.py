@@ -46,6 +46,7 @@ class Context:
     timings: dict[str, float] = field(default_factory=dict)
     changes: dict[str, Change] = field(default_factory=dict)
     previous: Plan | None = None  # the plan before this change, when the lab existed (to see what went away)
+    notes: dict[str, int] = field(default_factory=dict)  # what one step tells a later one of the same sync
     _containers: dict[str, Container] = field(default_factory=dict)
     _pids: dict[str, int] = field(default_factory=dict)
 

@@ -26,6 +26,13 @@ class EnvironmentProblem(TestbedError):
     exit_code = EXIT_ENVIRONMENT
 
 
+class Refused(TestbedError):
+    """A well-formed request the lab cannot carry out as asked (a move the network mode or the pod's placement
+    forbids): nothing was changed."""
+
+    exit_code = EXIT_INVALID
+
+
 MAX_ECHO = 80  # characters of a user's value quoted back in a message
 MAX_REASON = 1000
 

@@ -10,13 +10,15 @@ from pathlib import Path
 
 import docker
 
-from testbed import kube, loader, readiness, state
+from testbed import readiness, state
 from testbed.actions import Action, Context, run_all
-from testbed.errors import Interrupted, InvalidInput, NotFound, Problem, show
-from testbed.installers import addons, installers
+from testbed.errors import Interrupted, InvalidInput, NotFound, Refused, show
+from testbed.installers import Prepare, addons, installers
 from testbed.kinds.external import External
 from testbed.kinds.router import Router
-from testbed.loader import Doc, Manifest
+from testbed.model import kube, loader
+from testbed.model.loader import Doc, Manifest
+from testbed.model.topology import Topology
 from testbed.network import registry
 from testbed.network.bridge import Bridge
 from testbed.network.pods import Pods
@@ -30,14 +32,13 @@ from testbed.plan.workloads import expand
 from testbed.runtime import docker as rt
 from testbed.runtime import images
 from testbed.runtime.nodes import Nodes
-from testbed.topology import Topology
 
 Say = Callable[[str], object]
 
 
 def pipeline(topo: Topology) -> list[Action]:
-    return [Nodes(), Underlay(), External(), Router(), Bridge(), PodNetwork(topo.networking.network), Pods(),
-            *installers(), Settle()]
+    return [Nodes(), Underlay(), External(), Router(), Bridge(), PodNetwork(topo.networking.network), Prepare(),
+            Pods(), *installers(), Settle()]
 
 
 def _stored(st: state.LabState, origins: tuple[str, ...] = ("topology", "apply")) -> list[Manifest]:
@@ -149,8 +150,8 @@ def up(path: str | Path, say: Say = print, progress: Say | None = None, replace:
         # one lab at a time picks its underlay and records it, so labs brought up together never share one
         with state.allocation_lock():
             underlay = _underlay(loaded, st)
-            plan = cluster.build(topo, _with_addons(topo, manifests), underlay, st.allocations if st else None,
-                                 readiness.observed(topo.name))
+            plan = build_plan(topo, manifests, underlay, st.allocations if st else None,
+                              readiness.observed(topo.name))
             _check_names(client, loaded, plan)
             st = state.LabState(topo.name, source, topo.model_dump(mode="json", exclude={"manifests"}),
                                 _record(manifests), st.allocations if st else {}, str(underlay))
@@ -182,8 +183,8 @@ def _require(name: str) -> state.LabState:
 def _plan(st: state.LabState, manifests: list[Manifest], seen: dict[str, bool] | None = None) -> Plan:
     """seen: probed pods' readiness (default: what the agents observe now)."""
     topo = Topology.model_validate(st.topology)
-    return cluster.build(topo, _with_addons(topo, manifests), IPv4Network(st.underlay), st.allocations,
-                         readiness.observed(st.name) if seen is None else seen)
+    return build_plan(topo, manifests, IPv4Network(st.underlay), st.allocations,
+                      readiness.observed(st.name) if seen is None else seen)
 
 
 def refresh(name: str) -> Context:
@@ -204,12 +205,21 @@ def _probed(plan: Plan) -> dict[str, bool]:
     return {p.key: p.ready for p in plan.pods if p.probes}
 
 
+def build_plan(topo: Topology, manifests: list[Manifest], underlay: IPv4Network,
+               allocations: dict[str, dict[str, str]] | None = None,
+               seen: dict[str, bool] | None = None) -> Plan:
+    """The lab's plan (pure): its manifests with what the enabled installers add, placed and addressed.
+    Raises InvalidInput naming the file, line and field."""
+    return cluster.build(topo, _with_addons(topo, manifests), underlay, allocations, seen)
+
+
 def _with_addons(topo: Topology, manifests: list[Manifest]) -> list[Manifest]:
     """The manifests, and the objects enabled installers add (not stored: they follow the installers)."""
     added = []
     for data in addons(topo):
         result = loader.parse_manifest(Doc(data, f"(added by testbed: {data['kind']} {data['metadata']['name']})"))
         assert not isinstance(result, list), result
+        result.origin = "addon"
         added.append(result)
     keys = {m.key for m in added}
     return [m for m in manifests if m.key not in keys] + added
@@ -244,14 +254,14 @@ def apply(name: str, path: str | Path, say: Say = print, progress: Say | None = 
 
 
 def delete(name: str, path: str | Path, say: Say = print, progress: Say | None = None) -> list[str]:
-    """Removes the file's objects (a Namespace takes its objects with it); returns keys that were not there."""
-    gone = loader.load_manifest_file(path)
+    """Removes the file's objects (a Namespace takes its objects with it); returns those that were not there,
+    as people read them."""
+    keys = set(loader.load_keys(path))
     with state.locked(name):
         st = _require(name)
         old = _stored(st)
-        keys = {m.key for m in gone}
-        namespaces = {m.obj.metadata.name for m in gone if isinstance(m.obj, kube.Namespace)}
-        missing = sorted(keys - {m.key for m in old})
+        namespaces = {k.rsplit("/", 1)[1] for k in keys if k.startswith("Namespace/")}
+        missing = [loader.display(k) for k in sorted(keys - {m.key for m in old})]
         keep = [m for m in old if m.key not in keys
                 and (isinstance(m.obj, kube.Namespace) or (m.obj.metadata.namespace or "default") not in namespaces)]
         _change(st, keep, say, progress)
@@ -301,20 +311,20 @@ def move(name: str, ref: str, to: str, say: Say = print, progress: Say | None = 
         network = plan.topology.networking.network
         if not registry.modes()[network].keeps_ip_on_move:
             keeping = sorted(n for n, m in registry.modes().items() if m.keeps_ip_on_move)
-            raise InvalidInput([Problem(st.topology_file, "networking.network", f"network {network} cannot keep "
-                                        f"a pod's IP on another node (each node owns its range); use: "
-                                        f"{', '.join(keeping)}")])
+            raise Refused(f"move of {key} refused, nothing was changed: network {network} cannot keep a pod's IP "
+                          f"on another node (each node owns its range; networking.network in "
+                          f"{st.topology_file}); networks that can: {', '.join(keeping)}")
         pod = next((p for p in plan.pods if p.key == key), None)
         if pod is None:
-            raise InvalidInput([Problem("testbed move", "POD", f"no pod {key} in lab {name}")])
+            raise NotFound(f"no pod {key} in lab {name}")
         if to not in {n.name for n in plan.nodes}:
-            raise InvalidInput([Problem("testbed move", "--to", f"no node {show(to)} in lab {name} (nodes: "
-                                        f"{', '.join(n.name for n in plan.nodes)})")])
+            raise NotFound(f"no node {show(to)} in lab {name} (nodes: {', '.join(n.name for n in plan.nodes)})")
         intent = next(i for i in expand([m.obj for m in manifests]) if i.key == key)
         target = plan.node(to)
-        if (intent.node_name and intent.node_name != to) or any(
-                target.labels.get(k) != v for k, v in intent.node_selector.items()):
-            raise InvalidInput([Problem("testbed move", "--to", f"pod {key} asks for nodeName/nodeSelector that "
-                                        f"node {to} does not match")])
+        if intent.node_name and intent.node_name != to:
+            raise Refused(f"move of {key} refused, nothing was changed: it asks for nodeName {intent.node_name}")
+        if wrong := {k: v for k, v in intent.node_selector.items() if target.labels.get(k) != v}:
+            raise Refused(f"move of {key} refused, nothing was changed: node {to} does not match its nodeSelector "
+                          f"({', '.join(f'{k}={v}' for k, v in wrong.items())})")
         st.allocations = {**st.allocations, key: {**st.allocations[key], "node": to}}
         return _change(st, manifests, say, progress)

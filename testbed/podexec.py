@@ -3,8 +3,6 @@ and the pod's name as hostname, as in a real pod."""
 
 from __future__ import annotations
 
-import os
-
 from testbed import lab
 from testbed.errors import EnvironmentProblem, NotFound
 from testbed.plan.cluster import PodPlan
@@ -50,12 +48,11 @@ def running(container: str, pod: PodPlan | None, provider: Provider | None = Non
     return machine.require_running(what)
 
 
-def attach(name: str, pod: str, command: list[str]) -> None:
-    """Hand this terminal to the command: enter the node's namespaces directly (nsenter) and exec, so job
-    control, resizing and signals behave as in any shell. Does not return."""
+def attach(name: str, pod: str, command: list[str]) -> int:
+    """Runs the command on a pseudo-terminal of the pod's node, handed this terminal, as `kubectl exec -it`:
+    inside, `tty` names a terminal and full-screen programs follow this window's size."""
     container, p = resolve(name, pod)
-    target = str(running(container, p).pid())
-    os.execvp("nsenter", ["nsenter", "-t", target, "-m", "-u", "-i", "-p", "--", *wrap(p, command)])
+    return running(container, p).attach(wrap(p, command))
 
 
 def run(name: str, pod: str, command: list[str], stream: bool = False) -> Result:

@@ -22,7 +22,8 @@ import testinfra
 from testinfra.backend.docker import DockerBackend
 from testinfra.host import Host
 
-from testbed import lab, loader, podexec, state, status
+from testbed import lab, podexec, state, status
+from testbed.model import loader
 from testbed.plan.cluster import Plan, PodPlan
 
 

@@ -106,7 +106,8 @@ def collect(name: str) -> dict[str, Any]:
                  for c in p.processes]
         if p.processes:  # its own processes serve its ports
             ready = present and all(x["state"] == "running" for x in procs)
-            if present and not ready:
+            # a process that ended for good, as its restartPolicy says, is the pod's state, not the lab's fault
+            if present and any(x["state"] not in ("running", "completed", "failed") for x in procs):
                 reasons.append(f"pod {p.key}: " + ", ".join(f"{x['container']} is {x['state']} (last exit "
                                                             f"{x['lastExit']})" for x in procs
                                                             if x["state"] != "running"))

@@ -22,5 +22,5 @@ def pod_processes(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for container, argv in (spec.get("processes") or {}).items():
             out.append({"name": process_name(spec["netns"], container), "argv": [
                 "ip", "netns", "exec", spec["netns"], "unshare", "--uts", "sh", "-c", 'hostname "$0" && exec "$@"',
-                spec["hostname"], *argv]})
+                spec["hostname"], *argv], "restart": spec.get("restart", "Always")})
     return out

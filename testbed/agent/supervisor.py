@@ -2,7 +2,8 @@
 when they exit, reloaded or restarted when their config changes, stopped when no longer wanted. tini, PID 1
 of the container, reaps whatever they leave behind.
 
-The host sends the full desired list; sync() makes the node match it, like sync_pods.
+The host sends the full desired list; sync() makes the node match it, like sync_pods. A pod's process follows
+its restartPolicy: Always restarts it, OnFailure only after a failure, Never leaves it completed or failed.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ class Proc:
     reload: list[str] | None
     digest: str
     group: str = "daemons"
+    restart: str = "Always"
+    finished: bool = False  # exited for good, as its restart policy says
     process: asyncio.subprocess.Process | None = None
     task: asyncio.Task[None] | None = None
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
@@ -74,10 +77,10 @@ class Supervisor:
             await self._stop(self.procs.pop(name))
             removed += 1
         for name, d in want.items():
-            digest = hashlib.sha1(json.dumps([d["argv"], d.get("reload")]).encode()).hexdigest()
+            digest = hashlib.sha1(json.dumps([d["argv"], d.get("reload"), d.get("restart")]).encode()).hexdigest()
             files_changed = write_files(d.get("files", {}))
             proc = self.procs.get(name)
-            if proc is not None and proc.digest == digest and (proc.task and not proc.task.done()):
+            if proc is not None and proc.digest == digest and proc.task and (proc.finished or not proc.task.done()):
                 if files_changed:
                     changed += 1
                     if not (proc.reload and await self._reload(proc)):
@@ -93,7 +96,7 @@ class Supervisor:
         return {"added": added, "removed": removed, "changed": changed}
 
     def _start(self, name: str, d: dict[str, Any], digest: str, group: str) -> None:
-        proc = Proc(name, d["argv"], d.get("files", {}), d.get("reload"), digest, group)
+        proc = Proc(name, d["argv"], d.get("files", {}), d.get("reload"), digest, group, d.get("restart", "Always"))
         proc.task = asyncio.get_running_loop().create_task(self._run(proc))
         self.procs[name] = proc
 
@@ -112,6 +115,9 @@ class Supervisor:
             proc.started = time.monotonic()
             proc.last_exit = await proc.process.wait() if proc.process else 127
             if proc.stopping.is_set():
+                return
+            if proc.restart == "Never" or (proc.restart == "OnFailure" and proc.last_exit == 0):
+                proc.finished = True
                 return
             proc.restarts += 1
             backoff = BACKOFF_FIRST if time.monotonic() - proc.started > HEALTHY_AFTER else min(backoff * 2,
@@ -147,7 +153,9 @@ class Supervisor:
         out = []
         for name, proc in sorted(self.procs.items()):
             alive = proc.process is not None and proc.process.returncode is None
-            out.append({"name": name, "group": proc.group, "state": "running" if alive else "restarting",
+            state = ("completed" if proc.last_exit == 0 else "failed") if proc.finished else \
+                "running" if alive else "restarting"
+            out.append({"name": name, "group": proc.group, "state": state,
                         "restarts": proc.restarts, "pid": proc.process.pid if alive and proc.process else None,
                         "lastExit": proc.last_exit})
         return out

@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from testbed.cli_base import _run, err, main, out
+from testbed.cli.base import _run, err, json_option, main, out, styled
 
 
 @main.group()
@@ -26,7 +26,13 @@ def images() -> None:
 @images.command()
 @click.option("--force", is_flag=True, help="Rebuild even if the image is up to date.")
 def build(force: bool) -> None:
-    """Build the node image from Debian packages (no registry needed)."""
+    """Build the node image from Debian packages (no registry needed; about 35 s the first time).
+
+    \b
+    Examples:
+      testbed images build
+      testbed images build --force      # then `testbed images prune` removes the one it replaced
+    """
     from testbed.runtime import docker as rt
     from testbed.runtime import images as img
 
@@ -66,18 +72,30 @@ def load(file: str) -> None:
 
 @images.command()
 def prune() -> None:
-    """Remove superseded testbed-node images (any but the current tag that no container uses)."""
+    """Remove superseded node images that no container uses: older tags, and the untagged ones a rebuild
+    leaves behind.
+
+    \b
+    Example:
+      testbed images prune
+    """
     from testbed.runtime import docker as rt
     from testbed.runtime import images as img
 
-    gone = img.prune(rt.connect(), say=lambda _: None)
-    click.echo("\n".join(f"removed {t}" for t in gone) if gone else "nothing to prune")
+    if not img.prune(rt.connect(), say=click.echo):
+        click.echo("nothing to prune")
 
 
 @main.command()
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 def version(as_json: bool) -> None:
-    """The package's version, the node image tag its recipe gives, and whether that image is here."""
+    """The package's version, the node image tag its recipe gives, and whether that image is here.
+
+    \b
+    Examples:
+      testbed version
+      testbed version --json
+    """
     from testbed.doctor import versions
 
     data = versions()
@@ -85,11 +103,11 @@ def version(as_json: bool) -> None:
         click.echo(json.dumps(data, indent=2))
         return
     here = "present" if data["imagePresent"] else "not built"
-    out.print(f"testbed {data['package']}\nnode image {data['image']} ({here})", highlight=False)
+    out.print(f"testbed {data['package']}\nnode image {data['image']} ({here})")
 
 
 @main.command()
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 def doctor(as_json: bool) -> None:
     """Check this machine for what labs need: the Docker engine, kernel features, capabilities, mmdebstrap,
     disk, and say how to fix what is missing. Exit 0 when labs can run, 4 when something required is missing.
@@ -106,10 +124,10 @@ def doctor(as_json: bool) -> None:
         click.echo(json.dumps({"ok": not failed, "checks": results}, indent=2))
     else:
         for c in results:
-            mark = "[green]ok[/]  " if c["ok"] else ("[red]FAIL[/]" if c["required"] else "[yellow]warn[/]")
-            out.print(f"{mark} {c['name']}: {c['detail']}", highlight=False)
+            mark = ("ok  ", "green") if c["ok"] else (("FAIL", "red") if c["required"] else ("warn", "yellow"))
+            out.print(styled(mark, f" {c['name']}: {c['detail']}"))
             if not c["ok"] and c["fix"]:
-                out.print(f"       fix: {c['fix']}", highlight=False, markup=False)
+                out.print(f"       fix: {c['fix']}")
         if failed:
-            err.print(f"{len(failed)} required check(s) failed", highlight=False)
+            err.print(f"{len(failed)} required check(s) failed")
     sys.exit(4 if failed else 0)

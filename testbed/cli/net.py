@@ -1,4 +1,4 @@
-"""The verbs that ask the datapath and the policy model: `probe` (one connection, or `--matrix`) and
+"""The verbs that read the network: `routes`, `services`, `probe` (one connection, or `--matrix`) and
 `policy explain`."""
 
 from __future__ import annotations
@@ -9,8 +9,53 @@ from pathlib import Path
 
 import click
 
-from testbed.cli_base import _lab, err, lab_option, main, out
+from testbed.cli.base import _lab, err, json_option, lab_option, main, out, styled
 from testbed.errors import InvalidInput, Problem
+
+
+@main.command()
+@lab_option
+@click.argument("machine", required=False)
+@json_option
+def routes(lab_name: str | None, machine: str | None, as_json: bool) -> None:
+    """The routing tables that matter (nodes and router, or one MACHINE), with who installed each route.
+
+    \b
+    Examples:
+      testbed routes router
+      testbed routes --json
+    """
+    from testbed.cli import show
+    from testbed.status import routes as observed
+
+    data = observed(_lab(lab_name), machine)
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+    else:
+        show.routes(out, data)
+
+
+@main.command()
+@lab_option
+@json_option
+def services(lab_name: str | None, as_json: bool) -> None:
+    """Services: type, cluster IPs, ports and node ports, LoadBalancer IPs, endpoints.
+
+    \b
+    Examples:
+      testbed services
+      testbed services --json
+    """
+    from testbed import lab
+    from testbed.cli import show
+    from testbed.status import services as planned
+
+    _, plan = lab.current_plan(_lab(lab_name))
+    data = planned(plan)
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+    else:
+        show.services(out, data)
 
 
 def _csv(value: str, kind: type = str) -> list:  # type: ignore[type-arg]
@@ -34,12 +79,14 @@ def _csv(value: str, kind: type = str) -> list:  # type: ignore[type-arg]
 @click.option("--via", type=click.Choice(["pod", "service", "dns"]), default="pod", show_default=True,
               help="Matrix: dial the pod IP, its Service's cluster IP, or the Service's DNS name.")
 @click.option("--expect", type=click.Path(dir_okay=False), help="Matrix: an expected matrix to compare with.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 def probe_cmd(lab_name: str | None, source: str | None, target: str | None, protocol: str, timeout: float,
               matrix: bool, namespaces: tuple[str, ...], pods: tuple[str, ...], ports: str, protocols: str,
               via: str, expect: str | None, as_json: bool) -> None:
     """One connection from SOURCE (NS/POD, a node, router, an external host) to TARGET (IP:PORT,
-    svc/NS/NAME:PORT or NAME:PORT); exit 0 when it connected, 1 when not. With --matrix, every pair among the
+    svc/NS/NAME:PORT or NAME:PORT): connected, refused, timeout, or error (the connection could not be tried:
+    a name that does not resolve, no route; the reason is printed). Exit 0 when it connected, 1 when not. With
+    --matrix, every pair among the
     chosen pods, as truth tables (rows from, columns to; `.` allowed, `X` blocked, `*` where the datapath and
     the NetworkPolicy model disagree); exit 1 on any disagreement, or any difference from --expect.
 
@@ -64,8 +111,10 @@ def probe_cmd(lab_name: str | None, source: str | None, target: str | None, prot
         click.echo(json.dumps(result, indent=2))
     else:
         seen = f"  answered by {result['pod']}, which saw {result['client']}" if result.get("pod") else ""
-        out.print(f"{source} → {result.get('address', result['target'])}:{result['port']}/{protocol}: "
-                  f"{result['result']} in {result.get('ms', 0)} ms{seen}", highlight=False)
+        why = f" ({result['error']})" if result.get("error") else ""
+        out.print(styled(f"{source} → {result.get('address', result['target'])}:{result['port']}/{protocol}: ",
+                         (result["result"], "green" if result["result"] == "connected" else "red"),
+                         f"{why} in {result.get('ms', 0)} ms{seen}"))
     sys.exit(0 if result["result"] == "connected" else 1)
 
 
@@ -91,10 +140,9 @@ def _matrix(name: str, namespaces: list[str], pods: list[str], ports: list[int],
     else:
         click.echo(matrix.tables(cells), nl=False)
         if disagree:
-            err.print(f"{len(disagree)} cell(s) (marked *) disagree with the NetworkPolicy model",
-                      highlight=False)
+            err.print(f"{len(disagree)} cell(s) (marked *) disagree with the NetworkPolicy model")
         for d in diffs:
-            err.print(f"differs from {expect}: {d}", highlight=False, markup=False)
+            err.print(f"differs from {expect}: {d}")
     sys.exit(1 if disagree or diffs else 0)
 
 
@@ -107,7 +155,7 @@ def policy() -> None:
 @lab_option
 @click.argument("source")
 @click.argument("target")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 def explain(lab_name: str | None, source: str, target: str, as_json: bool) -> None:
     """Which policies select SOURCE (NS/POD) and the pod at TARGET (NS/POD:PORT[/PROTO], or IP:PORT[/PROTO]),
     which rule admits the flow or that none does, for egress and ingress. Exit 0 when allowed, 1 when not.
@@ -123,12 +171,10 @@ def explain(lab_name: str | None, source: str, target: str, as_json: bool) -> No
     if as_json:
         click.echo(json.dumps(verdict, indent=2))
     else:
-        out.print(f"{verdict['from']} → {verdict['to']}:{verdict['port']}/{verdict['protocol']}: "
-                  f"[{'green' if verdict['allowed'] else 'red'}]{'allowed' if verdict['allowed'] else 'denied'}[/]",
-                  highlight=False)
+        out.print(styled(f"{verdict['from']} → {verdict['to']}:{verdict['port']}/{verdict['protocol']}: ",
+                         ("allowed", "green") if verdict["allowed"] else ("denied", "red")))
         for side in (verdict["egress"], verdict["ingress"]):
             chosen = ", ".join(side["policies"]) or "none"
             out.print(f"  {side['direction']:<7} {'allowed' if side['allowed'] else 'denied':<8} "
-                      f"policies: {chosen}; {side['by'] or side['reason']}", highlight=False, markup=False,
-                      soft_wrap=True)
+                      f"policies: {chosen}; {side['by'] or side['reason']}", soft_wrap=True)
     sys.exit(0 if verdict["allowed"] else 1)

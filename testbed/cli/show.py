@@ -6,23 +6,26 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
+
+from testbed.cli.base import styled
 
 
-def _mark(value: str, good: str) -> str:
-    return value if value == good else f"[red]{value}[/]"
+def _mark(value: str, good: str) -> Text:
+    return Text(value, style="" if value == good else "red")
 
 
 def status(out: Console, data: dict[str, Any]) -> None:
     color = {"ready": "green", "degraded": "red"}.get(data["phase"], "yellow")
-    out.print(f"[bold]{data['name']}[/]  phase=[{color}]{data['phase']}[/]  network={data['network']}  "
-              f"dualStack={data['dualStack']}  podMTU={data['podMTU']}  underlay={data['underlay']}",
-              highlight=False)
+    out.print(styled((data["name"], "bold"), "  phase=", (data["phase"], color),
+                     f"  network={data['network']}  dualStack={data['dualStack']}  podMTU={data['podMTU']}  "
+                     f"underlay={data['underlay']}"))
     for reason in data["reasons"][:20]:
-        out.print(f"  [red]✗[/] {reason}", highlight=False)
+        out.print(styled(("  ✗", "red"), f" {reason}"))
     if len(data["reasons"]) > 20:
-        out.print(f"  ... and {len(data['reasons']) - 20} more (--json lists them all)", highlight=False)
+        out.print(f"  ... and {len(data['reasons']) - 20} more (--json lists them all)")
     if data["hint"]:
-        out.print(f"  hint: {data['hint']}", highlight=False)
+        out.print(f"  hint: {data['hint']}")
     nodes = Table("NODE", "CONTAINER", "STATE", "AGENT", "UNDERLAY IP", "POD CIDRS", title="nodes",
                   title_justify="left")
     for n in data["nodes"]:
@@ -47,7 +50,7 @@ def status(out: Console, data: dict[str, Any]) -> None:
                  title_justify="left")
     for p in data["pods"]:
         pods.add_row(p["namespace"], p["name"], p["node"], " ".join(p["ips"]), " ".join(p["ports"]),
-                     "yes" if p["ready"] else "[red]no[/]", str(p["restarts"]) if p["processes"] else "")
+                     _mark("yes" if p["ready"] else "no", "yes"), str(p["restarts"]) if p["processes"] else "")
     out.print(pods)
     links = Table("TYPE", "FROM", "TO", "STATE", title="links", title_justify="left")
     for link in data["links"]:
@@ -73,6 +76,6 @@ def services(out: Console, data: list[dict[str, Any]]) -> None:
                          for p in s["ports"])
         cluster = "None" if s["headless"] else " ".join(s["clusterIPs"])
         external = s["externalName"] or " ".join(s["loadBalancerIPs"] + s["externalIPs"])
-        endpoints = " ".join(e["ips"][0] for e in s["endpoints"] if e["ready"]) or "[red]none[/]"
+        endpoints = " ".join(e["ips"][0] for e in s["endpoints"] if e["ready"]) or Text("none", style="red")
         table.add_row(s["namespace"], s["name"], s["type"], cluster, external, ports, endpoints)
     out.print(table)

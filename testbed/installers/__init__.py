@@ -14,7 +14,7 @@ from testbed.plugins import Registry
 
 if TYPE_CHECKING:
     from testbed.actions import Change, Context
-    from testbed.topology import Topology
+    from testbed.model.topology import Topology
 
 
 
@@ -28,6 +28,11 @@ class Installer:
     def manifests(self, topo: Topology) -> list[dict[str, Any]]:
         """Objects the installer adds to every plan, as kubeadm adds its addons (the DNS pods and Service)."""
         return []
+
+    def prepare(self, ctx: Context) -> Change | None:
+        """Before the pods are synced: what the installer's own pods read when they start (as a ConfigMap a
+        pod mounts exists before the pod), so they never start without it. Nothing by default."""
+        return None
 
     def install(self, ctx: Context) -> Change:
         raise NotImplementedError
@@ -52,6 +57,22 @@ class Step:
         if self.installer.enabled(ctx.plan.topology):
             return self.installer.install(ctx)
         return self.installer.uninstall(ctx)
+
+
+class Prepare:
+    """The pipeline's step before the pods: each enabled installer's `prepare`."""
+
+    title = "Configuring add-ons"
+
+    def run(self, ctx: Context) -> Change:
+        from testbed.actions import Change
+
+        change = Change()
+        for _, cls in sorted(registered().items()):
+            installer = cls()
+            if installer.enabled(ctx.plan.topology) and (done := installer.prepare(ctx)) is not None:
+                change += done
+        return change
 
 
 def installers() -> list[Step]:

@@ -18,10 +18,10 @@ from testbed import podexec
 from testbed.actions import Change, Context, each
 from testbed.errors import TestbedError
 from testbed.installers import Installer, register
+from testbed.model.topology import Topology
 from testbed.plan import dns
 from testbed.plan.cluster import Plan, PodPlan
 from testbed.runtime import agent
-from testbed.topology import Topology
 
 DIR = "/run/testbed/dns"  # the node's run folder, which the node's pods see
 NAMESPACE, NAME, LABEL = "kube-system", "kube-dns", {"k8s-app": "kube-dns"}
@@ -91,15 +91,26 @@ class ClusterDNS(Installer):
                       "ports": [{"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
                                 {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53}]}}]
 
-    def install(self, ctx: Context) -> Change:
+    @staticmethod
+    def _write(ctx: Context) -> int:
+        """The configuration and zones on every node that runs a DNS pod; how many nodes had them changed."""
         wanted = files(ctx.plan)
-        servers = [p for p in ctx.plan.pods if p.namespace == NAMESPACE and p.labels.get("k8s-app") == "kube-dns"]
-        nodes = sorted({p.node for p in servers})
+        nodes = sorted({p.node for p in _servers(ctx.plan)})
 
         def one(node: str) -> bool:
             return bool(agent.call(ctx.run_dir(node), "files", files=wanted)["changed"])
 
-        changed = sum(each(one, nodes))
+        return sum(each(one, nodes))
+
+    def prepare(self, ctx: Context) -> Change:
+        """BIND exits at once without its configuration: it is written before the pods start."""
+        changed = self._write(ctx)
+        ctx.notes[self.name] = changed
+        return Change(changed=changed)
+
+    def install(self, ctx: Context) -> Change:
+        # what prepare wrote in this sync is news to servers that were already running
+        changed = self._write(ctx) + ctx.notes.pop(self.name, 0)
         if not changed:
             return Change()
 
@@ -108,11 +119,15 @@ class ClusterDNS(Installer):
             machine.exec(podexec.wrap(pod, ["rndc", "-c", f"{DIR}/rndc.conf", "reload"]))
             _answering(machine, pod, ctx.plan.topology.networking.clusterDomain)
 
-        each(reload, servers)
+        each(reload, _servers(ctx.plan))
         return Change(changed=changed)
 
     def uninstall(self, ctx: Context) -> Change:
         return Change()  # its pods and Service go with its manifests
+
+
+def _servers(plan: Plan) -> list[PodPlan]:
+    return [p for p in plan.pods if p.namespace == NAMESPACE and p.labels.get("k8s-app") == "kube-dns"]
 
 
 @retry(retry=retry_if_result(lambda ok: not ok), stop=stop_after_delay(20),

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from testbed.actions import Change, Context, each
 from testbed.installers import Installer, register
+from testbed.model.topology import Topology
 from testbed.plan.cluster import Plan
 from testbed.runtime import agent
-from testbed.topology import Topology
 
 FAMILY, TABLE = "inet", "testbed-egress"
 

@@ -8,11 +8,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from testbed import kube
 from testbed.errors import InvalidInput, Problem, show
-from testbed.policy.model import NetworkPolicy
-from testbed.reader import Doc, Path_, kind_of, read_docs
-from testbed.topology import Topology
+from testbed.model import kube
+from testbed.model.names import At
+from testbed.model.reader import Doc, Path_, kind_of, read_docs
+from testbed.model.topology import Topology
 
 __all__ = [
     "Doc",
@@ -45,7 +45,9 @@ def _strip_tags(loc: tuple[Any, ...], data: Any) -> Path_:
 def problems_of(err: ValidationError, doc: Doc) -> list[Problem]:
     out = []
     for e in err.errors():
-        path = _strip_tags(e["loc"], doc.data)
+        cause = (e.get("ctx") or {}).get("error")
+        loc = (*e["loc"], *cause.path) if isinstance(cause, At) else e["loc"]  # the field inside the object
+        path = _strip_tags(loc, doc.data)
         reason = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             reason = "unknown field"
@@ -57,16 +59,17 @@ def problems_of(err: ValidationError, doc: Doc) -> list[Problem]:
 
 @dataclass
 class Manifest:
-    obj: kube.Object | NetworkPolicy
+    obj: kube.Object
     doc: Doc
-    origin: str = "apply"  # or "topology": what a re-run of `up` refreshes (and prunes) from the file
+    origin: str = "apply"  # "topology": what a re-run of `up` refreshes (and prunes) from the file; "addon": an
+    # object an installer adds (the cluster DNS), never stored
 
     @property
     def key(self) -> str:
         return kube.key(self.obj)
 
 
-KINDS: dict[str, type[kube.Object | NetworkPolicy]] = {**kube.KINDS, "NetworkPolicy": NetworkPolicy}
+KINDS = kube.KINDS
 
 
 def parse_manifest(doc: Doc) -> Manifest | list[Problem]:
@@ -116,6 +119,40 @@ def load_manifests(docs: list[Doc]) -> list[Manifest]:
 
 def load_manifest_file(path: str | Path) -> list[Manifest]:
     return load_manifests(read_docs(path))
+
+
+def display(key: str) -> str:
+    """A key as people read it: `Namespace team-a`, `Pod default/web`."""
+    kind, ns, name = key.split("/", 2)
+    return f"{kind} {ns}/{name}" if ns else f"{kind} {name}"
+
+
+def load_keys(path: str | Path) -> list[str]:
+    """What `delete -f` needs of each object, as kubectl: its kind, namespace and name; the rest of a document
+    is not checked, so a file whose objects would be refused still names what to delete. The built-in
+    namespaces may not be deleted, as the API server says."""
+    problems: list[Problem] = []
+    keys: list[str] = []
+    for doc in expand_lists(read_docs(path)):
+        data = doc.data if isinstance(doc.data, dict) else {}
+        kind, meta = data.get("kind"), data.get("metadata")
+        name = meta.get("name") if isinstance(meta, dict) else None
+        namespace = (meta.get("namespace") if isinstance(meta, dict) else None) or "default"
+        if not isinstance(kind, str) or kind not in KINDS:
+            problems.append(doc.problem(("kind",), f"kind {show(kind)} is not supported (supported: "
+                                                   f"{', '.join(KINDS)})"))
+        elif not isinstance(name, str) or not name:
+            problems.append(doc.problem(("metadata", "name"), "Required value: the name of the object to delete"))
+        elif not isinstance(namespace, str):
+            problems.append(doc.problem(("metadata", "namespace"), f"{show(namespace)} is not a namespace name"))
+        elif kind == "Namespace" and name in kube.BUILTIN_NAMESPACES:
+            problems.append(doc.problem(("metadata", "name"), f"namespace {name!r} may not be deleted (it is "
+                                                              "built in, as in every cluster)"))
+        else:
+            keys.append(f"{kind}/{'' if kind == 'Namespace' else namespace}/{name}")
+    if problems:
+        raise InvalidInput(problems)
+    return list(dict.fromkeys(keys))
 
 
 @dataclass

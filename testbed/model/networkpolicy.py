@@ -10,8 +10,8 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from testbed.errors import show
-from testbed.kube import LabelSelector, Loose, ObjectMeta
-from testbed.kube_probe import port_or_name
+from testbed.model.meta import LabelSelector, Loose, ObjectMeta
+from testbed.model.names import At, port_or_name
 
 
 class IPBlock(Loose):
@@ -28,14 +28,17 @@ class IPBlock(Loose):
 
     @model_validator(mode="after")
     def _inside(self) -> IPBlock:
+        """Each except must be a strict subset of cidr (ValidateIPBlock): not equal to it, not outside it."""
         outer = ip_network(self.cidr)
         for i, raw in enumerate(self.except_):
             try:
                 inner = ip_network(raw, strict=False)
             except ValueError:
-                raise ValueError(f"except[{i}]: {show(raw)} is not a CIDR") from None
+                raise At(("except", i), f"{show(raw)} is not a CIDR") from None
             if inner.version != outer.version or not inner.subnet_of(outer):  # type: ignore[arg-type]
-                raise ValueError(f"except[{i}]: {inner} is not inside cidr {outer}")
+                raise At(("except", i), f"{inner} must be a strict subset of `cidr` {outer}: it is outside it")
+            if inner.prefixlen <= outer.prefixlen:
+                raise At(("except", i), f"{inner} must be a strict subset of `cidr` {outer}: it is equal to it")
             self.except_[i] = str(inner)
         return self
 

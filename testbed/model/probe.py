@@ -3,29 +3,12 @@ httpGet; grpc is refused, as nothing here speaks it), and the timings with their
 
 from __future__ import annotations
 
-import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-PORT_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
-
-
-class _Loose(BaseModel):
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
-
-
-def port_or_name(value: int | str) -> int | str:
-    """A port as Kubernetes takes it in targetPort, policy and probe ports: a number, or an IANA service
-    name (digits in a string are a number)."""
-    if isinstance(value, int) and not 1 <= value <= 65535:
-        raise ValueError(f"{value} is not a port number (1-65535)")
-    if isinstance(value, str):
-        if value.isdigit():
-            return port_or_name(int(value))
-        if len(value) > 15 or not PORT_NAME.match(value):
-            raise ValueError(f"{value[:40]!r} is neither a port number nor a port name")
-    return value
+from testbed.model.meta import Loose as _Loose
+from testbed.model.names import port_or_name
 
 
 class ExecAction(_Loose):
@@ -41,7 +24,7 @@ class TCPSocketAction(_Loose):
 class HTTPGetAction(_Loose):
     port: int | str
     path: str = "/"
-    scheme: Literal["HTTP"] = "HTTP"
+    scheme: Literal["HTTP", "HTTPS"] = "HTTP"
 
     _check = field_validator("port")(classmethod(lambda cls, v: port_or_name(v)))
 
@@ -82,5 +65,6 @@ class Probe(_Loose):
         assert handler is not None
         port = handler.port if isinstance(handler.port, int) else ports[handler.port]
         if self.httpGet is not None:
-            return {"kind": "http", "port": port, "path": self.httpGet.path, **timings}
+            return {"kind": "http", "port": port, "path": self.httpGet.path, "scheme": self.httpGet.scheme,
+                    **timings}
         return {"kind": "tcp", "port": port, **timings}

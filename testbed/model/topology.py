@@ -8,9 +8,9 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from testbed.errors import show
-from testbed.kube import Labels, dns_label, dns_subdomain
-from testbed.plan.ipam import UNDERLAY_POOL
+from testbed.model.names import Labels, dns_label, dns_subdomain
 
+UNDERLAY_POOL = IPv4Network("100.64.0.0/16")  # carrier-grade NAT space: never a real route on a lab machine
 MAX_NODES = 64
 RESERVED_NAMES = ("router",)  # machine names beside the nodes
 

@@ -48,6 +48,8 @@ def pod_spec(pod: PodPlan, dns_ip: str, zone: str = "cluster.local", upstream: s
             "ports": [{"port": p.port, "protocol": p.protocol} for p in pod.ports]}
     if pod.processes:  # only then, so pods that run nothing keep their spec digest (and are not recreated)
         spec["processes"] = pod.processes
+        if pod.restart != "Always":
+            spec["restart"] = pod.restart
     if pod.probes:
         spec["probes"] = pod.probes
     return spec

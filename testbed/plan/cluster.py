@@ -8,15 +8,15 @@ from dataclasses import asdict, dataclass, field
 from ipaddress import IPv4Network, IPv6Network, ip_address
 from typing import Any
 
-from testbed import kube
 from testbed.errors import InvalidInput, Problem, show
-from testbed.loader import Manifest
+from testbed.model import kube
+from testbed.model.loader import Manifest
+from testbed.model.networkpolicy import NetworkPolicy
+from testbed.model.topology import Topology
 from testbed.plan import ipam, machines, services
 from testbed.plan.machines import ExternalPlan, RouterPlan
 from testbed.plan.services import ServicePlan
 from testbed.plan.workloads import PodIntent, Port, Unschedulable, expand, schedule
-from testbed.policy.model import NetworkPolicy
-from testbed.topology import Topology
 
 MAX_NETNS = 200  # /run/netns/<name>: file names stop at 255 bytes
 
@@ -55,6 +55,7 @@ class PodPlan:
     dns: dict[str, Any] = field(default_factory=dict)  # hostname, subdomain, policy, config
     probes: dict[str, dict[str, Any]] = field(default_factory=dict)  # container → readinessProbe
     ready: bool = True  # a pod with probes: as its node's agent last observed them (not ready until they pass)
+    restart: str = "Always"  # restartPolicy of its processes
 
     @property
     def key(self) -> str:
@@ -221,7 +222,7 @@ def build(topo: Topology, manifests: list[Manifest], underlay: IPv4Network,
                   if home.cidr6 else None)
             pods.append(PodPlan(p.namespace, p.name, node.name, p.labels, p.ports, ips[p.key], v6, p.owner,
                                 routed=home is not node, processes=p.processes, dns=p.dns, probes=p.probes,
-                                ready=not p.probes or readiness.get(p.key, False)))
+                                ready=not p.probes or readiness.get(p.key, False), restart=p.restart))
     order = {p.key: i for i, p in enumerate(intents)}
     pods.sort(key=lambda p: order[p.key])
     return Plan(topo.name, topo, underlay, nodes, pods, namespaces, machines.router(topo, underlay),

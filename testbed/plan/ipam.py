@@ -6,7 +6,8 @@ import hashlib
 import ipaddress
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
-UNDERLAY_POOL = IPv4Network("100.64.0.0/16")  # carrier-grade NAT space: never a real route on a lab machine
+from testbed.model.topology import UNDERLAY_POOL
+
 UNDERLAY_NODE_OFFSET = 11  # .1 is kept for a lab router, .2-.10 for other lab hosts
 
 

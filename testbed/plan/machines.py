@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network
 
-from testbed.topology import Topology
+from testbed.model.topology import Topology
 
 ROUTER = "router"
 EXTERNAL_HOST_OFFSET = 10  # .1 is the router's side of the segment

@@ -8,10 +8,10 @@ import hashlib
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 
-from testbed import kube
 from testbed.errors import InvalidInput, Problem
-from testbed.loader import Manifest
-from testbed.topology import Topology
+from testbed.model import kube
+from testbed.model.loader import Manifest
+from testbed.model.topology import Topology
 
 DNS_OFFSET = 10  # kube-dns takes the 10th address, as kubeadm sets it
 FIRST_OFFSET = 11  # .1 is the API server's by convention; dynamic allocation starts above the DNS address
@@ -83,19 +83,19 @@ def _families(svc: kube.Service, topo: Topology, m: Manifest) -> list[int]:
 
 
 class _Pool:
-    """Lowest-free allocation from ranges, with addresses already held kept and requested ones checked."""
+    """Lowest-free allocation from ranges, with addresses already held kept and requested ones checked; each
+    address remembers the Service that holds it, for errors that name it."""
 
     def __init__(self, ranges: list[IPv4Network | IPv6Network], skip_below: int = 0) -> None:
-        self.ranges, self.skip, self.used = ranges, skip_below, set[str]()
+        self.ranges, self.skip, self.used = ranges, skip_below, dict[str, str]()
 
     def holds(self, ip: str) -> bool:
         return any(ip_address(ip) in r for r in self.ranges if r.version == ip_address(ip).version)
 
-    def take(self, ip: str) -> bool:
-        if ip in self.used:
-            return False
-        self.used.add(ip)
-        return True
+    def take(self, ip: str, owner: str = "") -> str | None:
+        """None when taken now (or already by owner); otherwise the Service that holds it."""
+        holder = self.used.setdefault(ip, owner)
+        return None if holder == owner else holder
 
     def next(self, version: int) -> str | None:
         for r in self.ranges:
@@ -106,7 +106,7 @@ class _Pool:
             for i in range(first, last):
                 ip = str(r[i])
                 if ip not in self.used:
-                    self.used.add(ip)
+                    self.used[ip] = ""
                     return ip
         return None
 
@@ -122,18 +122,26 @@ def build(topo: Topology, manifests: list[Manifest], pods: list, previous: dict[
     lb_pool = _Pool(list(topo.loadBalancer.pools))
     node_ports: set[int] = set()
     problems: list[Problem] = []
-    # first what is asked for or already held, so a later Service cannot take it
-    for m in services:
+    # first what is asked for or already held, so a later Service cannot take it; testbed's own Services (the
+    # cluster DNS's) before the user's: their addresses are reserved
+    for m in sorted(services, key=lambda m: m.origin != "addon"):
         svc, prev = m.obj, previous.get(m.key, {})
         assert isinstance(svc, kube.Service)
-        requested = [] if svc.spec.headless else _asked(svc.spec)
+        requested = svc.spec.asked_ips()
+        owner = f"{svc.metadata.namespace or 'default'}/{svc.metadata.name}"
         for ip in requested + [v for k, v in prev.items() if k.startswith("clusterIP") and v not in requested]:
+            where = ("spec", "clusterIP") if ip == svc.spec.clusterIP or ip not in svc.spec.clusterIPs else \
+                ("spec", "clusterIPs", svc.spec.clusterIPs.index(ip))
             if not cluster_pool.holds(ip):
                 if ip in requested:
-                    problems.append(m.doc.problem(("spec", "clusterIP"), f"{ip} is outside the service range "
-                                                                         f"({', '.join(map(str, ranges))})"))
-            elif not cluster_pool.take(ip) and ip in requested:
-                problems.append(m.doc.problem(("spec", "clusterIP"), f"{ip} is already taken by another Service"))
+                    problems.append(m.doc.problem(where, f"{ip} is outside the service range "
+                                                         f"({', '.join(map(str, ranges))})"))
+            elif (holder := cluster_pool.take(ip, owner)) is not None and ip in requested:
+                reserved = ip in (str(r[DNS_OFFSET]) for r in ranges)
+                problems.append(m.doc.problem(where, f"{ip} is reserved for the cluster DNS (Service {holder} "
+                                                     "holds the 10th address of the service range); leave it "
+                                                     "unset or choose another" if reserved else
+                                              f"{ip} is already taken by Service {holder}"))
         for i, p in enumerate(svc.spec.ports):
             held = prev.get(f"nodePort/{p.name or i}")
             number = p.nodePort or (int(held) if held else None)
@@ -156,11 +164,6 @@ def build(topo: Topology, manifests: list[Manifest], pods: list, previous: dict[
             for m in services]
 
 
-def _asked(spec: kube.ServiceSpec) -> list[str]:
-    """The cluster IPs a Service asks for: clusterIP, and clusterIPs (one per family)."""
-    return list(dict.fromkeys(ip for ip in [spec.clusterIP, *spec.clusterIPs] if ip and ip != "None"))
-
-
 def _plan(m: Manifest, topo: Topology, pods: list, slices: list[kube.EndpointSlice], prev: dict[str, str],
           cluster_pool: _Pool, lb_pool: _Pool, node_ports: set[int]) -> ServicePlan:
     svc = m.obj
@@ -172,7 +175,7 @@ def _plan(m: Manifest, topo: Topology, pods: list, slices: list[kube.EndpointSli
         for version in families:
             held = next((v for k, v in prev.items() if k.startswith("clusterIP") and ip_address(v).version == version
                          and v in cluster_pool.used), None)
-            asked = next((ip for ip in _asked(spec) if ip_address(ip).version == version), None)
+            asked = next((ip for ip in spec.asked_ips() if ip_address(ip).version == version), None)
             ip = asked or held or cluster_pool.next(version)
             if ip is None:
                 raise InvalidInput([m.doc.problem(("spec",), f"the service range has no IPv{version} address left")])
@@ -180,7 +183,7 @@ def _plan(m: Manifest, topo: Topology, pods: list, slices: list[kube.EndpointSli
     ports = []
     for i, p in enumerate(spec.ports):
         number = None
-        if spec.type == "NodePort" or (spec.type == "LoadBalancer" and spec.allocateLoadBalancerNodePorts):
+        if spec.allocates_node_ports:
             held = prev.get(f"nodePort/{p.name or i}")
             number = p.nodePort or (int(held) if held else None)
             if number is None:
@@ -208,16 +211,16 @@ def _plan(m: Manifest, topo: Topology, pods: list, slices: list[kube.EndpointSli
     out = ServicePlan(ns, svc.metadata.name, spec.type, cluster_ips, ports,
                       external_ips=[str(ip) for ip in spec.externalIPs], lb_ips=lb_ips,
                       external_name=spec.externalName, headless=spec.headless,
-                      affinity_timeout=spec.sessionAffinityConfig.clientIP.timeoutSeconds
-                      if spec.sessionAffinity == "ClientIP" else None,
-                      external_local=spec.externalTrafficPolicy == "Local",
+                      affinity_timeout=spec.affinity_timeout, external_local=spec.external_local,
                       internal_local=spec.internalTrafficPolicy == "Local",
                       publish_not_ready=spec.publishNotReadyAddresses,
                       distribution="PreferSameZone" if spec.trafficDistribution == "PreferClose"
                       else spec.trafficDistribution)
+    if spec.type == "ExternalName":  # a CNAME: no endpoints, whatever its selector says
+        return out
     if spec.selector:
         out.endpoints = _from_pods(spec.selector, ns, ports, pods, svc.metadata.name)
-    elif spec.type != "ExternalName":
+    else:
         out.endpoints = _from_slices(svc.metadata.name, ns, ports, slices, pods)
     return out
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Network, IPv6Network, collapse_addresses, ip_address, ip_network
 from typing import Any, Protocol
 
-from testbed.policy.model import NetworkPolicy, Peer, PolicyPort
+from testbed.model.networkpolicy import NetworkPolicy, Peer, PolicyPort
 
 Network = IPv4Network | IPv6Network
 

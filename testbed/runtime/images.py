@@ -68,10 +68,13 @@ def check_buildable(client: docker.DockerClient) -> None:
 
 
 def build(client: docker.DockerClient, say: Callable[[str], None] = print, force: bool = False) -> str:
+    """With force, the image it replaces is removed once the new one holds the tag, unless a container
+    still uses it (then `testbed images prune` removes it later)."""
     ref = reference()
     if present(client) and not force:
         say(f"image {ref} is up to date")
         return ref
+    replaced = client.images.get(ref).id if present(client) else None
     if not shutil.which("mmdebstrap"):
         raise EnvironmentProblem("mmdebstrap is not installed (apt-get install mmdebstrap; `make up` does it)")
     workdir = tempfile.mkdtemp(prefix="testbed-image-")
@@ -87,6 +90,13 @@ def build(client: docker.DockerClient, say: Callable[[str], None] = print, force
     finally:
         with contextlib.suppress(OSError):
             shutil.rmtree(workdir)
+    if replaced and replaced != client.images.get(ref).id:
+        if replaced in {c.attrs.get("Image") for c in client.containers.list(all=True)}:
+            say(f"the image it replaced ({replaced[7:19]}) is still used by a container: `testbed images prune` "
+                "removes it once none does")
+        else:
+            client.images.remove(replaced, force=True)
+            say(f"removed the image it replaced ({replaced[7:19]})")
     return ref
 
 
@@ -148,15 +158,18 @@ def _saved_tags(path: str) -> list[str] | None:
 
 
 def prune(client: docker.DockerClient, say: Callable[[str], None] = print) -> list[str]:
-    """Removes testbed-node images other than the current recipe's, unless a container still uses them."""
+    """Removes node images other than the current recipe's, unless a container still uses them: older tags,
+    and the untagged ones a rebuild leaves behind (found by the label every node image carries)."""
     keep = reference()
     used = {c.attrs.get("Image") for c in client.containers.list(all=True)}
     gone = []
-    for image in images(client):
+    found = {i.id: i for i in client.images.list(filters={"label": "testbed.image=node"})}
+    found |= {i.id: i for i in images(client)}
+    for image in found.values():
         if keep in image.tags or image.id in used:
             continue
-        for t in image.tags:
-            client.images.remove(t)
-            say(f"removed {t}")
-            gone.append(t)
+        for name in image.tags or [image.short_id.removeprefix("sha256:")]:
+            client.images.remove(name, force=not image.tags)
+            say(f"removed {name}" if image.tags else f"removed untagged {name}")
+            gone.append(name)
     return gone

@@ -5,6 +5,7 @@ pipeline's context go through here, so the engine behind it (the Docker SDK in r
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass
 
@@ -13,6 +14,7 @@ from docker.models.containers import Container
 
 from testbed.errors import EnvironmentProblem
 from testbed.runtime import docker as rt
+from testbed.runtime.terminal import Terminal
 
 
 @dataclass
@@ -69,6 +71,21 @@ class Machine:
         code = api.exec_inspect(exec_id)["ExitCode"]
         return Result(code if code is not None else 1, b"".join(out).decode(errors="replace"),
                       b"".join(errs).decode(errors="replace"))
+
+
+    def attach(self, command: list[str]) -> int:
+        """Runs command on a pseudo-terminal of the machine's own (as `kubectl exec -it` and `docker exec -it`
+        give one), wired to this process's terminal in raw mode and kept to its size; returns the exit code."""
+        api = self.client.api
+        env = {"TERM": os.environ.get("TERM") or "xterm"}
+        exec_id = api.exec_create(self.container.id, command, stdin=True, tty=True, environment=env)["Id"]
+        conn = api.exec_start(exec_id, tty=True, socket=True)
+        sock = getattr(conn, "_sock", conn)
+        terminal = Terminal(lambda rows, cols: api.exec_resize(exec_id, height=rows, width=cols))
+        with terminal:
+            terminal.pump(sock)
+        code = api.exec_inspect(exec_id)["ExitCode"]
+        return code if code is not None else 1
 
 
 class Provider:

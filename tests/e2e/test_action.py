@@ -159,3 +159,22 @@ def test_prune_removes_superseded_images_only(tmp_path):
                          check=False)
     assert got.returncode == 0 and "removed testbed-node:000000000000" in got.stdout
     assert images.present(client)  # the current one stays
+
+
+def test_prune_removes_untagged_node_images_a_rebuild_leaves(tmp_path):
+    """What a rebuild of the same tag leaves behind (`images build --force` while a container still uses the
+    old image): an untagged node image (label testbed.image=node), which prune removes once nothing uses it."""
+    client = docker.from_env()
+    empty = tmp_path / "empty.tar"
+    subprocess.run(["tar", "-cf", str(empty), "--files-from", "/dev/null"], check=True)
+    for build in ("first", "second"):  # the second takes the tag from the first, which is left untagged
+        client.api.import_image(src=str(empty), repository=images.REPOSITORY, tag="111111111111",
+                                changes=["LABEL testbed.image=node", f"LABEL testbed.test={build}"])
+    (old,) = client.images.list(filters={"label": "testbed.test=first"})
+    assert old.tags == []
+    got = subprocess.run([sys.executable, "-m", "testbed", "images", "prune"], capture_output=True, text=True,
+                         check=False)
+    assert got.returncode == 0 and f"removed untagged {old.short_id.removeprefix('sha256:')}" in got.stdout
+    assert "removed testbed-node:111111111111" in got.stdout
+    assert not client.images.list(filters={"label": "testbed.test"})
+    assert images.present(client)

@@ -77,13 +77,15 @@ def test_interactive_exec_gets_a_terminal_in_the_pod(testbed_lab):
 
     if not shutil.which("script"):
         pytest.skip("util-linux `script` is not installed")
-    inner = "sh -c 'test -t 0 && echo terminal; hostname'"
-    cmd = f"{sys.executable} -m testbed.cli exec --lab {testbed_lab.name} -it default/b -- {inner}"
+    inner = "sh -c 'test -t 0 && echo terminal; tty; stty size; hostname; exit 3'"
+    cmd = f"stty rows 33 cols 101; {sys.executable} -m testbed.cli exec --lab {testbed_lab.name} -it default/b -- " \
+          f"{inner}"
     result = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True, text=True, check=False,
                             cwd=ROOT, timeout=30, stdin=subprocess.DEVNULL)
-    assert result.returncode == 0, result.stdout
-    lines = result.stdout.replace("\r", "").split()
-    assert lines == ["terminal", "b"]
+    assert result.returncode == 3, result.stdout
+    lines = result.stdout.replace("\r", "").splitlines()
+    assert lines[-4:-3] == ["terminal"] and lines[-3].startswith("/dev/pts/"), lines  # a terminal of its own
+    assert lines[-2:] == ["33 101", "b"]  # the size of the caller's window
 
 
 def test_ambiguous_lab_is_a_usage_error(testbed_labs):
@@ -92,4 +94,65 @@ def test_ambiguous_lab_is_a_usage_error(testbed_labs):
     testbed_labs.get(Path(__file__).parent / "topology.yaml")
     testbed_labs.get(Path(__file__).parent / "second.yaml")
     result = run_cli("status")
-    assert result.returncode == 2 and "pass --lab" in result.stderr
+    assert result.returncode == 2 and "pass --lab" in result.stderr and "testbed use NAME" in result.stderr
+    down = run_cli("down")
+    assert down.returncode == 2 and "testbed down NAME" in down.stderr and "--lab" not in down.stderr
+
+
+def test_use_chooses_the_lab_verbs_act_on_and_says_so(testbed_labs):
+    first = testbed_labs.get(Path(__file__).parent / "topology.yaml")
+    testbed_labs.get(Path(__file__).parent / "second.yaml")
+    try:
+        assert run_cli("use", "no-such-lab").returncode == 3
+        assert run_cli("use", first.name).returncode == 0
+        assert run_cli("use").stdout.strip() == first.name
+        result = run_cli("status", "--json")
+        assert result.returncode == 0 and json.loads(result.stdout)["name"] == first.name
+        assert f"lab {first.name} (the current lab" in result.stderr
+        listed = {r["name"]: r["current"] for r in json.loads(run_cli("list", "--json").stdout)}
+        assert listed[first.name] and not listed["e2e-second"]
+        named = run_cli("status", "--lab", "e2e-second", "--json")
+        assert json.loads(named.stdout)["name"] == "e2e-second" and "current lab" not in named.stderr
+    finally:
+        run_cli("use", "--clear")
+    assert run_cli("use").returncode == 3
+
+
+@pytest.mark.topology("tests/e2e/topology.yaml")
+def test_a_probe_error_prints_its_reason(testbed_lab):
+    result = run_cli("probe", "--lab", testbed_lab.name, "default/a1", "no-such-name.invalid:80")
+    assert result.returncode == 1
+    assert ": error (" in result.stdout and "ms" in result.stdout, result.stdout
+
+
+@pytest.mark.topology("tests/e2e/topology.yaml")
+def test_apply_of_what_the_api_server_refuses_exits_2_and_changes_nothing(testbed_lab, tmp_path):
+    before = testbed_lab.plan.allocations()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("apiVersion: v1\nkind: Pod\nmetadata: {name: fine}\nspec: {containers: [{name: c}]}\n---\n"
+                   "apiVersion: v1\nkind: Service\nmetadata: {name: 9lives}\nspec: {ports: [{port: 80}]}\n")
+    result = run_cli("apply", "--lab", testbed_lab.name, "-f", str(bad))
+    assert result.returncode == 2
+    assert f"{bad}:8: metadata.name: '9lives' is not a DNS-1035 label" in result.stderr
+    assert testbed_lab.plan.allocations() == before
+
+
+@pytest.mark.topology("tests/e2e/topology.yaml")
+def test_delete_needs_only_kind_namespace_and_name_and_refuses_builtin_namespaces(testbed_lab, tmp_path):
+    made = tmp_path / "made.yaml"
+    made.write_text("apiVersion: v1\nkind: Pod\nmetadata: {name: doomed}\nspec: {nodeName: node1, containers: "
+                    "[{name: c}]}\n")
+    assert run_cli("apply", "--lab", testbed_lab.name, "-f", str(made)).returncode == 0
+    # the same object, with a spec the API server would refuse, and one that is not there
+    stale = tmp_path / "stale.yaml"
+    stale.write_text("apiVersion: v1\nkind: Pod\nmetadata: {name: doomed}\nspec: {containers: 7}\n---\n"
+                     "apiVersion: v1\nkind: Service\nmetadata: {name: never, namespace: other}\n")
+    result = run_cli("delete", "--lab", testbed_lab.name, "-f", str(stale))
+    assert result.returncode == 3 and "Service other/never" in result.stderr
+    assert "doomed" not in {p.name for p in testbed_lab.plan.pods}
+    system = tmp_path / "system.yaml"
+    system.write_text("apiVersion: v1\nkind: Namespace\nmetadata: {name: kube-system}\n")
+    refused = run_cli("delete", "--lab", testbed_lab.name, "-f", str(system))
+    assert refused.returncode == 2
+    assert f"{system}:3: metadata.name: namespace 'kube-system' may not be deleted" in refused.stderr
+    assert any(p.namespace == "kube-system" for p in testbed_lab.plan.pods)

@@ -117,3 +117,28 @@ def test_a_killed_readiness_controller_shows_in_status_and_up_restarts_it(testbe
     assert seen["phase"] == "degraded" and any("readiness controller" in r for r in seen["reasons"])
     labs.up(state.load(lab.name).topology_file, say=lambda _: None)
     assert readiness.running(lab.name) and lab.status()["phase"] == "ready"
+
+
+@retry(retry=retry_if_result(lambda rows: any(r["processes"][0]["state"] == "running" or
+                                              r["processes"][0]["lastExit"] is None for r in rows)),
+       stop=stop_after_delay(20), wait=wait_fixed(0.1))
+def _ended(lab) -> list[dict]:
+    return [_pod_status(lab, n) for n in ("once-never", "once-onfailure")]
+
+
+def test_restart_policy_never_and_on_failure_leave_an_ended_process_ended(testbed_lab):
+    lab = testbed_lab
+    lab.apply(MANIFESTS / "once.yaml")
+    try:
+        never, onfailure = _ended(lab)
+        assert (never["processes"][0]["state"], never["processes"][0]["lastExit"]) == ("failed", 3)
+        assert (onfailure["processes"][0]["state"], onfailure["processes"][0]["lastExit"]) == ("completed", 0)
+        assert never["restarts"] == onfailure["restarts"] == 0 and not never["ready"]
+        assert not any("once-" in r for r in lab.status()["reasons"])  # the pods' state, not a fault of the lab
+        lab.apply(MANIFESTS / "once.yaml")  # a later sync leaves them ended
+        assert [r["processes"][0]["state"] for r in _ended(lab)] == ["failed", "completed"]
+        logs = subprocess.run([sys.executable, "-m", "testbed", "logs", "--lab", lab.name, "once-never"],
+                              capture_output=True, text=True, check=False)
+        assert logs.stdout.split() == ["ran"]
+    finally:
+        lab.delete(MANIFESTS / "once.yaml")

@@ -18,8 +18,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from testbed import loader
 from testbed.errors import InvalidInput, NotFound
+from testbed.model import loader
 from testbed.plan import cluster
 
 EXAMPLES = int(os.environ.get("TESTBED_FUZZ_EXAMPLES", "250"))

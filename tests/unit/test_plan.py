@@ -2,7 +2,7 @@ from ipaddress import IPv4Network, IPv6Network
 
 import pytest
 
-from testbed import kube
+from testbed.model import kube
 from testbed.plan import ipam
 from testbed.plan.workloads import PodIntent, Unschedulable, expand, replica_name, schedule
 

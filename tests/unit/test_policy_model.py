@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from netpol_cases import CASES, PODS, PORTS, PROTOCOLS, Case, expect
 
-from testbed import loader, matrix
+from testbed import matrix
+from testbed.model import loader
 from testbed.plan import cluster
 from testbed.policy.evaluate import decide
 

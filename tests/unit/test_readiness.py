@@ -5,8 +5,8 @@ import asyncio
 import json
 from ipaddress import IPv4Network
 
-from testbed import loader
 from testbed.agent.readiness import Prober
+from testbed.model import loader
 from testbed.plan import cluster, dns
 
 CONTAINER = {"name": "c", "ports": [{"name": "http", "containerPort": 8080}],
@@ -23,7 +23,7 @@ TOPO = {"apiVersion": "testbed/v1alpha1", "kind": "Topology", "name": "lab", "no
 
 def plan(readiness=None):
     docs = [loader.Doc(d, "x.yaml") for d in [DEPLOY, *SERVICES]]
-    from testbed.topology import Topology
+    from testbed.model.topology import Topology
 
     return cluster.build(Topology.model_validate(TOPO), loader.load_manifests(docs),
                          IPv4Network("100.64.0.0/24"), None, readiness)
@@ -35,7 +35,7 @@ def _svc(p, name):
 
 def test_probed_pods_are_not_ready_until_seen_passing():
     p = plan()
-    assert all(not pod.ready and pod.probes["c"] == {"kind": "http", "port": 8080, "path": "/ready",
+    assert all(not pod.ready and pod.probes["c"] == {"kind": "http", "port": 8080, "path": "/ready", "scheme": "HTTP",
                                                       "initialDelay": 0, "period": 1, "timeout": 1, "success": 1,
                                                       "failure": 3} for pod in p.pods)
     port = _svc(p, "w").ports[0]

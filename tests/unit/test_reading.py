@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from testbed import loader
 from testbed.errors import InvalidInput, NotFound
+from testbed.model import loader
+from testbed.model.reader import MAX_BYTES, MAX_DEPTH
 from testbed.plan import cluster
-from testbed.reader import MAX_BYTES, MAX_DEPTH
 
 GOOD = (Path(__file__).parent / "good.yaml").read_text()
 

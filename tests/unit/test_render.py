@@ -2,12 +2,12 @@
 
 from ipaddress import IPv4Network
 
-from testbed import loader
 from testbed.installers import egress
 from testbed.kinds.external import zone_file
+from testbed.model import loader
+from testbed.model.topology import Topology
 from testbed.network.modes import bgp
 from testbed.plan import cluster
-from testbed.topology import Topology
 
 POD = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "m"}, "spec": {"containers": [{"name": "c"}]}}
 

@@ -3,13 +3,13 @@ iptables renderings, and the difference a later sync sends."""
 
 from ipaddress import IPv4Network
 
-from testbed import loader
 from testbed.agent import nftdiff
 from testbed.installers.kube_proxy import ipt, nft
 from testbed.installers.kube_proxy.view import node_view
+from testbed.model import loader
+from testbed.model.topology import Topology
 from testbed.plan import cluster
 from testbed.plan.services import announced_lb, l2_holders
-from testbed.topology import Topology
 
 TOPO = Topology.model_validate({"apiVersion": "testbed/v1alpha1", "kind": "Topology", "name": "lab", "nodes": 2,
                                 "networking": {"dualStack": True}, "loadBalancer": {"pools": ["198.51.100.0/29"]}})

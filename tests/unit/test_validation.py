@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from testbed import loader
+from testbed import lab
 from testbed.errors import InvalidInput
-from testbed.plan import cluster
+from testbed.model import loader
 
 BAD = sorted((Path(__file__).parent / "bad").glob("*.yaml"))
 ROOT = Path(__file__).parents[2]
@@ -16,7 +16,7 @@ ROOT = Path(__file__).parents[2]
 
 def _load_and_plan(path: Path) -> None:
     loaded = loader.load_topology(path)
-    cluster.build(loaded.topology, loaded.manifests, IPv4Network("100.64.0.0/24"))
+    lab.build_plan(loaded.topology, loaded.manifests, IPv4Network("100.64.0.0/24"))
 
 
 @pytest.mark.parametrize("path", BAD, ids=[p.stem for p in BAD])
@@ -64,7 +64,7 @@ def test_shipped_json_schema_is_current_and_validates_the_topologies():
     import jsonschema
     import yaml
 
-    from testbed.topology import json_schema
+    from testbed.model.topology import json_schema
 
     shipped = json.loads((ROOT / "schema" / "topology.schema.json").read_text())
     assert shipped == json_schema(), "run: testbed schema > schema/topology.schema.json"

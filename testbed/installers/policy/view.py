@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from ipaddress import ip_network
 from typing import Any
 
+from testbed.model.networkpolicy import NetworkPolicy
 from testbed.plan.cluster import Plan, PodPlan
 from testbed.policy.evaluate import Network, peer_networks, rule_ports, selected
-from testbed.policy.model import NetworkPolicy
 
 
 @dataclass

@@ -1,0 +1,134 @@
+"""The value formats the API server checks (k8s.io/apimachinery/pkg/util/validation): DNS-1123 labels and
+subdomains, DNS-1035 labels, qualified names, label values, IANA service names, port numbers, and the IP
+addresses a Service or an EndpointSlice may not use. Each check returns the value or raises ValueError with the
+reason; `At` names a field inside the object being checked, so an error points at that field, not its parent."""
+
+from __future__ import annotations
+
+import re
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, ip_address
+from typing import Annotated, Any
+
+from pydantic import AfterValidator
+
+from testbed.errors import show
+
+DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+QUALIFIED_PART = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+IANA_SVC_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+MAX_ANNOTATIONS = 256 * 1024  # bytes of keys and values together (TotalAnnotationSizeLimitB)
+
+
+class At(ValueError):
+    """A reason that belongs to a field inside the object a validator checks (path relative to it)."""
+
+    def __init__(self, path: tuple[str | int, ...], reason: str) -> None:
+        super().__init__(reason)
+        self.path = path
+
+
+def dns_label(value: str) -> str:
+    if len(value) > 63 or not DNS1123_LABEL.match(value):
+        raise ValueError(f"{show(value)} is not a DNS-1123 label (lowercase letters, digits and '-', at most 63)")
+    return value
+
+
+def dns_subdomain(value: str) -> str:
+    if len(value) > 253 or not DNS1123_SUBDOMAIN.match(value):
+        raise ValueError(f"{show(value)} is not a DNS-1123 subdomain (lowercase letters, digits, '-' and '.')")
+    return value
+
+
+def dns1035_label(value: str) -> str:
+    if len(value) > 63 or not DNS1035_LABEL.match(value):
+        raise ValueError(f"{show(value)} is not a DNS-1035 label (a lowercase letter first, then lowercase "
+                         "letters, digits and '-', at most 63)")
+    return value
+
+
+def qualified_name(key: str, what: str = "key") -> str:
+    """A label or annotation key: an optional DNS subdomain prefix and '/', then 1-63 alphanumerics, '-', '_'
+    or '.', starting and ending with an alphanumeric."""
+    if not isinstance(key, str):
+        raise ValueError(f"{what} {show(key)} must be a string")
+    prefix, _, name = key.rpartition("/")
+    if "/" in key and (not prefix or len(prefix) > 253 or not DNS1123_SUBDOMAIN.match(prefix)):
+        raise ValueError(f"{what} {show(key)}: prefix must be a DNS-1123 subdomain")
+    if len(name) > 63 or not QUALIFIED_PART.match(name):
+        raise ValueError(f"{what} {show(key)}: name must be 1-63 alphanumerics, '-', '_' or '.'")
+    return key
+
+
+def label_value(value: Any, key: str) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"label {show(key)}: value must be a string (quote it in YAML)")
+    if value and (len(value) > 63 or not QUALIFIED_PART.match(value)):
+        raise ValueError(f"label {show(key)}: value {show(value)} must be empty or 1-63 alphanumerics, "
+                         "'-', '_', '.'")
+    return value
+
+
+def check_labels(labels: dict[str, str]) -> dict[str, str]:
+    for key, value in labels.items():
+        qualified_name(key, "label key")
+        label_value(value, key)
+    return labels
+
+
+def check_annotations(annotations: dict[str, str]) -> dict[str, str]:
+    size = 0
+    for key, value in annotations.items():
+        qualified_name(key, "annotation key")
+        if not isinstance(value, str):
+            raise ValueError(f"annotation {show(key)}: value must be a string (quote it in YAML)")
+        size += len(key) + len(value)
+    if size > MAX_ANNOTATIONS:
+        raise ValueError(f"annotations hold {size:,} bytes, more than the {MAX_ANNOTATIONS:,} allowed")
+    return annotations
+
+
+Labels = Annotated[dict[str, str], AfterValidator(check_labels)]
+Annotations = Annotated[dict[str, str], AfterValidator(check_annotations)]
+
+
+def iana_name(value: str) -> str:
+    """A port name (IANA_SVC_NAME): 1-15 lowercase alphanumerics or '-', with a letter, no '--', no '-' at
+    either end."""
+    if len(value) > 15 or not IANA_SVC_NAME.match(value) or "--" in value or not re.search("[a-z]", value):
+        raise ValueError(f"{show(value)} is not an IANA service name (1-15 lowercase alphanumerics or '-', "
+                         "with a letter)")
+    return value
+
+
+def port_or_name(value: int | str) -> int | str:
+    """A port as Kubernetes takes it in targetPort, policy and probe ports: a number, or an IANA service
+    name (digits in a string are a number)."""
+    if isinstance(value, int) and not 1 <= value <= 65535:
+        raise ValueError(f"{value} is not a port number (1-65535)")
+    if isinstance(value, str):
+        if value.isdigit():
+            return port_or_name(int(value))
+        try:
+            iana_name(value)
+        except ValueError:
+            raise ValueError(f"{show(value, 40)} is neither a port number nor a port name (an IANA service "
+                             "name)") from None
+    return value
+
+
+def unicast_ip(value: IPv4Address | IPv6Address | str) -> str:
+    """What ValidateNonSpecialIP refuses for an externalIP or an endpoint: unspecified, loopback, link-local
+    and link-local multicast addresses."""
+    ip = ip_address(value)
+    if ip.version == 4:
+        link_multicast = ip in IPv4Network("224.0.0.0/24")
+    else:
+        link_multicast = ip.packed[0] == 0xFF and ip.packed[1] & 0x0F == 0x02  # ffx2::, as Go's net.IP
+    for bad, what in ((ip.is_unspecified, "unspecified"), (ip.is_loopback, "in the loopback range"),
+                      (ip.is_link_local, "in the link-local range"),
+                      (link_multicast, "in the link-local multicast range")):
+        if bad:
+            raise ValueError(f"{ip} may not be {what}")
+    return str(ip)

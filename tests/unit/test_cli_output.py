@@ -1,0 +1,33 @@
+"""What people read: values printed as they are (an IPv6 address with `:100:` is not an emoji code, brackets
+are not markup) and whole when the output is a pipe, as kubectl prints them."""
+
+from testbed.cli import base, show
+
+STATUS = {
+    "name": "bgp", "phase": "ready", "reasons": [], "hint": "", "network": "bgp", "dualStack": True,
+    "podMTU": 1500, "underlay": "100.64.1.0/24",
+    "nodes": [{"name": "node1", "container": "bgp-node1", "state": "running", "agent": "answering",
+               "underlayIP": "100.64.1.11", "podCIDRs": ["10.244.0.0/24", "fd00:10:244:100::/64"]}],
+    "machines": [{"name": "router", "role": "router", "container": "bgp-router", "state": "running",
+                  "ips": ["fd64:0:6440:100::1", "[bold]x[/]"]}],
+    "pods": [{"namespace": "default", "name": "web-" + "x" * 120, "node": "node1",
+              "ips": ["10.244.0.2", "fd00:10:244:100::2"], "ports": ["8080/TCP"], "ready": True, "restarts": 0,
+              "processes": []}],
+    "links": [], "bgp": {},
+}
+
+
+def test_addresses_and_brackets_print_as_they_are_and_whole_in_a_pipe(capsys):
+    console = base.console()
+    assert not console.is_terminal  # pytest captures stdout, as a pipe would
+    show.status(console, STATUS)
+    text = capsys.readouterr().out
+    for value in ("fd64:0:6440:100::1", "fd00:10:244:100::/64", "fd00:10:244:100::2", "[bold]x[/]",
+                  "web-" + "x" * 120):
+        assert value in text, value
+    assert "💯" not in text and "…" not in text
+
+
+def test_messages_on_stderr_are_literal_too(capsys):
+    base.console(stderr=True).print(base.styled(("error:", "red"), " fd64:0:6440:100::1 [x]"))
+    assert "error: fd64:0:6440:100::1 [x]" in capsys.readouterr().err

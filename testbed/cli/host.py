@@ -16,7 +16,7 @@ def images() -> None:
     """The node image: built from Debian packages, tagged by a hash of its recipe.
 
     \b
-    For a CI cache, key on the tag and keep the saved file:
+    Examples, for a CI cache (key on the tag, keep the saved file):
       testbed images tag                      # testbed-node:<hash>
       testbed images save node.tar.gz         # after a build
       testbed images load node.tar.gz         # on the next run, instead of a build
@@ -42,7 +42,12 @@ def build(force: bool) -> None:
 
 @images.command()
 def tag() -> None:
-    """Print the tag the current recipe gives (no Docker engine needed): a cache key."""
+    """Print the tag the current recipe gives (no Docker engine needed): a cache key.
+
+    \b
+    Example:
+      testbed images tag        # testbed-node:<hash of the recipe>
+    """
     from testbed.runtime import images as img
 
     click.echo(img.reference())
@@ -51,7 +56,12 @@ def tag() -> None:
 @images.command()
 @click.argument("file", type=click.Path(dir_okay=False))
 def save(file: str) -> None:
-    """Save the current node image to FILE (gzip-compressed `docker save`)."""
+    """Save the current node image to FILE (gzip-compressed `docker save`).
+
+    \b
+    Example:
+      testbed images save node.tar.gz
+    """
     from testbed.runtime import docker as rt
     from testbed.runtime import images as img
 
@@ -62,7 +72,12 @@ def save(file: str) -> None:
 @images.command()
 @click.argument("file", type=click.Path(dir_okay=False))
 def load(file: str) -> None:
-    """Load the node image from FILE; refused (exit 2) when FILE is not a saved image, or holds another tag."""
+    """Load the node image from FILE; refused (exit 2) when FILE is not a saved image, or holds another tag.
+
+    \b
+    Example:
+      testbed images load node.tar.gz
+    """
     from testbed.runtime import docker as rt
     from testbed.runtime import images as img
 

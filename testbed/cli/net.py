@@ -148,7 +148,12 @@ def _matrix(name: str, namespaces: list[str], pods: list[str], ports: list[int],
 
 @main.group()
 def policy() -> None:
-    """NetworkPolicy: what the model says about a flow."""
+    """NetworkPolicy: what the model says about a flow.
+
+    \b
+    Example:
+      testbed policy explain x/a y/b:80
+    """
 
 
 @policy.command()

@@ -80,7 +80,7 @@ def build(client: docker.DockerClient, say: Callable[[str], None] = print, force
     workdir = tempfile.mkdtemp(prefix="testbed-image-")
     tarball = os.path.join(workdir, "rootfs.tar")
     try:
-        say(f"building {ref} from Debian {SUITE} packages with mmdebstrap (about 20 s)")
+        say(f"building {ref} from Debian {SUITE} packages with mmdebstrap (about 40 s)")
         cmd = ["mmdebstrap", *MMDEBSTRAP_ARGS, "--include=" + ",".join(packages()), SUITE, tarball]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:

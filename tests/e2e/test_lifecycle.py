@@ -63,7 +63,7 @@ def test_deleting_a_namespace_deletes_its_pods(lab):
 
 
 def test_deleting_what_is_not_there_reports_it(lab):
-    assert lab.delete(MANIFESTS / "never-applied.yaml") == ["Pod/default/never"]
+    assert lab.delete(MANIFESTS / "never-applied.yaml") == ["Pod default/never"]
 
 
 def test_up_again_is_safe_and_keeps_pods(lab, node_host):

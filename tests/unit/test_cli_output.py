@@ -31,3 +31,18 @@ def test_addresses_and_brackets_print_as_they_are_and_whole_in_a_pipe(capsys):
 def test_messages_on_stderr_are_literal_too(capsys):
     base.console(stderr=True).print(base.styled(("error:", "red"), " fd64:0:6440:100::1 [x]"))
     assert "error: fd64:0:6440:100::1 [x]" in capsys.readouterr().err
+
+
+def test_every_verb_has_an_example_in_its_help():
+    import click
+
+    from testbed.cli import main
+
+    def commands(group: click.Group, prefix: str = ""):
+        for name, cmd in group.commands.items():
+            yield f"{prefix}{name}", cmd
+            if isinstance(cmd, click.Group):
+                yield from commands(cmd, f"{prefix}{name} ")
+
+    lacking = [name for name, cmd in commands(main) if "Example" not in (cmd.help or "")]
+    assert lacking == []

@@ -10,7 +10,7 @@ from typing import Literal
 from pydantic import field_validator
 
 from testbed.model.meta import LabelSelector, Loose, ObjectMeta
-from testbed.model.names import At, dns_label
+from testbed.model.names import At, at, dns_label
 from testbed.model.networkpolicy import NetworkPolicy
 from testbed.model.pod import Deployment, Pod, PodSpec, PodTemplate
 from testbed.model.service import NODE_PORTS, SERVICE_NAME_LABEL, EndpointSlice, Service, ServiceSpec
@@ -31,10 +31,7 @@ class Namespace(Loose):
     @field_validator("metadata")
     @classmethod
     def _label_name(cls, meta: ObjectMeta) -> ObjectMeta:
-        try:
-            dns_label(meta.name)
-        except ValueError as err:
-            raise At(("name",), str(err)) from None
+        at(("name",), dns_label, meta.name)
         if meta.namespace is not None:
             raise At(("namespace",), "not allowed on this type: a Namespace is not in a namespace")
         meta.labels = {**meta.labels, METADATA_NAME_LABEL: meta.name}  # as the API server does

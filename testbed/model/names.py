@@ -6,8 +6,9 @@ reason; `At` names a field inside the object being checked, so an error points a
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, ip_address
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from pydantic import AfterValidator
 
@@ -19,6 +20,7 @@ DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 QUALIFIED_PART = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
 IANA_SVC_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 MAX_ANNOTATIONS = 256 * 1024  # bytes of keys and values together (TotalAnnotationSizeLimitB)
+T = TypeVar("T")
 
 
 class At(ValueError):
@@ -27,6 +29,14 @@ class At(ValueError):
     def __init__(self, path: tuple[str | int, ...], reason: str) -> None:
         super().__init__(reason)
         self.path = path
+
+
+def at(path: tuple[str | int, ...], check: Callable[[T], Any], value: T) -> None:
+    """check(value), its reason moved to the field at path."""
+    try:
+        check(value)
+    except ValueError as err:
+        raise At(path, str(err)) from None
 
 
 def dns_label(value: str) -> str:

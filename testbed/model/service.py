@@ -14,6 +14,7 @@ from testbed.model.meta import Loose, ObjectMeta
 from testbed.model.names import (
     At,
     Labels,
+    at,
     dns1035_label,
     dns_label,
     dns_subdomain,
@@ -154,10 +155,7 @@ class ServiceSpec(Loose):
                 raise At((name,), "may not be set for ExternalName services")
         if not self.externalName:
             raise At(("externalName",), "Required value: for type ExternalName")
-        try:
-            dns_subdomain(self.externalName.removesuffix("."))
-        except ValueError as err:
-            raise At(("externalName",), str(err)) from None
+        at(("externalName",), dns_subdomain, self.externalName.removesuffix("."))
 
     def _check_cluster_ips(self) -> None:
         ips = self.clusterIPs
@@ -228,10 +226,7 @@ class Service(Loose):
     @classmethod
     def _dns1035(cls, meta: ObjectMeta) -> ObjectMeta:
         """ValidateServiceName: the name becomes a DNS label and an environment variable prefix."""
-        try:
-            dns1035_label(meta.name)
-        except ValueError as err:
-            raise At(("name",), str(err)) from None
+        at(("name",), dns1035_label, meta.name)
         return meta
 
 

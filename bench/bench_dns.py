@@ -82,7 +82,7 @@ def run() -> dict[str, float]:
             _visible(bench, "late")
             out["dns_update_to_visible_s"] = time.perf_counter() - start
             server = bench.pods("kube-system", **{"k8s-app": "kube-dns"})[0]
-            node = ctx.container(server.node)
+            node = ctx.machine(server.node).container
             rss = node.exec_run(["sh", "-c", "ps -C named -o rss= | head -1"]).output.decode().strip()
             out["dns_server_rss_mib"] = int(rss) / 1024
             out |= _readiness(ctx, bench, server)
@@ -99,7 +99,7 @@ def _readiness(ctx, bench: Lab, server) -> dict[str, float]:
     """A DNS server stopped (SIGSTOP): how long until every node stops sending it queries (probe period 1 s,
     probe timeout 1 s, then the controller's sync), and of that, from the agent's observation to the synced
     rules; then the same for its return (SIGCONT)."""
-    node = ctx.container(server.node)
+    node = ctx.machine(server.node).container
     pid = node.exec_run(["sh", "-c", f"ip netns pids {server.netns} | xargs -r ps -o pid=,comm= -p | "
                                      "awk '$2 == \"named\" {print $1}'"]).output.decode().split()
     seen = state.run_dir(ctx.lab) / server.node / "readiness.json"

@@ -13,13 +13,14 @@ import yaml
 from bench_throughput import _measure
 from common import HERE, ROOT, lab_up, quiet, timed
 
-from testbed import lab, matrix, podexec
+from testbed import lab
 from testbed.installers.policy import nft
 from testbed.installers.policy.view import node_view
 from testbed.model import loader
+from testbed.observe import matrix
 from testbed.plan import cluster
 from testbed.pytest_plugin import Lab
-from testbed.runtime import agent
+from testbed.runtime import agent, podexec
 
 GROUPS = 50
 
@@ -82,8 +83,8 @@ def _throughput(tmp: Path) -> dict[str, float]:
         server, client = bench.pod("server"), bench.pod("client")
 
         def measure() -> float:
-            return _measure(ctx.container(server.node), podexec.wrap(server, []), ctx.container(client.node),
-                            podexec.wrap(client, []), server.ipv4)
+            return _measure(ctx.machine(server.node).container, podexec.wrap(server, []),
+                            ctx.machine(client.node).container, podexec.wrap(client, []), server.ipv4)
 
         out["policy_none_gbps"] = measure()
         iperf = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "iperf"},

@@ -14,11 +14,11 @@ from pathlib import Path
 from bench_throughput import _measure
 from common import HERE, lab_up, quiet, timed
 
-from testbed import lab, podexec
+from testbed import lab
 from testbed.installers.kube_proxy import ipt, nft, sync_iptables, sync_nft
 from testbed.installers.kube_proxy.view import Entry, NodeView
 from testbed.pytest_plugin import Lab
-from testbed.runtime import agent
+from testbed.runtime import agent, podexec
 
 ENDPOINTS = 10
 
@@ -117,7 +117,7 @@ def run() -> dict[str, float]:
             bench = Lab(ctx.lab)
             svc_ip = next(s for s in bench.plan.services if s.name == "server").cluster_ips[0]
             server, client = bench.pod("server"), bench.pod("client")
-            c_server, c_client = ctx.container(server.node), ctx.container(client.node)
+            c_server, c_client = ctx.machine(server.node).container, ctx.machine(client.node).container
             direct = _measure(c_server, podexec.wrap(server, []), c_client, podexec.wrap(client, []), server.ipv4)
             through = _measure(c_server, podexec.wrap(server, []), c_client, podexec.wrap(client, []), svc_ip)
             out["pod_ip_gbps"], out["cluster_ip_gbps"] = direct, through
@@ -131,7 +131,7 @@ def run() -> dict[str, float]:
             lab.apply(ctx.lab, manifest, say=quiet)
             late_ip = next(s for s in Lab(ctx.lab).plan.services if s.name == "late").cluster_ips[0]
             for node in ctx.plan.nodes:
-                code = ctx.container(node.name).exec_run(
+                code = ctx.machine(node.name).container.exec_run(
                     ["curl", "-s", "--max-time", "2", f"http://{late_ip}/hostname"]).exit_code
                 assert code == 0, json.dumps({"node": node.name, "code": code})
             out["apply_to_effect_all_nodes_s"] = time.perf_counter() - start

@@ -14,8 +14,8 @@ from common import ROOT, quiet, timed
 from tenacity import retry, retry_if_result, stop_after_delay, wait_fixed
 
 from testbed import lab
+from testbed.observe.status import routes
 from testbed.pytest_plugin import Lab
-from testbed.status import routes
 
 TOPOLOGY = ROOT / "topologies" / "bgp.yaml"
 

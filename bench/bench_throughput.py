@@ -12,8 +12,9 @@ from pathlib import Path
 from common import HERE, lab_up, quiet
 from tenacity import retry, retry_if_result, stop_after_attempt, wait_fixed
 
-from testbed import lab, podexec
+from testbed import lab
 from testbed.runtime import docker as rt
+from testbed.runtime import podexec
 
 SECONDS = 5
 ROUNDS = 2
@@ -59,11 +60,12 @@ def run() -> dict[str, float]:
             path = Path(tmp) / f"{mode}.yaml"
             path.write_text(source.replace("mtu: 9000", f"mtu: 9000\n  network: {mode}"))
             lab.up(path, say=quiet, replace=True)
-            server_pod = podexec.find(ctx.lab, "server")[1]
-            client_pod = podexec.find(ctx.lab, "client")[1]
-            out[f"{mode}_gbps"] = _measure(ctx.container(server_pod.node), podexec.wrap(server_pod, []),
-                                           ctx.container("node1"), podexec.wrap(client_pod, []), server_pod.ipv4)
-        c_client = ctx.container("node1")
+            server_pod = podexec.find(ctx.plan, "server")[1]
+            client_pod = podexec.find(ctx.plan, "client")[1]
+            out[f"{mode}_gbps"] = _measure(ctx.machine(server_pod.node).container, podexec.wrap(server_pod, []),
+                                           ctx.machine("node1").container, podexec.wrap(client_pod, []),
+                                           server_pod.ipv4)
+        c_client = ctx.machine("node1").container
         code, _, err = rt.exec_in(c_client, ["python3", "-c", RAW_PAIR.format(mtu=9000)])
         assert code == 0, err
         ns_a, ns_b = ["ip", "netns", "exec", "rawa"], ["ip", "netns", "exec", "rawb"]

@@ -11,13 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, TypeVar
 
-import docker
-from docker.models.containers import Container
-
-from testbed import state
+from testbed import events, state
 from testbed.plan.cluster import Plan
-from testbed.runtime import docker as rt
-from testbed.runtime.machines import Machine
+from testbed.runtime.machines import Machine, Provider
 
 
 @dataclass
@@ -41,13 +37,14 @@ class Change:
 @dataclass
 class Context:
     plan: Plan
-    client: docker.DockerClient
+    provider: Provider
     say: Callable[[str], None] = print
     timings: dict[str, float] = field(default_factory=dict)
     changes: dict[str, Change] = field(default_factory=dict)
     previous: Plan | None = None  # the plan before this change, when the lab existed (to see what went away)
     notes: dict[str, int] = field(default_factory=dict)  # what one step tells a later one of the same sync
-    _containers: dict[str, Container] = field(default_factory=dict)
+    verify: bool = False  # read the kernel instead of trusting the agents' memory of their last sync (`up`)
+    _machines: dict[str, Machine] = field(default_factory=dict)
     _pids: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -57,20 +54,20 @@ class Context:
     def run_dir(self, machine: str) -> Path:
         return state.run_dir(self.lab) / machine
 
-    def container(self, machine: str) -> Container:
-        if machine not in self._containers:
-            name = self.plan.machine(machine).container
-            c = rt.get(self.client, name)
-            if c is None:
-                raise RuntimeError(f"container {name} is missing")
-            self._containers[machine] = c
-        return self._containers[machine]
+    def machine(self, name: str) -> Machine:
+        if name not in self._machines:
+            container = self.plan.machine(name).container
+            found = self.provider.get(container)
+            if found is None:
+                raise RuntimeError(f"container {container} is missing")
+            self._machines[name] = found
+        return self._machines[name]
 
     def netns(self, machine: str) -> str:
         """The machine's network namespace, as a path the host can open (its init's, which never moves). Its PID
         is asked once per run: the Nodes action comes first, and nothing after it restarts a machine."""
         if machine not in self._pids:
-            self._pids[machine] = Machine(self.client, self.container(machine)).pid()
+            self._pids[machine] = self.machine(machine).pid()
         return f"/proc/{self._pids[machine]}/ns/net"
 
 
@@ -82,7 +79,7 @@ R = TypeVar("R")
 def each(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
     """fn over items at once: per-machine work is mostly waiting (on an agent, on dockerd), so it overlaps well
     even on two cores."""
-    with ThreadPoolExecutor(max_workers=8) as pool:
+    with ThreadPoolExecutor(max_workers=16) as pool:
         return list(pool.map(fn, items))
 
 
@@ -93,11 +90,20 @@ class Action(Protocol):
 
 
 def run_all(ctx: Context, actions: list[Action], progress: Callable[[str], object] | None = None) -> None:
+    """Each action in order; each leaves an event with its time and what it changed."""
     for action in actions:
         start = time.monotonic()
         if progress:
             progress(action.title)
-        change = action.run(ctx)
-        ctx.timings[action.title] = time.monotonic() - start
+        try:
+            change = action.run(ctx)
+        except Exception as err:
+            events.emit(ctx.lab, "Failed", f"lab/{ctx.lab}", f"{action.title}: {type(err).__name__}: {err}",
+                        kind="Warning", step=action.title, duration=round(time.monotonic() - start, 4))
+            raise
+        took = ctx.timings[action.title] = time.monotonic() - start
         if change is not None:
             ctx.changes[action.title] = change
+        events.emit(ctx.lab, "Step", f"lab/{ctx.lab}", f"{action.title}" + (f": {change}" if change else "") +
+                    f" in {took:.3f}s", step=action.title, duration=round(took, 4),
+                    changes=vars(change) if change else {})

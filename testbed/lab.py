@@ -4,17 +4,17 @@ anything is made), then runs the action pipeline that makes the machine match.""
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable
 from ipaddress import IPv4Network
 from pathlib import Path
 
-import docker
-
-from testbed import readiness, state
+from testbed import events, state
 from testbed.actions import Action, Context, run_all
 from testbed.errors import Interrupted, InvalidInput, NotFound, Refused, show
 from testbed.installers import Prepare, addons, installers
 from testbed.kinds.external import External
+from testbed.kinds.node import Nodes
 from testbed.kinds.router import Router
 from testbed.model import kube, loader
 from testbed.model.loader import Doc, Manifest
@@ -29,9 +29,8 @@ from testbed.network.underlay import remove as remove_underlay
 from testbed.plan import cluster, ipam
 from testbed.plan.cluster import Plan
 from testbed.plan.workloads import expand
-from testbed.runtime import docker as rt
-from testbed.runtime import images
-from testbed.runtime.nodes import Nodes
+from testbed.runtime import readiness
+from testbed.runtime.machines import Provider
 
 Say = Callable[[str], object]
 
@@ -85,13 +84,13 @@ def _underlay(loaded: loader.TopologyFile, st: state.LabState | None) -> IPv4Net
     return ipam.free_underlay([o.underlay for o in others])
 
 
-def _check_names(client: docker.DockerClient, loaded: loader.TopologyFile, plan: Plan) -> None:
+def _check_names(provider: Provider, loaded: loader.TopologyFile, plan: Plan) -> None:
     """Container names are `<lab>-<node>`, so labs `a` and `a-b` can both want `a-b-node1`; a container that
     testbed did not make can hold one too. Found before anything is made."""
     problems = []
     for i, node in enumerate(plan.machines()):
-        c = rt.get(client, node.container)
-        owner = c.labels.get(rt.LAB) if c is not None else plan.lab
+        m = provider.get(node.container)
+        owner = m.lab if m is not None else plan.lab
         if owner == plan.lab:
             continue
         other = state.load(owner) if owner and state.valid(owner) else None
@@ -105,16 +104,19 @@ def _check_names(client: docker.DockerClient, loaded: loader.TopologyFile, plan:
         raise InvalidInput(problems)
 
 
-def _converge(plan: Plan, st: state.LabState, client: docker.DockerClient, say: Say,
-              progress: Say | None, previous: Plan | None = None) -> Context:
+def _converge(plan: Plan, st: state.LabState, provider: Provider, say: Say, progress: Say | None,
+              previous: Plan | None = None, verify: bool = False, command: str = "apply") -> Context:
     st.phase = "creating"
     st.save()  # before anything exists, so `down` after a crash finds the lab by its state too
+    start = time.monotonic()
+    events.emit(plan.lab, "Started", f"lab/{plan.lab}", f"{command}: {len(plan.nodes)} node(s), "
+                                                        f"{len(plan.pods)} pod(s)", command=command)
     try:
         planned = {m.name for m in plan.machines()}
-        for c in rt.containers(client, plan.lab):
-            if c.labels.get(rt.NODE) not in planned:  # machines the topology no longer has
-                c.remove(force=True)
-        ctx = Context(plan, client, say, previous=previous)
+        for m in provider.machines(plan.lab):
+            if m.name not in planned:  # machines the topology no longer has
+                m.remove()
+        ctx = Context(plan, provider, say, previous=previous, verify=verify)
         run_all(ctx, pipeline(plan.topology), progress)
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted: lab {plan.lab} is partly made (phase creating); `testbed up "
@@ -123,6 +125,8 @@ def _converge(plan: Plan, st: state.LabState, client: docker.DockerClient, say: 
     st.readiness = _probed(plan)
     st.phase = "ready"
     st.save()
+    events.emit(plan.lab, "Ready", f"lab/{plan.lab}", f"{command} done in {time.monotonic() - start:.2f}s",
+                command=command, duration=round(time.monotonic() - start, 4))
     if st.readiness:  # the controller follows the probes from now on
         readiness.start(plan.lab)
     return ctx
@@ -133,12 +137,12 @@ def up(path: str | Path, say: Say = print, progress: Say | None = None, replace:
     """Creates the lab, or re-syncs it to the file: the file's manifests are refreshed (those gone from it are
     removed), the ones applied since stay. A lab running from another file is only re-synced with replace.
     name, when given, replaces the file's `name` (one file, several labs: CI jobs side by side)."""
-    loaded = loader.load_topology(path)
+    loaded = load(path)
     if name is not None:
         loaded.topology = loaded.topology.model_copy(update={"name": state.check_name(name, "--name")})
     topo, source = loaded.topology, str(Path(path).resolve())
-    client = rt.connect()  # the machine must be able to run labs before anything is recorded
-    images.check_buildable(client)
+    provider = Provider()  # the machine must be able to run labs before anything is recorded
+    provider.check_image()
     with state.locked(topo.name):
         st = state.load(topo.name)
         if st and st.topology_file != source and not replace:
@@ -152,11 +156,12 @@ def up(path: str | Path, say: Say = print, progress: Say | None = None, replace:
             underlay = _underlay(loaded, st)
             plan = build_plan(topo, manifests, underlay, st.allocations if st else None,
                               readiness.observed(topo.name))
-            _check_names(client, loaded, plan)
+            _check_names(provider, loaded, plan)
             st = state.LabState(topo.name, source, topo.model_dump(mode="json", exclude={"manifests"}),
                                 _record(manifests), st.allocations if st else {}, str(underlay))
             st.save()
-        ctx = _converge(plan, st, client, say, progress, previous)
+        # `up` heals: what the kernel holds is read, not taken from the agents' memory of their last sync
+        ctx = _converge(plan, st, provider, say, progress, previous, verify=True, command="up")
     _settle_readiness(ctx, progress)
     return ctx
 
@@ -194,7 +199,7 @@ def refresh(name: str) -> Context:
         st = _require(name)
         manifests = _stored(st)
         plan = _plan(st, manifests)
-        ctx = Context(plan, rt.connect(), lambda _: None, previous=_plan(st, manifests, st.readiness))
+        ctx = Context(plan, Provider(), lambda _: None, previous=_plan(st, manifests, st.readiness))
         run_all(ctx, installers())
         st.readiness = _probed(plan)
         st.save()
@@ -210,7 +215,15 @@ def build_plan(topo: Topology, manifests: list[Manifest], underlay: IPv4Network,
                seen: dict[str, bool] | None = None) -> Plan:
     """The lab's plan (pure): its manifests with what the enabled installers add, placed and addressed.
     Raises InvalidInput naming the file, line and field."""
-    return cluster.build(topo, _with_addons(topo, manifests), underlay, allocations, seen)
+    return cluster.build(topo, _with_addons(topo, manifests), underlay, allocations, seen,
+                         registry.traits(topo.networking.network))
+
+
+def load(path: str | Path) -> loader.TopologyFile:
+    """A topology file, read and checked, also against what the registries know (its network mode)."""
+    loaded = loader.load_topology(path)
+    registry.check(loaded)
+    return loaded
 
 
 def _with_addons(topo: Topology, manifests: list[Manifest]) -> list[Manifest]:
@@ -230,6 +243,13 @@ def current_plan(name: str) -> tuple[state.LabState, Plan]:
     return st, _plan(st, _stored(st))
 
 
+def synced_plan(name: str) -> tuple[state.LabState, Plan]:
+    """The plan as the lab's last sync made it (with the readiness it used, not the one the agents see now):
+    what the nodes' rules and records hold, for checks to compare against."""
+    st = _require(name)
+    return st, _plan(st, _stored(st), st.readiness)
+
+
 def _previous(st: state.LabState) -> Plan | None:
     """The plan the lab runs now, if it still plans (a state from an older testbed may not)."""
     try:
@@ -238,19 +258,18 @@ def _previous(st: state.LabState) -> Plan | None:
         return None
 
 
-def _change(st: state.LabState, manifests: list[Manifest], say: Say, progress: Say | None) -> Context:
+def _change(st: state.LabState, manifests: list[Manifest], say: Say, progress: Say | None, command: str) -> Context:
     previous = _previous(st)
     plan = _plan(st, manifests)
-    client = rt.connect()
     st.manifests = _record(manifests)
-    return _converge(plan, st, client, say, progress, previous)
+    return _converge(plan, st, Provider(), say, progress, previous, command=command)
 
 
 def apply(name: str, path: str | Path, say: Say = print, progress: Say | None = None) -> Context:
     new = loader.load_manifest_file(path)
     with state.locked(name):
         st = _require(name)
-        return _change(st, _merge(_stored(st), new), say, progress)
+        return _change(st, _merge(_stored(st), new), say, progress, f"apply -f {path}")
 
 
 def delete(name: str, path: str | Path, say: Say = print, progress: Say | None = None) -> list[str]:
@@ -264,7 +283,7 @@ def delete(name: str, path: str | Path, say: Say = print, progress: Say | None =
         missing = [loader.display(k) for k in sorted(keys - {m.key for m in old})]
         keep = [m for m in old if m.key not in keys
                 and (isinstance(m.obj, kube.Namespace) or (m.obj.metadata.namespace or "default") not in namespaces)]
-        _change(st, keep, say, progress)
+        _change(st, keep, say, progress, f"delete -f {path}")
     return missing
 
 
@@ -274,17 +293,18 @@ def known_labs() -> set[str]:
     if state.run_root().is_dir():
         names |= {p.name for p in state.run_root().iterdir() if p.is_dir()}
     with contextlib.suppress(Exception):
-        names |= rt.lab_names(rt.connect())
+        names |= Provider().lab_names()
     return {n for n in names if state.valid(n)}
 
 
 def down(name: str, say: Say = print) -> bool:
     """Removes everything the lab made; safe to repeat and safe after a crash halfway through `up`."""
     state.check_name(name)
-    client = rt.connect()
+    provider = Provider()
     readiness.stop(name)  # first: its next sync would wait for the lock taken below
+    events.forget(name)
     with state.locked(name):
-        found = rt.remove_lab(client, name) > 0
+        found = provider.remove_lab(name) > 0
         found |= remove_underlay(name)
         found |= state.remove_run_dir(name)
         found |= state.load(name) is not None
@@ -309,7 +329,7 @@ def move(name: str, ref: str, to: str, say: Say = print, progress: Say | None = 
         manifests = _stored(st)
         plan = _plan(st, manifests)
         network = plan.topology.networking.network
-        if not registry.modes()[network].keeps_ip_on_move:
+        if not plan.traits.keeps_ip_on_move:
             keeping = sorted(n for n, m in registry.modes().items() if m.keeps_ip_on_move)
             raise Refused(f"move of {key} refused, nothing was changed: network {network} cannot keep a pod's IP "
                           f"on another node (each node owns its range; networking.network in "
@@ -327,4 +347,4 @@ def move(name: str, ref: str, to: str, say: Say = print, progress: Say | None = 
             raise Refused(f"move of {key} refused, nothing was changed: node {to} does not match its nodeSelector "
                           f"({', '.join(f'{k}={v}' for k, v in wrong.items())})")
         st.allocations = {**st.allocations, key: {**st.allocations[key], "node": to}}
-        return _change(st, manifests, say, progress)
+        return _change(st, manifests, say, progress, f"move {key} --to {to}")

@@ -22,9 +22,10 @@ import testinfra
 from testinfra.backend.docker import DockerBackend
 from testinfra.host import Host
 
-from testbed import lab, podexec, state, status
-from testbed.model import loader
+from testbed import lab, state
+from testbed.observe import status
 from testbed.plan.cluster import Plan, PodPlan
+from testbed.runtime import podexec
 
 
 class Lab:
@@ -38,7 +39,7 @@ class Lab:
         return lab.current_plan(self.name)[1]
 
     def pod(self, ref: str) -> PodPlan:
-        return podexec.find(self.name, ref)[1]
+        return podexec.find(self.plan, ref)[1]
 
     def pods(self, namespace: str | None = None, **labels: str) -> list[PodPlan]:
         return [p for p in self.plan.pods if (namespace is None or p.namespace == namespace)
@@ -46,7 +47,7 @@ class Lab:
 
     def exec(self, pod: str, command: str | list[str]) -> podexec.Result:
         cmd = ["sh", "-c", command] if isinstance(command, str) else command
-        return podexec.run(self.name, pod, cmd)
+        return podexec.run(self.plan, pod, cmd)
 
     def apply(self, path: str | Path) -> None:
         lab.apply(self.name, path, say=lambda _: None)
@@ -59,15 +60,15 @@ class Lab:
 
     def probe(self, source: str, target: str, protocol: str = "tcp", timeout: float = 2.0) -> dict[str, Any]:
         """One connection from a pod or machine: result (connected, refused, timeout), pod, client, ms."""
-        from testbed.probe import probe
+        from testbed.observe.probe import probe
 
-        return probe(self.name, source, target, protocol, timeout)
+        return probe(self.plan, source, target, protocol, timeout)
 
     def node_host(self, node: str) -> Host:
         return testinfra.get_host(f"docker://{self.plan.node(node).container}")
 
     def pod_host(self, ref: str) -> Host:
-        container, pod = podexec.find(self.name, ref)
+        container, pod = podexec.find(self.plan, ref)
         return Host(PodBackend(container, pod))
 
 
@@ -99,7 +100,7 @@ class Labs:
     def get(self, topology: str | Path) -> Lab:
         path = Path(topology).resolve()
         if path not in self.up:
-            name = loader.load_topology(path).topology.name
+            name = lab.load(path).topology.name
             existed = state.load(name) is not None
             ctx = lab.up(path, say=lambda _: None)
             if not existed:  # a lab that was up before the session (`make up`) is re-synced, and left up

@@ -6,6 +6,7 @@ A JSON-lines control socket in the run directory the host bind-mounts; one reque
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -39,7 +40,8 @@ class Agent:
             "ping": self.ping, "reexec": self.do_reexec, "status": self.status, "sync_pods": self.sync_pods,
             "daemons": self.sync_daemons, "rules": self.apply_rules, "serve": self.serve,
             "iptables": self.apply_iptables, "ipsets": self.apply_ipsets, "conntrack": self.conntrack,
-            "files": self.write_files}
+            "files": self.write_files, "compare": self.compare, "inspect": self.inspect,
+            "restart": self.restart}
 
     @property
     def pods(self) -> Any:
@@ -84,17 +86,41 @@ class Agent:
         async with self.lock:
             if req.patch is not None:
                 return await self.rules.patch(req.family, req.table, req.patch, req.base, req.token)
-            return await self.rules.apply(req.family, req.table, req.text, req.token)
+            return await self.rules.apply(req.family, req.table, req.text, req.token, req.verify)
 
     async def apply_iptables(self, req: protocol.Iptables) -> Any:
         async with self.lock:
             if req.base is not None:
                 return await self.rules.iptables_patch(req.v4, req.v6, req.owner, req.base, req.token)
-            return await self.rules.iptables(req.v4, req.v6, req.owner, req.token)
+            return await self.rules.iptables(req.v4, req.v6, req.owner, req.token, req.verify)
 
     async def apply_ipsets(self, req: protocol.Ipsets) -> Any:
         async with self.lock:
-            return await self.rules.ipsets(req.prefix, req.sets, req.keep)
+            return await self.rules.ipsets(req.prefix, req.sets, req.keep, req.verify)
+
+    async def compare(self, req: protocol.Compare) -> Any:
+        """Read-only: no lock, a check never waits for a sync."""
+        if req.kind == "nft":
+            return await self.rules.compare_nft(req.family, req.table, req.text)
+        if req.kind == "ipsets":
+            return await self.rules.compare_ipsets(req.prefix, req.sets)
+        return {f"v{v}": await self.rules.compare_iptables(tool, text)
+                for v, tool, text in ((4, "iptables-restore", req.v4), (6, "ip6tables-restore", req.v6)) if text}
+
+    async def inspect(self, req: protocol.Inspect) -> Any:
+        from testbed.agent.netstate import inspect
+
+        out = inspect(self.ipr)
+        if req.pods:
+            out["pods"] = self.pods.inspect()
+        return out
+
+    @property
+    def ipr(self) -> Any:
+        return self.pods.ipr
+
+    async def restart(self, req: protocol.Restart) -> Any:
+        return {"restarted": self.daemons.kill(req.name)}
 
     async def write_files(self, req: protocol.Files) -> Any:
         return {"changed": write_files(req.files)}
@@ -158,7 +184,16 @@ def own_name_resolves(hosts: str = "/etc/hosts") -> None:
         pass
 
 
+def reap_inherited() -> None:
+    """Children an earlier run of this process left (it re-executed itself with new code) are reaped: they are
+    this process's, so tini never will."""
+    with contextlib.suppress(ChildProcessError):
+        while os.waitpid(-1, os.WNOHANG)[0]:
+            pass
+
+
 async def main() -> None:
+    reap_inherited()
     own_name_resolves()
     agent = Agent(os.environ.get("TESTBED_NODE", os.uname().nodename))
     path = os.path.join(RUN_DIR, "agent.sock")

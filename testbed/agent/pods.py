@@ -22,7 +22,7 @@ from typing import Any
 from pyroute2.netlink.rtnl import RTMGRP_LINK
 from pyroute2.netlink.rtnl.ndmsg import NUD_REACHABLE
 
-from testbed.agent import nlbatch, nsutil, workload
+from testbed.agent import netstate, nlbatch, nsutil, workload
 from testbed.agent.iproute import IPRoute
 from testbed.agent.macs import ip_mac
 
@@ -280,16 +280,19 @@ class PodManager:
         return out
 
     def routes(self) -> list[dict[str, Any]]:
-        """The node's main routing table, both families, with the protocol that installed each route."""
-        names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in self.ipr.get_links()}
+        return netstate.routes(self.ipr)
+
+    def inspect(self) -> list[dict[str, Any]]:
+        """Each pod as the kernel has it (for checks): addresses and routes inside it, its veth on the node."""
         out = []
-        for family, any_dst in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
-            for r in self.ipr.get_routes(family=family, table=254):
-                dst = r.get_attr("RTA_DST") or any_dst
-                if family == socket.AF_INET6 and dst.startswith("fe80:"):
-                    continue
-                out.append({"dst": f"{dst}/{r['dst_len']}", "gateway": r.get_attr("RTA_GATEWAY"),
-                            "dev": names.get(r.get_attr("RTA_OIF")), "proto": r["proto"], "type": r["type"]})
+        for name in sorted(self.pods):
+            entry: dict[str, Any] = {"netns": name, "present": self._present(name)}
+            if entry["present"]:
+                try:
+                    entry |= netstate.pod(os.path.join(NETNS_DIR, name), host_veth(name), self.ipr)
+                except OSError as err:
+                    entry["error"] = str(err)
+            out.append(entry)
         return out
 
     def status(self) -> list[dict[str, Any]]:

@@ -48,6 +48,7 @@ class Rules:
     patch: str | None = None
     base: str | None = None
     token: str | None = None  # names what the table holds after this sync
+    verify: bool = False  # read the kernel: a table changed behind the agent's back is loaded again
 
 
 @dataclass
@@ -60,6 +61,7 @@ class Iptables:
     owner: str = "kube-proxy"
     base: str | None = None  # given: v4 and v6 are `--noflush` changes to the tables that `base` names
     token: str | None = None
+    verify: bool = False
 
 
 @dataclass
@@ -71,6 +73,38 @@ class Ipsets:
     prefix: str
     sets: dict[str, dict[str, Any]] = field(default_factory=dict)
     keep: list[str] | None = None
+    verify: bool = False
+
+
+@dataclass
+class Compare:
+    """What the kernel holds against what is meant, in the kernel's own words (see agent/kernel.py): an nft
+    table (family, table, text; None: meant to be absent), an owner's iptables tables (v4, v6) or a prefix's
+    ipsets (sets)."""
+
+    kind: str  # nft | iptables | ipsets
+    family: str = ""
+    table: str = ""
+    text: str | None = None
+    v4: str | None = None
+    v6: str | None = None
+    prefix: str = ""
+    sets: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass
+class Inspect:
+    """The machine's own network state, for checks: links (with VXLAN settings), addresses, the main routing
+    table, permanent and proxy neighbours, and the VXLAN forwarding entries; with pods, each pod's too."""
+
+    pods: bool = False
+
+
+@dataclass
+class Restart:
+    """Kill a supervised process (even a stopped or hung one); its supervisor starts it again."""
+
+    name: str
 
 
 @dataclass
@@ -98,7 +132,8 @@ class Serve:
 
 OPS: dict[str, type] = {"ping": Ping, "reexec": Reexec, "status": Status, "sync_pods": SyncPods,
                         "daemons": Daemons, "rules": Rules, "serve": Serve, "iptables": Iptables,
-                        "ipsets": Ipsets, "conntrack": Conntrack, "files": Files}
+                        "ipsets": Ipsets, "conntrack": Conntrack, "files": Files, "compare": Compare,
+                        "inspect": Inspect, "restart": Restart}
 
 
 def parse(req: dict[str, Any]) -> tuple[str, Any]:

@@ -5,7 +5,11 @@ digest skips the work when nothing changed.
 
 An owner that tracks its own changes (kube-proxy) sends the difference itself, with a token for what the
 table will hold and the token it expects the table to hold now; a table in any other state (this agent is
-new, a sync failed, another mode ran) answers `stale`, and the owner sends the whole table."""
+new, a sync failed, another mode ran) answers `stale`, and the owner sends the whole table.
+
+What the agent remembers is what it did, not what the kernel holds now: with `verify` (every `up`), the kernel
+is read and compared with the meant text first (agent/kernel.py), so a table flushed or deleted behind the
+agent's back is loaded again."""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ import hashlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from testbed.agent import iptdiff, nftdiff
+from testbed.agent import iptdiff, kernel, nftdiff
 from testbed.agent.libnft import Nft
 
 
@@ -69,7 +73,7 @@ class Rules:
         return await self._patch(("iptables", owner), base, token, run)
 
     async def iptables(self, v4: str | None, v6: str | None, owner: str = "kube-proxy",
-                       token: str | None = None) -> dict[str, bool]:
+                       token: str | None = None, verify: bool = False) -> dict[str, bool]:
         """Each family's tables replaced in one iptables-restore transaction, skipped when unchanged; after the
         first, only the chains that changed are sent (a partial restore, as kube-proxy does)."""
         changed = False
@@ -79,6 +83,8 @@ class Rules:
                 continue
             key = (tool, owner)
             digest = hashlib.sha256(text.encode()).hexdigest()
+            if verify and not (await self.compare_iptables(tool, text))["match"]:
+                self._forget(key)
             if self.digests.get(key) == digest:
                 continue
             old = self.texts.get(key) if token is None else None  # an owner with tokens sends changes itself
@@ -98,7 +104,11 @@ class Rules:
         self._token(("iptables", owner), token)
         return {"changed": changed}
 
-    async def ipsets(self, prefix: str, sets: dict[str, dict[str, Any]], keep: list[str] | None) -> dict[str, int]:
+    async def ipsets(self, prefix: str, sets: dict[str, dict[str, Any]], keep: list[str] | None,
+                     verify: bool = False) -> dict[str, int]:
+        if verify and sets and not (await self.compare_ipsets(prefix, sets))["match"]:
+            for name in sets:
+                self.digests.pop(("ipset", name), None)
         lines, changed = [], 0
         for name, spec in sets.items():
             digest = hashlib.sha256(repr(sorted(spec.items())).encode()).hexdigest()
@@ -141,10 +151,16 @@ class Rules:
             gone += await proc.wait() == 0
         return {"flushed": gone}
 
-    async def apply(self, family: str, table: str, text: str | None, token: str | None = None) -> dict[str, bool]:
+    async def apply(self, family: str, table: str, text: str | None, token: str | None = None,
+                    verify: bool = False) -> dict[str, Any]:
         """Replaces table `family table` with text (a `table` block), or deletes it when text is None. After the
-        first sync, only the difference is sent (elements, changed chains), still as one transaction."""
+        first sync, only the difference is sent (elements, changed chains), still as one transaction. Says what
+        it did: how (diff, whole, deleted) and why a whole table."""
         key = (family, table)
+        why = "first sync" if key not in self.texts else "the difference did not apply"
+        if verify and not (await self.compare_nft(family, table, text))["match"]:
+            self._forget(key)
+            why = "the kernel held something else (read by `up`)"
         digest = hashlib.sha256((text or "").encode()).hexdigest()
         if self.digests.get(key) == digest:
             self._token(key, token)
@@ -166,7 +182,22 @@ class Rules:
         else:
             self.texts.pop(key, None)
         self._token(key, token)
-        return {"changed": True}
+        if small is not None:
+            return {"changed": True, "how": "diff", "lines": small.count("\n")}
+        return {"changed": True, "how": "whole" if text else "deleted", "why": why if text else ""}
+
+    async def compare_nft(self, family: str, table: str, text: str | None) -> dict[str, Any]:
+        meant = await kernel.nft_meant(family, table, text) if text else []
+        return kernel.compare(await kernel.nft_kernel(family, table), meant)
+
+    @staticmethod
+    async def compare_iptables(tool: str, text: str) -> dict[str, Any]:
+        tables = kernel.tables_of(text)
+        return kernel.compare(await kernel.ipt_kernel(tool, tables), await kernel.ipt_meant(tool, text, tables))
+
+    @staticmethod
+    async def compare_ipsets(prefix: str, sets: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        return kernel.compare(await kernel.ipset_kernel(prefix), await kernel.ipset_meant(sets, prefix))
 
     def _token(self, key: tuple[str, str], token: str | None) -> None:
         if token is None:

@@ -95,7 +95,41 @@ class Supervisor:
             self._start(name, d, digest, group)
         return {"added": added, "removed": removed, "changed": changed}
 
+    def _pid_path(self, name: str) -> str:
+        return os.path.join(self.log_dir, f"{name}.pid")
+
+    @staticmethod
+    def _identity(pid: int) -> str:
+        """pid and start time: a pid the kernel has given to another process since does not match."""
+        with open(f"/proc/{pid}/stat") as f:
+            return f"{pid} {f.read().rsplit(')', 1)[1].split()[19]}"
+
+    def _reap_stale(self, name: str) -> None:
+        """A process an earlier agent of this machine started under this name (it crashed, or re-executed with
+        new code) is killed, with its group, before a new one starts: two servers on one port would share its
+        traffic, and a stopped one would swallow half of it."""
+        try:
+            with open(self._pid_path(name)) as f:
+                recorded = f.read().strip()
+            pid = int(recorded.split()[0])
+            alive = self._identity(pid) == recorded
+        except (OSError, ValueError, IndexError):
+            return
+        if alive and not any(p.process and p.process.pid == pid for p in self.procs.values()):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+            deadline = time.monotonic() + STOP_GRACE  # its port is free once it is gone
+            while time.monotonic() < deadline:
+                try:  # still this process's child when the agent re-executed itself; tini's when it crashed
+                    if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                        break
+                except ChildProcessError:
+                    if not os.path.exists(f"/proc/{pid}"):
+                        break
+                time.sleep(0.01)
+
     def _start(self, name: str, d: dict[str, Any], digest: str, group: str) -> None:
+        self._reap_stale(name)
         proc = Proc(name, d["argv"], d.get("files", {}), d.get("reload"), digest, group, d.get("restart", "Always"))
         proc.task = asyncio.get_running_loop().create_task(self._run(proc))
         self.procs[name] = proc
@@ -113,6 +147,9 @@ class Supervisor:
                     log.write(f"testbed: cannot start {proc.argv[0]}: {err.strerror}\n".encode())
                     proc.process = None
             proc.started = time.monotonic()
+            if proc.process:
+                with contextlib.suppress(OSError), open(self._pid_path(proc.name), "w") as f:
+                    f.write(self._identity(proc.process.pid))
             proc.last_exit = await proc.process.wait() if proc.process else 127
             if proc.stopping.is_set():
                 return
@@ -148,6 +185,18 @@ class Supervisor:
                 await p.wait()
         if proc.task:
             await proc.task
+        with contextlib.suppress(OSError):
+            os.unlink(self._pid_path(proc.name))
+
+    def kill(self, name: str) -> bool:
+        """SIGKILL to a process's group (a stopped process dies too): its loop counts a restart and starts it
+        again, after the back-off."""
+        proc = self.procs.get(name)
+        if proc is None or proc.process is None or proc.process.returncode is not None:
+            return False
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.process.pid, signal.SIGKILL)
+        return True
 
     def status(self) -> list[dict[str, Any]]:
         out = []

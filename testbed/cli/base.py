@@ -57,7 +57,7 @@ def _fail(e: TestbedError) -> None:
 
 class Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
-        from docker.errors import DockerException
+        from testbed.runtime.machines import ENGINE_ERRORS
 
         try:
             return super().invoke(ctx)
@@ -67,7 +67,7 @@ class Group(click.Group):
             sys.exit(Interrupted.exit_code)
         except TestbedError as e:
             _fail(e)
-        except DockerException as e:
+        except ENGINE_ERRORS as e:
             err.print(styled(("error:", "red"), f" Docker engine: {e}"))
             sys.exit(errors.EXIT_FAILED)
 

@@ -111,7 +111,7 @@ def version(as_json: bool) -> None:
       testbed version
       testbed version --json
     """
-    from testbed.doctor import versions
+    from testbed.runtime.doctor import versions
 
     data = versions()
     if as_json:
@@ -131,7 +131,7 @@ def doctor(as_json: bool) -> None:
     Example:
       testbed doctor
     """
-    from testbed.doctor import checks
+    from testbed.runtime.doctor import checks
 
     results = checks()
     failed = [c for c in results if not c["ok"] and c["required"]]

@@ -33,7 +33,7 @@ def up(topology: str, quiet: bool, replace: bool, name: str | None) -> None:
                                                           "current lab)"))
     if not quiet:
         from testbed.cli import show
-        from testbed.status import collect
+        from testbed.observe.status import collect
 
         show.status(out, collect(ctx.lab))
 
@@ -108,7 +108,7 @@ def status(lab_name: str | None, as_json: bool) -> None:
       testbed status --lab bgp --json | jq '.pods[] | {name, ips}'
     """
     from testbed.cli import show
-    from testbed.status import collect
+    from testbed.observe.status import collect
 
     data = collect(_lab(lab_name))
     if as_json:
@@ -200,6 +200,7 @@ def schema() -> None:
       testbed schema > topology.schema.json
     """
     from testbed.model.topology import json_schema
+    from testbed.network.registry import modes
 
-    click.echo(json.dumps(json_schema(), indent=2))
+    click.echo(json.dumps(json_schema(sorted(modes())), indent=2))
 

@@ -26,7 +26,7 @@ def routes(lab_name: str | None, machine: str | None, as_json: bool) -> None:
       testbed routes --json
     """
     from testbed.cli import show
-    from testbed.status import routes as observed
+    from testbed.observe.status import routes as observed
 
     data = observed(_lab(lab_name), machine)
     if as_json:
@@ -48,7 +48,7 @@ def services(lab_name: str | None, as_json: bool) -> None:
     """
     from testbed import lab
     from testbed.cli import show
-    from testbed.status import services as planned
+    from testbed.observe.status import services as planned
 
     _, plan = lab.current_plan(_lab(lab_name))
     data = planned(plan)
@@ -104,9 +104,10 @@ def probe_cmd(lab_name: str | None, source: str | None, target: str | None, prot
         return
     if not source or not target:
         raise click.UsageError("probe needs SOURCE and TARGET, or --matrix")
-    from testbed.probe import probe
+    from testbed import lab
+    from testbed.observe.probe import probe
 
-    result = probe(_lab(lab_name), source, target, protocol, timeout)
+    result = probe(lab.current_plan(_lab(lab_name))[1], source, target, protocol, timeout)
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:
@@ -120,7 +121,7 @@ def probe_cmd(lab_name: str | None, source: str | None, target: str | None, prot
 
 def _matrix(name: str, namespaces: list[str], pods: list[str], ports: list[int], protocols: list[str], via: str,
             expect: str | None, as_json: bool) -> None:
-    from testbed import matrix
+    from testbed.observe import matrix
 
     bad = [p for p in protocols if p not in ("tcp", "udp", "sctp")]
     if bad:
@@ -170,7 +171,7 @@ def explain(lab_name: str | None, source: str, target: str, as_json: bool) -> No
       testbed policy explain x/a y/b:80
       testbed policy explain x/a x/c:81/udp --json
     """
-    from testbed.explain import explain as run
+    from testbed.observe.explain import explain as run
 
     verdict = run(_lab(lab_name), source, target)
     if as_json:

@@ -27,12 +27,13 @@ def exec_(lab_name: str | None, interactive: bool, tty: bool, pod: str, command:
       testbed exec -it default/client -- bash
       testbed exec router -- birdc -s /run/testbed/bird.ctl show protocols
     """
-    from testbed import podexec
+    from testbed import lab
+    from testbed.runtime import podexec
 
-    name = _lab(lab_name)
+    _, plan = lab.current_plan(_lab(lab_name))
     if interactive or tty:
-        sys.exit(podexec.attach(name, pod, list(command)))
-    sys.exit(podexec.run(name, pod, list(command), stream=True).exit_code)
+        sys.exit(podexec.attach(plan, pod, list(command)))
+    sys.exit(podexec.run(plan, pod, list(command), stream=True).exit_code)
 
 
 @main.command()
@@ -50,11 +51,12 @@ def logs(lab_name: str | None, pod: str, container: str | None, follow: bool, ta
       testbed logs --lab bgp kube-system/$(testbed status --lab bgp --json | jq -r \\
         '.pods[] | select(.namespace == "kube-system") | .name' | head -1) --tail 20
     """
-    from testbed import podexec
+    from testbed import lab
     from testbed.agent.processes import process_name
+    from testbed.runtime import podexec
 
     name = _lab(lab_name)
-    _, p = podexec.find(name, pod)
+    _, p = podexec.find(lab.current_plan(name)[1], pod)
     if not p.processes:
         raise errors.NotFound(f"pod {p.key} runs no command of its own (it serves netexec answers)")
     chosen = container or next(iter(p.processes))

@@ -8,12 +8,14 @@ Per-node rules are rendered by pure functions (`render`) and applied by each nod
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from testbed.plugins import Registry
 
 if TYPE_CHECKING:
     from testbed.actions import Change, Context
+    from testbed.checks import Finding, Observation
     from testbed.model.topology import Topology
 
 
@@ -40,6 +42,11 @@ class Installer:
     def uninstall(self, ctx: Context) -> Change:
         raise NotImplementedError
 
+    def check(self, obs: Observation, deep: bool) -> list[Finding]:
+        """What the installer's rules, records or daemons hold on every node against the plan (deep: compared
+        with the kernel's, and with real traffic); nothing by default."""
+        return []
+
 
 _REGISTRY: Registry[Installer] = Registry(__name__)
 register = _REGISTRY.register
@@ -52,11 +59,31 @@ class Step:
     def __init__(self, installer: Installer) -> None:
         self.installer = installer
         self.title = installer.title
+        self.name = installer.name
+
+    def check(self, obs: Observation, deep: bool) -> list[Finding]:
+        if not self.installer.enabled(obs.plan.topology):
+            return []
+        return self.installer.check(obs, deep)
 
     def run(self, ctx: Context) -> Change:
         if self.installer.enabled(ctx.plan.topology):
             return self.installer.install(ctx)
         return self.installer.uninstall(ctx)
+
+
+def report(ctx: Context, installer: str, node: str, what: str, answer: dict[str, Any], start: float) -> bool:
+    """An event for one node's sync of one installer's rules, when it changed anything; answers whether it did."""
+    if not answer.get("changed"):
+        return False
+    from testbed import events
+
+    how = {"diff": f"the difference, {answer.get('lines', 0)} line(s)", "whole": f"whole ({answer.get('why')})",
+           "deleted": "removed"}.get(answer.get("how", ""), "changed")
+    took = time.monotonic() - start
+    events.emit(ctx.lab, "Synced", f"node/{node}", f"{installer}: {what} {how} in {took:.3f}s", installer=installer,
+                node=node, duration=round(took, 4), how=answer.get("how"), why=answer.get("why", ""))
+    return True
 
 
 class Prepare:

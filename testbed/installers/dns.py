@@ -14,14 +14,16 @@ from typing import Any
 
 from tenacity import retry, retry_if_result, stop_after_delay, wait_exponential
 
-from testbed import podexec
 from testbed.actions import Change, Context, each
+from testbed.agent.processes import process_name
+from testbed.checks import HEAL, Finding, Observation, fail, ok
 from testbed.errors import TestbedError
 from testbed.installers import Installer, register
 from testbed.model.topology import Topology
 from testbed.plan import dns
 from testbed.plan.cluster import Plan, PodPlan
-from testbed.runtime import agent
+from testbed.policy.evaluate import decide
+from testbed.runtime import agent, podexec
 
 DIR = "/run/testbed/dns"  # the node's run folder, which the node's pods see
 NAMESPACE, NAME, LABEL = "kube-system", "kube-dns", {"k8s-app": "kube-dns"}
@@ -111,8 +113,9 @@ class ClusterDNS(Installer):
     def install(self, ctx: Context) -> Change:
         # what prepare wrote in this sync is news to servers that were already running
         changed = self._write(ctx) + ctx.notes.pop(self.name, 0)
+        healed = _heal(ctx) if ctx.verify else 0
         if not changed:
-            return Change()
+            return Change(changed=healed)
 
         def reload(pod: PodPlan) -> None:
             machine = podexec.running(ctx.plan.node(pod.node).container, pod)
@@ -125,16 +128,72 @@ class ClusterDNS(Installer):
     def uninstall(self, ctx: Context) -> Change:
         return Change()  # its pods and Service go with its manifests
 
+    def check(self, obs: Observation, deep: bool) -> list[Finding]:
+        """Deep: each server answers on its own address (asked from its node), and the cluster DNS answers a
+        known name through its ClusterIP from a pod on every node."""
+        if not deep:
+            return []
+        plan, zone, ip = obs.plan, obs.plan.topology.networking.clusterDomain, obs.plan.topology.dns_ip()
+        name = f"{NAME}.{NAMESPACE}.svc.{zone}"
+
+        def server(pod: PodPlan) -> Finding | None:
+            if not obs.running(pod.node):
+                return None
+            machine = podexec.running(plan.node(pod.node).container, pod, obs.provider)
+            return ok("cluster DNS", pod.key, f"{pod.key} on {pod.node} answers ({pod.ipv4})") \
+                if _answers(machine, pod, zone) else \
+                fail("cluster DNS", pod.key, f"DNS server {pod.key} on {pod.node} does not answer on {pod.ipv4}:53",
+                     [f"dig @{pod.ipv4} dns-version.{zone} TXT: no answer within 1 s"],
+                     f"`testbed logs {pod.key}`; {HEAL} (it restarts a server that does not answer)")
+
+        def client(node: str) -> Finding | None:
+            pod = next((p for p in plan.pods_on(node) if p.dns.get("policy", "ClusterFirst") == "ClusterFirst"
+                        and decide(plan.policies, plan.namespaces, p, p.ipv4, None, ip, 53, "UDP").allowed), None)
+            if pod is None or not obs.running(node):
+                return None
+            got = podexec.running(plan.node(node).container, pod, obs.provider).exec(
+                podexec.wrap(pod, ["dig", "+short", "+time=1", "+tries=2", f"@{ip}", name])).stdout.split()
+            return ok("cluster DNS", node, f"{pod.key} on {node} resolves {name} through {ip}: {got[0]}") \
+                if ip in got else \
+                fail("cluster DNS", node, f"{pod.key} on {node} gets no answer for {name} from {ip}",
+                     [f"dig @{ip} {name}: {' '.join(got) or 'no answer'}"],
+                     f"see the servers' own checks and {node}'s kube-proxy rules here; `testbed trace {pod.key} "
+                     f"{ip}:53 --protocol udp` follows one query")
+
+        found = each(server, _servers(plan)) + each(client, [n.name for n in plan.nodes])
+        return [f for f in found if f is not None]
+
 
 def _servers(plan: Plan) -> list[PodPlan]:
     return [p for p in plan.pods if p.namespace == NAMESPACE and p.labels.get("k8s-app") == "kube-dns"]
 
 
+def _answers(machine: Any, pod: PodPlan, zone: str) -> bool:
+    probe = ["dig", "+short", "+time=1", "+tries=1", f"@{pod.ipv4}", f"dns-version.{zone}", "TXT"]
+    return dns.SCHEMA_VERSION in machine.exec(probe).stdout
+
+
+def _heal(ctx: Context) -> int:
+    """`up`: a server that stopped answering (stopped, hung) is restarted, as a failing liveness probe would
+    have the kubelet do; how many were."""
+    zone = ctx.plan.topology.networking.clusterDomain
+
+    def one(pod: PodPlan) -> bool:
+        machine = podexec.running(ctx.plan.node(pod.node).container, pod, ctx.provider)
+        if _answers(machine, pod, zone):
+            return False
+        ctx.say(f"DNS server {pod.key} does not answer: restarting it")
+        agent.call(ctx.run_dir(pod.node), "restart", name=process_name(pod.netns, next(iter(pod.processes))))
+        _answering(machine, pod, zone)
+        return True
+
+    return sum(each(one, _servers(ctx.plan)))
+
+
 @retry(retry=retry_if_result(lambda ok: not ok), stop=stop_after_delay(20),
        wait=wait_exponential(multiplier=0.02, max=0.5), retry_error_callback=lambda state: state.outcome.result())
 def _check(machine: Any, pod: Any, zone: str) -> bool:
-    probe = ["dig", "+short", "+time=1", "+tries=1", f"@{pod.ipv4}", f"dns-version.{zone}", "TXT"]
-    return dns.SCHEMA_VERSION in machine.exec(probe).stdout
+    return _answers(machine, pod, zone)
 
 
 def _answering(machine: Any, pod: Any, zone: str) -> None:

@@ -4,11 +4,15 @@ node, `inet testbed-egress`, rendered here and replaced atomically by the node's
 
 from __future__ import annotations
 
+import time
+
 from testbed.actions import Change, Context, each
-from testbed.installers import Installer, register
+from testbed.checks import HEAL, Finding, Observation, compared, fail, ok
+from testbed.installers import Installer, register, report
 from testbed.model.topology import Topology
 from testbed.plan.cluster import Plan
-from testbed.runtime import agent
+from testbed.policy.evaluate import decide
+from testbed.runtime import agent, probing
 
 FAMILY, TABLE = "inet", "testbed-egress"
 
@@ -39,7 +43,9 @@ class Egress(Installer):
 
     def _apply(self, ctx: Context, text: str | None) -> Change:
         def one(node: str) -> bool:
-            return bool(agent.call(ctx.run_dir(node), "rules", family=FAMILY, table=TABLE, text=text)["changed"])
+            start = time.monotonic()
+            answer = agent.call(ctx.run_dir(node), "rules", family=FAMILY, table=TABLE, text=text, verify=ctx.verify)
+            return report(ctx, self.name, node, f"table {FAMILY} {TABLE}", answer, start)
 
         changed = sum(each(one, [n.name for n in ctx.plan.nodes]))
         return Change(changed=changed) if text else Change(removed=changed)
@@ -49,3 +55,30 @@ class Egress(Installer):
 
     def uninstall(self, ctx: Context) -> Change:
         return self._apply(ctx, None)
+
+    def check(self, obs: Observation, deep: bool) -> list[Finding]:
+        """Deep: every node's table as the kernel holds it, and a pod on every node reaching the web host
+        outside, which must see the node's address."""
+        if not deep:
+            return []
+        plan, text = obs.plan, render(obs.plan)
+        web = next((h for h in plan.externals if h.role == "web"), None)
+
+        def one(node: str) -> list[Finding | None]:
+            got = compared("egress NAT rules", node, f"table {FAMILY} {TABLE}",
+                           obs.call(node, "compare", kind="nft", family=FAMILY, table=TABLE, text=text))
+            # a pod the NetworkPolicies let out: the check is of the NAT, not of the policies
+            pod = next((p for p in plan.pods_on(node) if web and decide(plan.policies, plan.namespaces, p, p.ipv4,
+                                                                         None, web.ip, 80, "TCP").allowed), None)
+            if web is None or pod is None or got is None:
+                return [got]
+            seen = probing.connect(plan, pod.key, web.ip, 80, timeout=2)
+            source = (seen.get("client") or "").rsplit(":", 1)[0]
+            mine = plan.node(node).underlay_ip
+            if seen["result"] == "connected" and source == mine:
+                return [got, ok("egress NAT", node, f"{pod.key} reaches {web.name} ({web.ip}), which sees {source}")]
+            why = f"{seen['result']}" + (f", seen as {source}, not {mine}" if source else "")
+            return [got, fail("egress NAT", node, f"{pod.key} on {node} → {web.name} ({web.ip}:80): {why}",
+                              [seen["error"]] if seen.get("error") else [], HEAL)]
+
+        return [f for found in each(one, [n.name for n in plan.nodes]) for f in found if f is not None]

@@ -7,7 +7,17 @@ from __future__ import annotations
 
 from testbed import netns
 from testbed.actions import Change, Context
-from testbed.network.underlay import EXTERNAL_BRIDGE, NODE_IF, ROUTER_EXTERNAL_IF, Port, fabric_if, lab_netns, wire
+from testbed.checks import HEAL, Finding, Observation, fail, ok
+from testbed.network.underlay import (
+    EXTERNAL_BRIDGE,
+    NODE_IF,
+    ROUTER_EXTERNAL_IF,
+    Port,
+    check_ports,
+    fabric_if,
+    lab_netns,
+    wire,
+)
 from testbed.plan.cluster import Plan
 from testbed.plan.machines import ExternalPlan
 from testbed.runtime import agent
@@ -53,23 +63,43 @@ def knot_daemon(plan: Plan, host: ExternalPlan) -> dict[str, object]:
             "files": {conf: text, f"{KNOT_DIR}/{zone}.zone": zone_file(plan)}}
 
 
+def _ports(plan: Plan) -> list[Port]:
+    router, ext = plan.router, plan.topology.external
+    if router is None:
+        return []
+    router_addrs = [(router.external_ip, ext.cidr.prefixlen)]
+    if router.external_ip6:
+        router_addrs.append((router.external_ip6, ext.cidrV6.prefixlen))
+    ports = [Port(router.name, ROUTER_EXTERNAL_IF, fabric_if(router.name, "ex-"), router_addrs)]
+    for h in plan.externals:
+        addrs = [(h.ip, h.prefix)] + ([(h.ip6, h.prefix6 or 64)] if h.ip6 else [])
+        ports.append(Port(h.name, NODE_IF, fabric_if(h.name, "ex-"), addrs))
+    return ports
+
+
 class External:
+    name = "external"
     title = "Wiring the external segment"
 
+    def check(self, obs: Observation, deep: bool) -> list[Finding]:
+        """The segment's links, and each host's server: Knot running on a dns host."""
+        out = check_ports(obs, _ports(obs.plan), "external segment")
+        for h in obs.plan.externals:
+            if h.role != "dns" or (reply := obs.call(h.name, "status")) is None:
+                continue
+            knot = next((d for d in reply.get("daemons", []) if d["name"] == "knotd"), None)
+            out.append(ok("external DNS", h.name, f"knotd running on {h.name} ({h.ip})")
+                       if knot and knot["state"] == "running" else
+                       fail("external DNS", h.name, f"knotd on {h.name} is {knot['state'] if knot else 'missing'}",
+                            hint=f"`testbed logs {h.name}/knotd`; {HEAL}"))
+        return out
+
     def run(self, ctx: Context) -> Change:
-        plan, router = ctx.plan, ctx.plan.router
-        if router is None:
+        plan = ctx.plan
+        if plan.router is None:
             return Change()
-        ext = plan.topology.external
-        router_addrs = [(router.external_ip, ext.cidr.prefixlen)]
-        if router.external_ip6:
-            router_addrs.append((router.external_ip6, ext.cidrV6.prefixlen))
-        ports = [Port(router.name, ROUTER_EXTERNAL_IF, fabric_if(router.name, "ex-"), router_addrs)]
-        for h in plan.externals:
-            addrs = [(h.ip, h.prefix)] + ([(h.ip6, h.prefix6 or 64)] if h.ip6 else [])
-            ports.append(Port(h.name, NODE_IF, fabric_if(h.name, "ex-"), addrs))
         with netns.ipr(lab_netns(ctx)) as fab:
-            change = wire(ctx, fab, EXTERNAL_BRIDGE, ports, plan.topology.networking.mtu)
+            change = wire(ctx, fab, EXTERNAL_BRIDGE, _ports(plan), plan.topology.networking.mtu)
         for h in plan.externals:
             defaults: dict[str, dict[str, object]] = {"0.0.0.0/0": {"gateway": h.gateway}}
             if h.gateway6:

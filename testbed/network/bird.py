@@ -38,6 +38,19 @@ def query(path: Path, command: str, timeout: float = 3.0) -> list[str]:
     return out
 
 
+def exported(path: Path, protocols: list[str]) -> list[str] | None:
+    """The prefixes BIRD really exports to these sessions (`show route export`), or None when it does not
+    answer."""
+    out: list[str] = []
+    try:
+        for proto in protocols:
+            out += [line.split()[0] for line in query(path, f"show route export {proto}")
+                    if line and "/" in line.split()[0]]
+    except OSError:
+        return None
+    return sorted(set(out))
+
+
 def sessions(path: Path) -> list[dict[str, Any]]:
     """BGP sessions as `show protocols` lists them: name, state (up/start/...), info (Established, Active...)."""
     out = []

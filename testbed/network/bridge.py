@@ -21,7 +21,7 @@ class Bridge:
     title = "Creating pod bridges"
 
     def run(self, ctx: Context) -> None:
-        mtu = ctx.plan.topology.networking.pod_mtu
+        mtu = ctx.plan.pod_mtu
         for node in ctx.plan.nodes:
             with netns.ipr(ctx.netns(node.name)) as nd:
                 idx = netns.one(nd, BRIDGE)

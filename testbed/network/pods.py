@@ -7,8 +7,10 @@ from ipaddress import ip_network
 from typing import Any
 
 from testbed.actions import Context, each
+from testbed.agent.processes import process_name
+from testbed.checks import HEAL, Finding, Observation, fail, ok
 from testbed.network.bridge import BRIDGE
-from testbed.plan.cluster import NodePlan, PodPlan
+from testbed.plan.cluster import NodePlan, Plan, PodPlan
 from testbed.runtime import agent
 
 
@@ -55,11 +57,75 @@ def pod_spec(pod: PodPlan, dns_ip: str, zone: str = "cluster.local", upstream: s
     return spec
 
 
+def _serving(pod: PodPlan, seen: dict[str, Any], daemons: dict[str, Any]) -> str | None:
+    """Why a present pod does not serve what it should, or None: its processes run (as its restartPolicy
+    wants), or its netexec sockets are open."""
+    if pod.processes:
+        bad = [f"{c} is {d['state']} (last exit {d['lastExit']})" for c in pod.processes
+               if (d := daemons.get(process_name(pod.netns, c), {"state": "missing", "lastExit": None}))["state"]
+               not in ("running", "completed", "failed")]
+        return ", ".join(bad) or None
+    if seen["listening"] + len(seen["errors"]) != len(pod.ports):
+        return f"{seen['listening']} of its {len(pod.ports)} port(s) open"
+    return None
+
+
+def _wired(pod: PodPlan, node: NodePlan, got: dict[str, Any], bridge: int | None) -> list[str]:
+    """What the kernel lacks of the pod: its addresses, its default route, its veth up on the bridge."""
+    have = {(a["address"], a["prefix"]) for a in got.get("addresses", []) if a["dev"] == "eth0"}
+    prefix4 = 32 if pod.routed else ip_network(node.cidr4).prefixlen
+    wanted = [(pod.ipv4, prefix4)] + ([(pod.ipv6, 128 if pod.routed else ip_network(node.cidr6 or "::/64")
+                                        .prefixlen)] if pod.ipv6 else [])
+    out = [f"address {a}/{p} missing on eth0" for a, p in wanted if (a, p) not in have]
+    defaults = {r["dst"] for r in got.get("routes", []) if r["dev"] == "eth0"}
+    out += [f"no default route ({d})" for d in ["0.0.0.0/0"] + (["::/0"] if pod.ipv6 else []) if d not in defaults]
+    veth = got.get("veth")
+    if veth is None:
+        out.append("its veth on the node is missing")
+    elif not veth["up"] or veth["master"] != bridge:
+        out.append(f"its veth {veth['name']} is {'down' if not veth['up'] else 'not on ' + BRIDGE}")
+    return out
+
+
+def check_pods(obs: Observation, deep: bool) -> list[Finding]:
+    plan: Plan = obs.plan
+    nodes = [n.name for n in plan.nodes]
+    replies = obs.ask_all("status", nodes)
+    # deep: the kernel's view of every pod, one question per node, all at once
+    inspected = dict(zip(nodes, each(lambda n: obs.call(n, "inspect", pods=True), nodes), strict=True)) \
+        if deep else {}
+    out = []
+    for node in plan.nodes:
+        reply = replies[node.name] or {"pods": []}  # a node that does not answer has, as far as anyone sees, none
+        seen = {p["netns"]: p for p in reply["pods"]}
+        daemons = {d["name"]: d for d in reply.get("daemons", [])}
+        state = inspected.get(node.name) or {}
+        bridge = next((x["index"] for x in state.get("links", []) if x["name"] == BRIDGE), None)
+        kernel = {p["netns"]: p for p in state.get("pods", [])}
+        for pod in plan.pods_on(node.name):
+            got = seen.get(pod.netns)
+            if not got or not got["present"]:
+                out.append(fail("pods", pod.key, f"pod {pod.key}: missing", [f"planned on {node.name}"], HEAL))
+            elif why := _serving(pod, got, daemons):
+                out.append(fail("pods", pod.key, f"pod {pod.key} on {node.name}: {why}",
+                                hint=f"`testbed logs {pod.key}`" if pod.processes else HEAL))
+            elif deep and (lacking := _wired(pod, node, kernel.get(pod.netns, {}), bridge)):
+                out.append(fail("pods", pod.key, f"pod {pod.key} on {node.name}: {lacking[0]}", lacking, HEAL))
+            else:
+                ips = " ".join(i for i in (pod.ipv4, pod.ipv6) if i)
+                out.append(ok("pods", pod.key, f"{pod.key} on {node.name}: {ips}"))
+    return out
+
+
 class Pods:
+    name = "pods"
     title = "Creating pods"
 
+    def check(self, obs: Observation, deep: bool) -> list[Finding]:
+        return check_pods(obs, deep)
+
     def run(self, ctx: Context) -> None:
-        mtu = ctx.plan.topology.networking.pod_mtu
+        mtu = ctx.plan.pod_mtu
         dns_ip = ctx.plan.topology.dns_ip()
         zone = ctx.plan.topology.networking.clusterDomain
         upstream = next((h.ip for h in ctx.plan.externals if h.role == "dns"), None)

@@ -11,10 +11,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from testbed.errors import InvalidInput, show
+from testbed.plan.cluster import NetworkTraits
 from testbed.plugins import Registry
 
 if TYPE_CHECKING:
     from testbed.actions import Change, Context
+    from testbed.checks import Finding, Observation
+    from testbed.model.loader import TopologyFile
     from testbed.plan.cluster import Plan
 
 
@@ -43,6 +47,10 @@ class NetworkMode:
         """Mode-specific observations (sessions, announced prefixes), from the lab's run folder; none by default."""
         return {}
 
+    def check(self, obs: Observation, deep: bool) -> list[Finding]:
+        """What the kernel and the mode's daemons hold on every node, against the plan; nothing by default."""
+        return []
+
     def router_learns(self, plan: Plan) -> bool:
         """True when the router learns pod routes by itself (BGP); otherwise it gets static routes."""
         return False
@@ -57,12 +65,39 @@ def mode(name: str) -> NetworkMode:
     return modes()[name]()
 
 
+def traits(name: str) -> NetworkTraits:
+    """What the plan needs of a mode (the plan does not look modes up itself)."""
+    cls = modes()[name]
+    return NetworkTraits(overhead=cls.overhead, keeps_ip_on_move=cls.keeps_ip_on_move)
+
+
+def check(loaded: TopologyFile) -> None:
+    """What the topology asks of its pod network that only the registry can judge, as file:line:field errors:
+    a mode that exists, and room for IPv6's 1280-byte minimum in the pods' MTU."""
+    net, known = loaded.topology.networking, modes()
+    if net.network not in known:
+        reason = f"{show(net.network)} is not supported; choose one of: {', '.join(sorted(known))}"
+        raise InvalidInput([loaded.doc.problem(("networking", "network"), reason)])
+    pod_mtu = net.mtu - known[net.network].overhead
+    if net.dualStack and pod_mtu < 1280:
+        raise InvalidInput([loaded.doc.problem(("networking", "mtu"), f"networking.mtu {net.mtu} leaves pods "
+                                                                      f"{pod_mtu} with {net.network}, below IPv6's "
+                                                                      "1280")])
+
+
 class PodNetwork:
     """The pipeline's step for the pod network: every other mode uninstalled, then the lab's mode installed."""
 
     def __init__(self, chosen: str) -> None:
         self.chosen = chosen
+        self.name = chosen
         self.title = f"Pod network ({chosen})"
+
+    def check(self, obs: Observation, deep: bool) -> list[Finding]:
+        """The lab's mode's own checks, then (deep) real traffic between one pod of each pair of nodes."""
+        from testbed.network.sample import cross_node
+
+        return mode(self.chosen).check(obs, deep) + (cross_node(obs) if deep else [])
 
     def run(self, ctx: Context) -> Change:
         from testbed.actions import Change

@@ -21,6 +21,8 @@ from testbed.actions import Change, Context
 from testbed.agent import nsutil
 from testbed.agent.iproute import IPRoute
 from testbed.agent.macs import ip_mac
+from testbed.checks import HEAL, Finding, Observation, fail, ok
+from testbed.plan.cluster import Plan
 
 BRIDGE = "fabric"
 EXTERNAL_BRIDGE = "external"
@@ -86,6 +88,44 @@ def wire(ctx: Context, fab: IPRoute, bridge: str, ports: list[Port], mtu: int) -
     return change
 
 
+def segment_ports(lab: str) -> dict[str, bool]:
+    """The segments' ends of the machines' links, as they are in the lab's namespace: name → up."""
+    path = os.path.join(netns.HOST_NETNS_DIR, ns_name(lab))
+    if not os.path.exists(path):
+        return {}
+    with contextlib.suppress(OSError), netns.ipr(path) as fab:
+        return {link.get_attr("IFLA_IFNAME"): bool(link["flags"] & 1) for link in fab.get_links()}
+    return {}
+
+
+def check_ports(obs: Observation, ports: list[Port], segment: str) -> list[Finding]:
+    """Each machine's link to a segment: there, up, with its planned addresses, and its segment end up."""
+    ends = segment_ports(obs.plan.lab)
+    states = obs.ask_all("inspect", [p.machine for p in ports])
+    out = []
+    for port in ports:
+        state = states[port.machine]
+        if state is None:
+            continue  # the machine's own check says why
+        where = f"{port.machine}:{port.ifname}"
+        link = next((x for x in state["links"] if x["name"] == port.ifname), None)
+        have = {(a["address"], a["prefix"]) for a in state["addresses"] if a["dev"] == port.ifname}
+        lacking = [f"{a}/{p}" for a, p in port.addresses if (a, p) not in have]
+        if link is None:
+            out.append(fail(segment, port.machine, f"{where} is missing", hint=HEAL))
+        elif not link["up"]:
+            out.append(fail(segment, port.machine, f"{where} is down", [f"ip link show {port.ifname}: state DOWN"],
+                            hint=HEAL))
+        elif lacking:
+            out.append(fail(segment, port.machine, f"{where} lacks its address(es) {', '.join(lacking)}", hint=HEAL))
+        elif not ends.get(port.segment_if):
+            out.append(fail(segment, port.machine, f"the {segment}'s end of {where} ({port.segment_if}) is "
+                                                   f"{'down' if port.segment_if in ends else 'missing'}", hint=HEAL))
+        else:
+            out.append(ok(segment, port.machine, f"{where} up with {', '.join(f'{a}/{p}' for a, p in port.addresses)}"))
+    return out
+
+
 def lab_netns(ctx: Context) -> str:
     path = netns.ensure_named(ns_name(ctx.lab))
     with netns.ipr(path) as fab:
@@ -94,18 +134,25 @@ def lab_netns(ctx: Context) -> str:
 
 
 class Underlay:
+    name = "underlay"
     title = "Wiring the underlay"
 
-    def run(self, ctx: Context) -> Change:
-        plan = ctx.plan
+    @staticmethod
+    def ports(plan: Plan) -> list[Port]:
         v4, v6 = plan.underlay.prefixlen, plan.underlay6.prefixlen if plan.underlay6 else 0
         machines = [*plan.nodes, *([plan.router] if plan.router else [])]
         ports = []
         for m in machines:
             addresses = [(m.underlay_ip, v4)] + ([(m.underlay_ip6, v6)] if m.underlay_ip6 else [])
             ports.append(Port(m.name, NODE_IF, fabric_if(m.name), addresses))
+        return ports
+
+    def run(self, ctx: Context) -> Change:
         with netns.ipr(lab_netns(ctx)) as fab:
-            return wire(ctx, fab, BRIDGE, ports, plan.topology.networking.mtu)
+            return wire(ctx, fab, BRIDGE, self.ports(ctx.plan), ctx.plan.topology.networking.mtu)
+
+    def check(self, obs: Observation, deep: bool) -> list[Finding]:
+        return check_ports(obs, self.ports(obs.plan), "underlay")
 
 
 def remove(lab: str) -> bool:

@@ -21,6 +21,14 @@ from testbed.plan.workloads import PodIntent, Port, Unschedulable, expand, sched
 MAX_NETNS = 200  # /run/netns/<name>: file names stop at 255 bytes
 
 
+@dataclass(frozen=True)
+class NetworkTraits:
+    """What the plan needs of the lab's pod network mode; the lab asks the network registry for it."""
+
+    overhead: int = 0  # encapsulation bytes: pods get the underlay MTU minus this
+    keeps_ip_on_move: bool = False  # pods may live outside their node's range (routes follow them)
+
+
 @dataclass
 class NodePlan:
     name: str
@@ -89,6 +97,11 @@ class Plan:
     externals: list[ExternalPlan] = field(default_factory=list)
     services: list[ServicePlan] = field(default_factory=list)
     policies: list[NetworkPolicy] = field(default_factory=list)
+    traits: NetworkTraits = field(default_factory=NetworkTraits)
+
+    @property
+    def pod_mtu(self) -> int:
+        return self.topology.networking.mtu - self.traits.overhead
 
     def node(self, name: str) -> NodePlan:
         return next(n for n in self.nodes if n.name == name)
@@ -177,9 +190,12 @@ def _blame(pod: PodIntent, manifests: list[Manifest], field: str, reason: str) -
 
 
 def build(topo: Topology, manifests: list[Manifest], underlay: IPv4Network,
-          previous: dict[str, dict[str, str]] | None = None, readiness: dict[str, bool] | None = None) -> Plan:
+          previous: dict[str, dict[str, str]] | None = None, readiness: dict[str, bool] | None = None,
+          traits: NetworkTraits | None = None) -> Plan:
     """Raises InvalidInput (with file and field) when the manifests do not fit the topology. readiness: what
-    the agents observed of pods with readiness probes (a probed pod not in it is not ready yet)."""
+    the agents observed of pods with readiness probes (a probed pod not in it is not ready yet); traits: the
+    pod network mode's (from the network registry)."""
+    traits = traits or NetworkTraits()
     readiness = readiness or {}
     held = previous or {}
     previous = {k: v for k, v in held.items() if "node" in v}  # pods' entries; Services' are theirs
@@ -198,7 +214,7 @@ def build(topo: Topology, manifests: list[Manifest], underlay: IPv4Network,
     pods: list[PodPlan] = []
     # a pod keeps its address where it is; in a mode that routes pods by their own IP, also on another node
     # (it moved), and then no other pod may get it
-    keeps = topo.networking.keeps_ip_on_move
+    keeps = traits.keeps_ip_on_move
     kept = {k: v["ipv4"] for k, v in previous.items() if k in placement and (
         keeps or (v["node"] == placement[k] and ip_address(v["ipv4"]) in IPv4Network(
             next(n.cidr4 for n in nodes if n.name == placement[k]))))}
@@ -227,4 +243,4 @@ def build(topo: Topology, manifests: list[Manifest], underlay: IPv4Network,
     pods.sort(key=lambda p: order[p.key])
     return Plan(topo.name, topo, underlay, nodes, pods, namespaces, machines.router(topo, underlay),
                 machines.externals(topo), services.build(topo, manifests, pods, held),
-                [m.obj for m in manifests if isinstance(m.obj, NetworkPolicy)])
+                [m.obj for m in manifests if isinstance(m.obj, NetworkPolicy)], traits)

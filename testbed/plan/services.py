@@ -57,6 +57,7 @@ class ServicePlan:
     internal_local: bool = False
     publish_not_ready: bool = False
     distribution: str | None = None  # trafficDistribution; PreferClose is PreferSameZone's old name
+    selector: dict[str, str] | None = None
 
     @property
     def key(self) -> str:
@@ -215,7 +216,7 @@ def _plan(m: Manifest, topo: Topology, pods: list, slices: list[kube.EndpointSli
                       internal_local=spec.internalTrafficPolicy == "Local",
                       publish_not_ready=spec.publishNotReadyAddresses,
                       distribution="PreferSameZone" if spec.trafficDistribution == "PreferClose"
-                      else spec.trafficDistribution)
+                      else spec.trafficDistribution, selector=spec.selector or None)
     if spec.type == "ExternalName":  # a CNAME: no endpoints, whatever its selector says
         return out
     if spec.selector:

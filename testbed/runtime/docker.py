@@ -15,6 +15,7 @@ from docker.types import Mount
 import testbed
 from testbed.errors import EnvironmentProblem
 
+ENGINE_ERRORS = (DockerException,)  # what the engine raises: the command line names them, without the SDK
 LAB = "testbed.lab"
 ROLE = "testbed.role"
 NODE = "testbed.node"

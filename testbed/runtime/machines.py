@@ -1,19 +1,22 @@
 """The engine boundary, as kind's nodes and providers: a Machine is one container of a lab (a node, the router, an
-external host) with `exec()` and `netns_path()`; a Provider finds a lab's machines. Exec, probe, status and the
-pipeline's context go through here, so the engine behind it (the Docker SDK in runtime/docker.py) is one module.
-"""
+external host) with `exec()`, `attach()`, `logs()` and `netns_path()`; a Provider finds, starts and removes a
+lab's machines and its image. The pipeline's context, exec, probe, status and the pytest plugin go through here,
+so the Docker SDK is used only in this package (runtime/docker.py and images.py)."""
 
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import docker
 from docker.models.containers import Container
 
 from testbed.errors import EnvironmentProblem
 from testbed.runtime import docker as rt
+from testbed.runtime import images
 from testbed.runtime.terminal import Terminal
 
 
@@ -40,6 +43,29 @@ class Machine:
     @property
     def state(self) -> str:
         return str(self.container.status)
+
+    @property
+    def lab(self) -> str | None:
+        return self.container.labels.get(rt.LAB)
+
+    @property
+    def container_name(self) -> str:
+        return str(self.container.name)
+
+    @property
+    def image(self) -> list[str]:
+        """The tags of the image it runs."""
+        return list(self.container.image.tags)
+
+    def remove(self) -> None:
+        self.container.remove(force=True)
+
+    def logs(self, tail: int = -1, follow: bool = False) -> Iterator[bytes]:
+        """Its main process's output (the agent's), as the engine keeps it."""
+        if follow:
+            yield from self.container.logs(stream=True, follow=True, tail=tail if tail >= 0 else "all")
+        else:
+            yield self.container.logs(tail=tail if tail >= 0 else "all")
 
     def require_running(self, what: str = "") -> Machine:
         """Itself if it runs; otherwise a clear error (exit 4) that says how to heal."""
@@ -89,7 +115,7 @@ class Machine:
 
 
 class Provider:
-    """The lab's machines as the engine has them."""
+    """One engine: the labs' machines and the node image as it has them."""
 
     def __init__(self, client: docker.DockerClient | None = None) -> None:
         self.client = client or rt.connect()
@@ -98,5 +124,30 @@ class Provider:
         c = rt.get(self.client, container_name)
         return Machine(self.client, c) if c is not None else None
 
-    def machines(self, lab: str) -> list[Machine]:
+    def machines(self, lab: str | None = None) -> list[Machine]:
+        """A lab's machines (every lab's, without one)."""
         return [Machine(self.client, c) for c in rt.containers(self.client, lab)]
+
+    def lab_names(self) -> set[str]:
+        return rt.lab_names(self.client)
+
+    def remove_lab(self, lab: str) -> int:
+        return rt.remove_lab(self.client, lab)
+
+    def start(self, lab: str, machine: str, container_name: str, run_dir: Path, dual_stack: bool,
+              role: str) -> Machine:
+        """A machine of the lab from the current node image, with its agent starting."""
+        c = rt.run_node(self.client, images.reference(), lab, machine, container_name, run_dir, dual_stack, role)
+        return Machine(self.client, c)
+
+    def image_ready(self, say: Callable[[str], None]) -> str:
+        """The node image's reference, built first if it is not here."""
+        if not images.present(self.client):
+            images.build(self.client, say)
+        return images.reference()
+
+    def check_image(self) -> None:
+        images.check_buildable(self.client)
+
+
+ENGINE_ERRORS = rt.ENGINE_ERRORS

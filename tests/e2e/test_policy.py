@@ -13,7 +13,7 @@ from netpol_cases import BY_NAME, CASES, NAMESPACES, PORTS, PROTOCOLS, Case, exp
 from relab import up_from
 
 from testbed import lab as labs
-from testbed import matrix
+from testbed.observe import matrix
 from testbed.pytest_plugin import Lab
 
 HERE = Path(__file__).parent

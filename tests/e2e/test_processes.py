@@ -106,7 +106,8 @@ def test_a_killed_readiness_controller_shows_in_status_and_up_restarts_it(testbe
     import signal
 
     from testbed import lab as labs
-    from testbed import readiness, state
+    from testbed import state
+    from testbed.runtime import readiness
 
     lab = testbed_lab
     pid = readiness.running(lab.name)

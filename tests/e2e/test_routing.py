@@ -123,7 +123,7 @@ def test_bgp_router_holds_every_node_range_and_no_vxlan_device(routed):
 
 
 def labs_routes(lab: Lab, machine: str) -> dict[str, tuple[str, str | None]]:
-    from testbed.status import routes
+    from testbed.observe.status import routes
 
     return {r["dst"]: (r["protocol"], r["gateway"]) for r in routes(lab.name, machine)[machine]}
 
@@ -198,7 +198,7 @@ def test_a_load_balancer_ip_is_reached_from_outside(routed, mode):
     lab = routed(mode)
     (ip,) = next(s for s in lab.plan.services if s.name == "lb").lb_ips
     if mode == "bgp":
-        table = {r["dst"]: r for r in __import__("testbed.status", fromlist=["routes"]).routes(NAME, "router")[
+        table = {r["dst"]: r for r in __import__("testbed.observe.status", fromlist=["routes"]).routes(NAME, "router")[
             "router"]}
         assert table[f"{ip}/32"]["protocol"] == "bird"
     got = lab.probe("ext2", f"{ip}:80")

@@ -4,7 +4,7 @@ valid expectation, a differing cell is named, and a malformed row is refused wit
 import pytest
 
 from testbed.errors import InvalidInput
-from testbed.matrix import Cell, differences, parse_expect, tables
+from testbed.observe.matrix import Cell, differences, parse_expect, tables
 
 
 def cells(blocked: set[tuple[str, str]]) -> list[Cell]:

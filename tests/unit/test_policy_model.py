@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from netpol_cases import CASES, PODS, PORTS, PROTOCOLS, Case, expect
 
-from testbed import matrix
 from testbed.model import loader
+from testbed.observe import matrix
 from testbed.plan import cluster
 from testbed.policy.evaluate import decide
 

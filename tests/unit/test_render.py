@@ -6,6 +6,7 @@ from testbed.installers import egress
 from testbed.kinds.external import zone_file
 from testbed.model import loader
 from testbed.model.topology import Topology
+from testbed.network import registry
 from testbed.network.modes import bgp
 from testbed.plan import cluster
 
@@ -17,7 +18,7 @@ def _plan(peering: str = "ibgp", previous: dict | None = None) -> cluster.Plan:
                                     "networking": {"network": "bgp", "dualStack": True,
                                                    "bgp": {"peering": peering}}})
     manifests = loader.load_manifests([loader.Doc(POD, "x.yaml")])
-    return cluster.build(topo, manifests, IPv4Network("100.64.3.0/24"), previous)
+    return cluster.build(topo, manifests, IPv4Network("100.64.3.0/24"), previous, traits=registry.traits("bgp"))
 
 
 def test_a_node_announces_its_range_and_peers_with_the_router():

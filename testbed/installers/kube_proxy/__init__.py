@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import contextlib
 import socket
-from pathlib import Path
+import time
 
 from pyroute2.netlink.rtnl.ndmsg import NTF_PROXY
 
-from testbed import netns
+from testbed import events, netns
 from testbed.actions import Change, Context, each
 from testbed.agent import nsutil
+from testbed.checks import Finding, Observation, compared
 from testbed.installers import Installer, register
-from testbed.installers.kube_proxy import ipt, nft
+from testbed.installers.kube_proxy import endpoints, ipt, nft, sync
 from testbed.installers.kube_proxy.view import NodeView, node_view
 from testbed.network.registry import mode
 from testbed.network.underlay import NODE_IF
@@ -64,17 +65,46 @@ class KubeProxy(Installer):
                 if previous is not None and node.name in {n.name for n in previous.nodes} else None
             run_dir = ctx.run_dir(node.name)
             # the other mode's rules go first: iptables-restore reads every table there is
+            # `up` reads the kernel and sends the whole table (a table changed behind the agent's back heals)
+            old = None if ctx.verify else old
+            start = time.monotonic()
             if use_nft:
-                agent.call(run_dir, "iptables", v4=ipt.empty(), v6=ipt.empty() if dual else None)
-                changed = sync_nft(run_dir, view, old)
+                agent.call(run_dir, "iptables", v4=ipt.empty(), v6=ipt.empty() if dual else None, verify=ctx.verify)
+                done = sync.nftables(run_dir, view, old, ctx.verify)
             else:
-                agent.call(run_dir, "rules", family=nft.FAMILY, table=nft.TABLE, text=None)
-                changed = sync_iptables(run_dir, view, old, dual)
+                agent.call(run_dir, "rules", family=nft.FAMILY, table=nft.TABLE, text=None, verify=ctx.verify)
+                done = sync.iptables(run_dir, view, old, dual, ctx.verify)
             agent.call(run_dir, "conntrack", flows=_udp_flows_gone(old, view))
             _l2(ctx, node, sorted(ip for ip, holder in holders.items() if holder == node.name))
-            return changed
+            if done.changed:
+                events.emit(ctx.lab, "Synced", f"node/{node.name}", f"kube-proxy ({plan.topology.kubeProxy.mode}): "
+                            f"{done} in {time.monotonic() - start:.3f}s", installer=self.name, node=node.name,
+                            duration=round(time.monotonic() - start, 4), **done.fields())
+            return done.changed
 
         return Change(changed=sum(each(one, plan.nodes)))
+
+    def check(self, obs: Observation, deep: bool) -> list[Finding]:
+        """Every Service with a selector has ready endpoints (else the selector and the pods that come closest);
+        deep: every node's rules as the kernel holds them, against the plan's."""
+        out = endpoints.check(obs.plan)
+        if not deep:
+            return out
+        plan, use_nft = obs.plan, obs.plan.topology.kubeProxy.mode == "nftables"
+        dual = plan.topology.networking.dualStack
+
+        def one(node: NodePlan) -> list[Finding | None]:
+            view = node_view(plan, node)
+            if use_nft:
+                got = obs.call(node.name, "compare", kind="nft", family=nft.FAMILY, table=nft.TABLE,
+                               text=nft.render(view))
+                return [compared("kube-proxy rules", node.name, f"table {nft.FAMILY} {nft.TABLE}", got)]
+            got = obs.call(node.name, "compare", kind="iptables", v4=ipt.render(view, 4),
+                           v6=ipt.render(view, 6) if dual else None)
+            return [compared("kube-proxy rules", node.name, f"IPv{v[1]} nat and filter tables", result)
+                    for v, result in (got or {}).items()]
+
+        return out + [f for found in each(one, plan.nodes) for f in found if f is not None]
 
     def uninstall(self, ctx: Context) -> Change:
         dual = ctx.plan.topology.networking.dualStack
@@ -87,30 +117,6 @@ class KubeProxy(Installer):
             return bool(gone)
 
         return Change(removed=sum(each(one, ctx.plan.nodes)))
-
-
-def sync_nft(run_dir: Path, view: NodeView, old: NodeView | None) -> bool:
-    """Only what changed since `old` when the node holds what `old` rendered to; else the whole table."""
-    table = {"family": nft.FAMILY, "table": nft.TABLE, "token": view.fingerprint}
-    if old is not None and (script := nft.patch(old, view)) is not None:
-        answer = agent.call(run_dir, "rules", **table, patch=script, base=old.fingerprint)
-        if not answer.get("stale"):
-            return bool(answer["changed"])
-    return bool(agent.call(run_dir, "rules", **table, text=nft.render(view))["changed"])
-
-
-def sync_iptables(run_dir: Path, view: NodeView, old: NodeView | None, dual: bool) -> bool:
-    """As sync_nft, with a `--noflush` restore of the chains that changed, or the whole tables."""
-    token = f"{view.fingerprint}/{dual}"
-    if old is not None:
-        v4, v6 = ipt.patch(old, view, 4), ipt.patch(old, view, 6) if dual else ""
-        if v4 is not None and v6 is not None:
-            answer = agent.call(run_dir, "iptables", v4=v4, v6=v6 or None, base=f"{old.fingerprint}/{dual}",
-                                token=token)
-            if not answer.get("stale"):
-                return bool(answer["changed"])
-    return bool(agent.call(run_dir, "iptables", v4=ipt.render(view, 4), v6=ipt.render(view, 6) if dual else None,
-                           token=token)["changed"])
 
 
 def _udp_flows_gone(old: NodeView | None, view: NodeView) -> list[list[object]]:

@@ -6,8 +6,11 @@ policies pays nothing for them."""
 
 from __future__ import annotations
 
+import time
+
 from testbed.actions import Change, Context, each
-from testbed.installers import Installer, register
+from testbed.checks import Finding, Observation, compared
+from testbed.installers import Installer, register, report
 from testbed.installers.policy import ipt, nft
 from testbed.installers.policy.view import node_view
 from testbed.plan.cluster import NodePlan
@@ -30,12 +33,15 @@ class NetworkPolicies(Installer):
             run_dir = ctx.run_dir(node.name)
             view = node_view(plan, node.name, policies, peers) if policies else None
             text = nft.render(view) if view and use_nft else None
-            changed = agent.call(run_dir, "rules", family=nft.FAMILY, table=nft.TABLE, text=text)["changed"]
+            verify, start = ctx.verify, time.monotonic()
+            answer = agent.call(run_dir, "rules", family=nft.FAMILY, table=nft.TABLE, text=text, verify=verify)
+            changed = report(ctx, self.name, node.name, f"table {nft.FAMILY} {nft.TABLE}", answer, start)
             sets, tables = ipt.render(view) if view and not use_nft else ({}, {})
             if sets:
-                changed |= bool(agent.call(run_dir, "ipsets", prefix=ipt.PREFIX, sets=sets)["changed"])
-            changed |= agent.call(run_dir, "iptables", owner="policy", v4=tables.get(4, ipt.empty()),
-                                  v6=tables.get(6, ipt.empty()) if dual else None)["changed"]
+                changed |= bool(agent.call(run_dir, "ipsets", prefix=ipt.PREFIX, sets=sets, verify=verify)["changed"])
+            answer = agent.call(run_dir, "iptables", owner="policy", v4=tables.get(4, ipt.empty()),
+                                v6=tables.get(6, ipt.empty()) if dual else None, verify=verify)
+            changed |= report(ctx, self.name, node.name, "mangle table", answer, start)
             changed |= bool(agent.call(run_dir, "ipsets", prefix=ipt.PREFIX, keep=sorted(sets))["removed"])
             return bool(changed)
 
@@ -47,3 +53,25 @@ class NetworkPolicies(Installer):
 
     def uninstall(self, ctx: Context) -> Change:
         return self._apply(ctx, False)
+
+    def check(self, obs: Observation, deep: bool) -> list[Finding]:
+        """Deep: every node's policy rules (and ipsets) as the kernel holds them, against the plan's."""
+        plan = obs.plan
+        if not deep or not plan.policies:
+            return []
+        use_nft, dual, peers = plan.topology.kubeProxy.mode == "nftables", plan.topology.networking.dualStack, {}
+
+        def one(node: NodePlan) -> list[Finding | None]:
+            view = node_view(plan, node.name, plan.policies, peers)
+            if use_nft:
+                return [compared("policy rules", node.name, f"table {nft.FAMILY} {nft.TABLE}",
+                                 obs.call(node.name, "compare", kind="nft", family=nft.FAMILY, table=nft.TABLE,
+                                          text=nft.render(view)))]
+            sets, tables = ipt.render(view)
+            got = obs.call(node.name, "compare", kind="iptables", v4=tables.get(4, ipt.empty()),
+                           v6=tables.get(6, ipt.empty()) if dual else None) or {}
+            out = [compared("policy rules", node.name, f"IPv{v[1]} mangle table", r) for v, r in got.items()]
+            sets_got = obs.call(node.name, "compare", kind="ipsets", prefix=ipt.PREFIX, sets=sets)
+            return [*out, compared("policy rules", node.name, "ipsets", sets_got)]
+
+        return [f for found in each(one, plan.nodes) for f in found if f is not None]

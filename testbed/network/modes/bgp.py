@@ -21,6 +21,7 @@ from tenacity import retry, retry_if_result, stop_after_delay, wait_exponential
 from testbed import netns
 from testbed.actions import Change, Context, each
 from testbed.agent import nsutil
+from testbed.checks import HEAL, Finding, Observation, fail, ok
 from testbed.errors import TestbedError
 from testbed.network import bird
 from testbed.network.bridge import BRIDGE
@@ -194,11 +195,50 @@ class Bgp(NetworkMode):
         _wait_converged(ctx)
 
     def status(self, plan: Plan, run_dir: Path) -> dict[str, Any]:
+        """Each speaker's sessions, and what each node's BIRD really exports to the router."""
         machines = [*([plan.router.name] if plan.router else []), *(n.name for n in plan.nodes)]
         out: dict[str, Any] = {m: {"sessions": bird.sessions(run_dir / m / bird.CTL)} for m in machines}
         for node in plan.nodes:
-            v4, v6 = announced(plan, node)
-            out[node.name]["announces"] = v4 + v6
+            out[node.name]["announces"] = bird.exported(run_dir / node.name / bird.CTL, ["router4", "router6"]) \
+                or []
+        return out
+
+    def check(self, obs: Observation, deep: bool) -> list[Finding]:
+        """Every speaker's BIRD runs with its sessions established; each node exports what the plan announces,
+        and holds in its kernel what the others announce; the router holds every node's announcements."""
+        plan = obs.plan
+        machines = [*([plan.router] if plan.router else []), *plan.nodes]
+        states = obs.ask_all("inspect", [m.name for m in machines])
+        statuses = obs.ask_all("status", [m.name for m in machines])
+        out = []
+        for m in machines:
+            if states[m.name] is None:
+                continue
+            daemon = next((d for d in statuses[m.name]["daemons"] if d["name"] == "bird"), None) \
+                if statuses[m.name] else None
+            if daemon is None or daemon["state"] != "running":
+                out.append(fail("bgp", m.name, f"BIRD on {m.name} is {daemon['state'] if daemon else 'missing'}",
+                                hint=f"`testbed logs {m.name}/bird`; its agent restarts it, {HEAL}"))
+                continue
+            lacking = self._lacking(obs, m, states[m.name])
+            out.append(fail("bgp", m.name, f"{m.name}: {lacking[0]}", lacking, HEAL) if lacking else
+                       ok("bgp", m.name, f"{m.name}: sessions established, routes exchanged"))
+        return out
+
+    @staticmethod
+    def _lacking(obs: Observation, m: NodePlan | RouterPlan, state: dict[str, Any]) -> list[str]:
+        plan, ctl = obs.plan, obs.machine_dir(m.name) / bird.CTL
+        out = [f"session {s['name']} is {s['info']}" for s in bird.sessions(ctl) if s["info"] != "Established"]
+        learnt = {r["dst"] for r in state["routes"] if r["proto"] == PROTO_BIRD}
+        if isinstance(m, NodePlan):
+            v4, v6 = announced(plan, m)
+            exports = bird.exported(ctl, ["router4", "router6"]) or []
+            out += [f"BIRD does not export {p}" for p in v4 + v6 if p not in exports]
+            out += [f"BIRD exports {p}, which the plan does not announce" for p in exports if p not in v4 + v6]
+            want = expected_routes(plan, m)
+        else:
+            want = {p for n in plan.nodes for family in announced(plan, n) for p in family}
+        out += [f"no route to {p} learnt by BGP in the kernel" for p in sorted(want - learnt)]
         return out
 
     def uninstall(self, ctx: Context) -> Change:

@@ -5,7 +5,20 @@ from __future__ import annotations
 
 from testbed import netns
 from testbed.actions import Change, Context
+from testbed.checks import HEAL, Finding, Observation, fail, ok
 from testbed.network.registry import NetworkMode, register
+from testbed.plan.cluster import NodePlan, Plan
+
+
+def _wanted(plan: Plan, node: NodePlan) -> dict[str, str]:
+    """Every other node's pod ranges, via that node's underlay address."""
+    out = {}
+    for peer in plan.nodes:
+        if peer is not node:
+            out[peer.cidr4] = peer.underlay_ip
+            if peer.cidr6 and peer.underlay_ip6:
+                out[peer.cidr6] = peer.underlay_ip6
+    return out
 
 
 @register
@@ -16,17 +29,25 @@ class HostGw(NetworkMode):
     def install(self, ctx: Context) -> Change:
         change = Change()
         for node in ctx.plan.nodes:
-            wanted: dict[str, dict[str, object]] = {}
-            for peer in ctx.plan.nodes:
-                if peer is node:
-                    continue
-                wanted[peer.cidr4] = {"gateway": peer.underlay_ip}
-                if peer.cidr6 and peer.underlay_ip6:
-                    wanted[peer.cidr6] = {"gateway": peer.underlay_ip6}
+            wanted: dict[str, dict[str, object]] = {dst: {"gateway": via}
+                                                    for dst, via in _wanted(ctx.plan, node).items()}
             with netns.ipr(ctx.netns(node.name)) as nd:
                 made, removed = netns.sync_routes(nd, netns.PROTO_HOST_GW, wanted)
             change += Change(changed=made, removed=removed)
         return change
+
+    def check(self, obs: Observation, deep: bool) -> list[Finding]:
+        states = obs.ask_all("inspect", [n.name for n in obs.plan.nodes])
+        out = []
+        for node in obs.plan.nodes:
+            if (state := states[node.name]) is None:
+                continue
+            have = {r["dst"]: r["gateway"] for r in state["routes"] if r["proto"] == netns.PROTO_HOST_GW}
+            lacking = [f"no route to {dst} via {via}" for dst, via in _wanted(obs.plan, node).items()
+                       if have.get(dst) != via]
+            out.append(fail("host-gw routes", node.name, f"{node.name}: {lacking[0]}", lacking, HEAL) if lacking
+                       else ok("host-gw routes", node.name, f"{node.name}: a route to every other node's pods"))
+        return out
 
     def uninstall(self, ctx: Context) -> Change:
         removed = 0

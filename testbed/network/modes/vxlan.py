@@ -14,6 +14,7 @@ from pyroute2.netlink.rtnl.ndmsg import NTF_SELF, NUD_NOARP, NUD_PERMANENT
 from testbed import netns
 from testbed.actions import Change, Context
 from testbed.agent.iproute import IPRoute
+from testbed.checks import HEAL, Finding, Observation, fail, ok
 from testbed.network.registry import NetworkMode, register
 from testbed.network.underlay import NODE_IF
 from testbed.plan.cluster import NodePlan
@@ -71,6 +72,27 @@ def _peers(nd: IPRoute, idx: int, peers: list[NodePlan]) -> None:
             nd.fdb("del", ifindex=idx, lladdr=mac, dst=f.get_attr("NDA_DST"))
 
 
+def _lacking(state: dict, node: NodePlan, peers: list[NodePlan], vni: int, port: int) -> list[str]:
+    link = next((x for x in state["links"] if x["name"] == DEVICE), None)
+    if link is None:
+        return [f"{DEVICE} is missing"]
+    out = [] if link["up"] else [f"{DEVICE} is down"]
+    if link.get("vxlan") != {"id": vni, "port": port, "local": node.underlay_ip}:
+        out.append(f"{DEVICE} has {link.get('vxlan')}, not VNI {vni} port {port} local {node.underlay_ip}")
+    fdb = {(f["mac"], f["dst"]) for f in state["fdb"] if f["dev"] == DEVICE}
+    neigh = {(n["dst"], n["mac"]) for n in state["neighbours"] if n["dev"] == DEVICE}
+    routes = {(r["dst"], r["gateway"]) for r in state["routes"] if r["dev"] == DEVICE}
+    for peer in peers:
+        if (peer.vtep_mac, peer.underlay_ip) not in fdb:
+            out.append(f"no FDB entry {peer.vtep_mac} → {peer.underlay_ip} ({peer.name})")
+        for gw, cidr in [(peer.vtep4, peer.cidr4)] + ([(peer.vtep6, peer.cidr6)] if peer.vtep6 else []):
+            if (gw, peer.vtep_mac) not in neigh:
+                out.append(f"no neighbour {gw} → {peer.vtep_mac} ({peer.name})")
+            if (cidr, gw) not in routes:
+                out.append(f"no route to {cidr} via {gw} dev {DEVICE} ({peer.name}'s pods)")
+    return out
+
+
 @register
 class Vxlan(NetworkMode):
     name = "vxlan"
@@ -82,9 +104,26 @@ class Vxlan(NetworkMode):
         net = ctx.plan.topology.networking
         for node in ctx.plan.nodes:
             with netns.ipr(ctx.netns(node.name)) as nd:
-                idx = _device(nd, node, net.vxlan.vni, net.vxlan.port, net.pod_mtu)
+                idx = _device(nd, node, net.vxlan.vni, net.vxlan.port, ctx.plan.pod_mtu)
                 _peers(nd, idx, [p for p in ctx.plan.nodes if p.name != node.name])
         return Change(changed=len(ctx.plan.nodes))
+
+    def check(self, obs: Observation, deep: bool) -> list[Finding]:
+        """On every node: vxlan0 as planned (VNI, port, local address, up), and for every peer its FDB entry,
+        its permanent neighbour and its route, as the kernel holds them."""
+        plan, net = obs.plan, obs.plan.topology.networking
+        states = obs.ask_all("inspect", [n.name for n in plan.nodes])
+        out = []
+        for node in plan.nodes:
+            state = states[node.name]
+            if state is None:
+                continue
+            lacking = _lacking(state, node, [p for p in plan.nodes if p is not node], net.vxlan.vni,
+                               net.vxlan.port)
+            out.append(fail("vxlan", node.name, f"{node.name}: {lacking[0]}", lacking, HEAL) if lacking else
+                       ok("vxlan", node.name, f"{node.name}: {DEVICE} VNI {net.vxlan.vni} up, "
+                                              f"{len(plan.nodes) - 1} peer(s) with FDB, neighbour and route"))
+        return out
 
     def uninstall(self, ctx: Context) -> Change:
         """The device takes its FDB, neighbours and routes with it."""

@@ -51,7 +51,7 @@ def running(name: str) -> int | None:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except (OSError, ValueError):
         return None
-    return pid if b"testbed.controller" in cmdline and name.encode() in cmdline else None
+    return pid if b"testbed.control.controller" in cmdline and name.encode() in cmdline else None
 
 
 def start(name: str) -> int:
@@ -62,8 +62,9 @@ def start(name: str) -> int:
     run = state.run_dir(name)
     run.mkdir(parents=True, exist_ok=True)
     with open(run / "controller.log", "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "testbed.controller", name], stdin=subprocess.DEVNULL,
-                                stdout=log, stderr=log, start_new_session=True, close_fds=True)
+        proc = subprocess.Popen([sys.executable, "-m", "testbed.control.controller", name],
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                                close_fds=True)
     _pid_file(name).write_text(str(proc.pid))
     return proc.pid
 
@@ -82,4 +83,5 @@ def stop(name: str) -> bool:
        retry_error_callback=lambda _: True)
 def _gone(pid: int) -> bool:
     """Waits for the process to end (it is not our child, so it cannot be waited for)."""
-    return Path(f"/proc/{pid}").exists() and b"testbed.controller" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    return Path(f"/proc/{pid}").exists() and b"testbed.control.controller" in \
+        Path(f"/proc/{pid}/cmdline").read_bytes()

@@ -4,7 +4,7 @@ readiness changes. It compares, five times a second, what the nodes' agents obse
 installers (kube-proxy rules on every node, DNS records, policy) under the lab's lock. It ends by itself when
 the lab is gone.
 
-Run as `python -m testbed.controller LAB`, started by `up` and `apply` (testbed/readiness.py)."""
+Run as `python -m testbed.control.controller LAB`, started by `up` and `apply` (testbed/readiness.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import sys
 import threading
 import time
 
-from testbed import lab, readiness, state
+from testbed import events, lab, state
+from testbed.runtime import readiness
 
 PERIOD = 0.2
 
@@ -26,12 +27,22 @@ def main(name: str) -> None:
         changed = sorted(k for k, ready in st.readiness.items() if seen.get(k, False) != ready)
         if changed and st.phase == "ready":
             start = time.monotonic()
+            for key in changed:
+                now = "ready" if seen.get(key, False) else "not ready"
+                events.emit(name, "Readiness", f"pod/{key}", f"{key} is {now}, as its node's agent observed",
+                            kind="Normal" if seen.get(key, False) else "Warning", ready=seen.get(key, False))
             try:
                 lab.refresh(name)
-                print(f"{time.strftime('%H:%M:%S')} readiness of {', '.join(changed)}: synced in "
-                      f"{time.monotonic() - start:.2f}s", flush=True)
+                took = time.monotonic() - start
+                print(f"{time.strftime('%H:%M:%S')} readiness of {', '.join(changed)}: synced in {took:.2f}s",
+                      flush=True)
+                events.emit(name, "Synced", "controller", f"endpoints, DNS and policies follow {len(changed)} "
+                                                          f"readiness change(s), in {took:.2f}s",
+                            duration=round(took, 4), pods=changed)
             except Exception as err:  # the lab may be changing under us (down, up): try again next round
                 print(f"{time.strftime('%H:%M:%S')} sync failed: {type(err).__name__}: {err}", flush=True)
+                events.emit(name, "Failed", "controller", f"sync after a readiness change: {type(err).__name__}: "
+                                                          f"{err}", kind="Warning")
                 stopping.wait(1.0)
         stopping.wait(PERIOD)
 

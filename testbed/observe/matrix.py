@@ -7,71 +7,17 @@ A probe is retried briefly before a block is declared, as the upstream suite doe
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from testbed import lab, podexec
+from testbed import lab
 from testbed.errors import InvalidInput, Problem
 from testbed.plan.cluster import Plan, PodPlan
 from testbed.policy.evaluate import decide
-
-SCRIPT = r"""
-import json, socket, sys
-from concurrent.futures import ThreadPoolExecutor
-targets, tries, timeout, base = json.loads(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
-
-names = {}
-
-def resolve(host):
-    if host not in names:  # one lookup a name for all its probes (threads may race: then two, no harm)
-        try:
-            names[host] = socket.getaddrinfo(host, None, socket.AF_INET)[0][4][0]
-        except OSError:
-            names[host] = None
-    return names[host]
-
-def once(host, port, proto, source):
-    addr = resolve(host)
-    if addr is None:
-        return "no-name"
-    addr = (addr, port)
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM if proto == "udp" else socket.SOCK_STREAM,
-                      socket.IPPROTO_SCTP if proto == "sctp" else 0)
-    s.settimeout(timeout)
-    try:
-        if proto == "udp":
-            try:
-                s.bind(("0.0.0.0", source))
-            except OSError:
-                pass
-        s.connect(addr)
-        if proto == "udp":
-            s.send(b"hostname")
-            s.recv(4096)
-        return "connected"
-    except ConnectionRefusedError:
-        return "refused"
-    except (socket.timeout, TimeoutError):
-        return "timeout"
-    except OSError as err:
-        return "error: " + (err.strerror or str(err))
-    finally:
-        s.close()
-
-def probe(j):
-    for i in range(tries):  # a blocked try has already waited its timeout: the next goes at once
-        got = once(*targets[j], 32768 + (base + j * tries + i) % 28000)
-        if got == "connected":
-            break
-    return got
-
-with ThreadPoolExecutor(64) as pool:
-    print(json.dumps(list(pool.map(probe, range(len(targets))))))
-"""
+from testbed.runtime import probing
 
 
 @dataclass
@@ -162,13 +108,8 @@ def run(name: str, namespaces: list[str], pods: list[str], ports: list[int], pro
 
     def one(src: PodPlan) -> None:
         mine = [c for c in cells.get(src.key, []) if c.target]
-        container = plan.node(src.node).container
-        targets = [[c.target.rpartition(":")[0], int(c.target.rpartition(":")[2]), c.protocol] for c in mine]
-        # a blocked DNS server costs one short timeout, not glibc's 5 s times its attempts
-        command = podexec.wrap(src, ["env", "RES_OPTIONS=timeout:1 attempts:2", "python3", "-c", SCRIPT,
-                                     json.dumps(targets), str(tries), str(timeout), str(_udp_base())])
-        result = podexec.running(container, src).exec(command)
-        got = json.loads(result.stdout) if result.exit_code == 0 else ["error"] * len(mine)
+        targets = [(c.target.rpartition(":")[0], int(c.target.rpartition(":")[2]), c.protocol) for c in mine]
+        got = probing.connect_many(plan, src, targets, tries, timeout, _udp_base())
         for cell, outcome in zip(mine, got, strict=True):
             cell.result, cell.observed = outcome, outcome == "connected"
 

@@ -10,6 +10,10 @@ command -v dockerd >/dev/null || need+=(docker.io)
 # mmdebstrap checks Debian's signatures; Ubuntu machines (CI runners) lack the keyring
 [ -f /usr/share/keyrings/debian-archive-keyring.gpg ] || need+=(debian-archive-keyring)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+# what `testbed capture fabric` (tcpdump), `testbed graph` (Graphviz) and the web page's tests (Chromium) use
+command -v tcpdump >/dev/null || need+=(tcpdump)
+command -v dot >/dev/null || need+=(graphviz)
+command -v chromium >/dev/null || need+=(chromium)
 if ((${#need[@]})); then
   echo "installing ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive

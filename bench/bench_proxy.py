@@ -15,7 +15,7 @@ from bench_throughput import _measure
 from common import HERE, lab_up, quiet, timed
 
 from testbed import lab
-from testbed.installers.kube_proxy import ipt, nft, sync_iptables, sync_nft
+from testbed.installers.kube_proxy import ipt, nft, sync
 from testbed.installers.kube_proxy.view import Entry, NodeView
 from testbed.pytest_plugin import Lab
 from testbed.runtime import agent, podexec
@@ -51,16 +51,16 @@ def _sync_figures(run_dir: Path) -> dict[str, float]:
     for n in (1000, 5000):
         view = synthetic(n)
         clear()
-        out[f"nft_full_sync_{n}x10_s"], _ = timed(lambda v=view: sync_nft(run_dir, v, None))
+        out[f"nft_full_sync_{n}x10_s"], _ = timed(lambda v=view: sync.nftables(run_dir, v, None))
         clear()
-        out[f"iptables_full_sync_{n}x10_s"], _ = timed(lambda v=view: sync_iptables(run_dir, v, None, False))
+        out[f"iptables_full_sync_{n}x10_s"], _ = timed(lambda v=view: sync.iptables(run_dir, v, None, False))
     big, changed = synthetic(10000), synthetic(10000, changed=True)
     clear()
-    sync_nft(run_dir, big, None)
-    out["nft_one_endpoint_change_at_10k_s"], _ = timed(lambda: sync_nft(run_dir, changed, big))
+    sync.nftables(run_dir, big, None)
+    out["nft_one_endpoint_change_at_10k_s"], _ = timed(lambda: sync.nftables(run_dir, changed, big))
     clear()
-    sync_iptables(run_dir, big, None, False)
-    out["iptables_one_endpoint_change_at_10k_s"], _ = timed(lambda: sync_iptables(run_dir, changed, big, False))
+    sync.iptables(run_dir, big, None, False)
+    out["iptables_one_endpoint_change_at_10k_s"], _ = timed(lambda: sync.iptables(run_dir, changed, big, False))
     clear()
     return out
 

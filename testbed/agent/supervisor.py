@@ -18,10 +18,23 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from tenacity import retry, retry_if_result, stop_after_delay, wait_fixed
+
 BACKOFF_FIRST = 0.1
 BACKOFF_MAX = 5.0
 STOP_GRACE = 2.0
 HEALTHY_AFTER = 10.0  # a run this long resets the back-off
+
+
+@retry(retry=retry_if_result(lambda gone: not gone), stop=stop_after_delay(STOP_GRACE), wait=wait_fixed(0.01),
+       retry_error_callback=lambda _: False)
+def _gone(pid: int) -> bool:
+    """Whether a killed process is gone: reaped here when it is still this agent's child (the agent
+    re-executed itself), else no longer in /proc (tini reaps it when the agent crashed)."""
+    try:
+        return os.waitpid(pid, os.WNOHANG)[0] == pid
+    except ChildProcessError:
+        return not os.path.exists(f"/proc/{pid}")
 
 
 @dataclass
@@ -118,15 +131,7 @@ class Supervisor:
         if alive and not any(p.process and p.process.pid == pid for p in self.procs.values()):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
-            deadline = time.monotonic() + STOP_GRACE  # its port is free once it is gone
-            while time.monotonic() < deadline:
-                try:  # still this process's child when the agent re-executed itself; tini's when it crashed
-                    if os.waitpid(pid, os.WNOHANG)[0] == pid:
-                        break
-                except ChildProcessError:
-                    if not os.path.exists(f"/proc/{pid}"):
-                        break
-                time.sleep(0.01)
+            _gone(pid)  # its port is free once it is gone
 
     def _start(self, name: str, d: dict[str, Any], digest: str, group: str) -> None:
         self._reap_stale(name)

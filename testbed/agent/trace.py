@@ -13,8 +13,11 @@ import socket
 import tempfile
 from typing import Any
 
+from tenacity import AsyncRetrying, retry_if_result, stop_after_delay, wait_fixed
+
 FAMILY, TABLE = "inet", "testbed-trace"
 PRIORITY = -350  # before conntrack (-200) and every other table
+NFTRACE_GROUP = 1 << (9 - 1)  # NFNLGRP_NFTRACE, in /proc/net/netlink's group mask
 
 
 def table(protocol: str, sport: int) -> str:
@@ -37,13 +40,17 @@ class Tracer:
         with os.fdopen(fd, "wb") as out:
             self.monitor = await asyncio.create_subprocess_exec("nft", "-a", "monitor", "trace", stdout=out,
                                                                 stderr=asyncio.subprocess.STDOUT)
+        # marked packets before the monitor listens would be traced to no one
+        await _until(lambda: _subscribed(self.monitor.pid if self.monitor else 0), 1.0)
         await self.nft(f"table {FAMILY} {TABLE}\ndelete table {FAMILY} {TABLE}\n" + table(protocol, sport))
-        await asyncio.sleep(0.1)  # the monitor has joined the trace group by then
         return {"tracing": True}
 
     async def stop(self, protocol: str = "", sport: int = 0, addresses: list[str] | None = None) -> dict[str, Any]:
         with contextlib.suppress(RuntimeError):
             await self.nft(f"table {FAMILY} {TABLE}\ndelete table {FAMILY} {TABLE}\n")
+        if self.output:  # the monitor writes what the kernel queued for it, then the file stops growing
+            sizes: list[int] = []
+            await _until(lambda: _quiet(self.output or "", sizes), 0.5)
         if self.monitor is not None and self.monitor.returncode is None:
             self.monitor.terminate()
             await self.monitor.wait()
@@ -59,6 +66,34 @@ class Tracer:
         tables = sorted({tuple(line.split()[3:5]) for line in lines if line.split()[3] in ("ip", "ip6")})
         return {"lines": lines, "conntrack": flows, "routes": _routes(addresses or []),
                 "xt": await _xt_rules(tables)}
+
+
+async def _until(condition: Any, seconds: float) -> None:
+    """Wait until condition() holds, checking every 20 ms, at most seconds (then go on regardless)."""
+    retrying = AsyncRetrying(retry=retry_if_result(lambda ok: not ok), stop=stop_after_delay(seconds),
+                             wait=wait_fixed(0.02), retry_error_callback=lambda _: False)
+
+    async def check() -> bool:
+        return bool(condition())
+
+    await retrying(check)
+
+
+def _subscribed(pid: int) -> bool:
+    """Whether process pid listens to nftables trace events (its netlink socket's groups say so)."""
+    with contextlib.suppress(OSError), open("/proc/net/netlink") as f:
+        for line in f.readlines()[1:]:
+            cols = line.split()
+            if cols[1] == "12" and int(cols[2]) == pid and int(cols[3], 16) & NFTRACE_GROUP:
+                return True
+    return False
+
+
+def _quiet(path: str, sizes: list[int]) -> bool:
+    """Whether the file has not grown since the last look (and there was one)."""
+    with contextlib.suppress(OSError):
+        sizes.append(os.path.getsize(path))
+    return len(sizes) >= 2 and sizes[-1] == sizes[-2]
 
 
 async def _conntrack(protocol: str, sport: int) -> list[str]:

@@ -84,11 +84,11 @@ def probe_cmd(lab_name: str | None, source: str | None, target: str | None, prot
               matrix: bool, namespaces: tuple[str, ...], pods: tuple[str, ...], ports: str, protocols: str,
               via: str, expect: str | None, as_json: bool) -> None:
     """One connection from SOURCE (NS/POD, a node, router, an external host) to TARGET (IP:PORT,
-    svc/NS/NAME:PORT or NAME:PORT): connected, refused, timeout, or error (the connection could not be tried:
-    a name that does not resolve, no route; the reason is printed). Exit 0 when it connected, 1 when not. With
-    --matrix, every pair among the
-    chosen pods, as truth tables (rows from, columns to; `.` allowed, `X` blocked, `*` where the datapath and
-    the NetworkPolicy model disagree); exit 1 on any disagreement, or any difference from --expect.
+    svc/NS/NAME:PORT, NS/POD:PORT or NAME:PORT): connected, refused, timeout, or error (the connection could
+    not be tried: a name that does not resolve, no route; the reason is printed). Exit 0 when it connected, 1
+    when not. With --matrix, every pair among the chosen pods, as truth tables (rows from, columns to; `.`
+    allowed, `X` blocked, `*` where the datapath and the NetworkPolicy model disagree); exit 1 on any
+    disagreement, or any difference from --expect.
 
     \b
     Examples:

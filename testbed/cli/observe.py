@@ -1,4 +1,4 @@
-"""The verbs that look inside a lab: diagnose (and later describe, events, graph, ui)."""
+"""The verbs that look inside a lab: diagnose, events, describe, graph and ui."""
 
 from __future__ import annotations
 
@@ -181,10 +181,11 @@ def graph(lab_name: str | None, fmt: str, output: str | None, services: bool, po
 
     name = _lab(lab_name)
     _, plan = lab.synced_plan(name)
+    observed = collect(name)
     if fmt == "mermaid":
-        data = draw.mermaid(plan, services).encode()
+        data = draw.mermaid(plan, services, observed).encode()
     else:
-        text = draw.dot(plan, collect(name), services, policies)
+        text = draw.dot(plan, observed, services, policies)
         data = text.encode() if fmt == "dot" else draw.render(text, fmt)
     if output:
         with open(output, "wb") as f:

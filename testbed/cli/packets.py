@@ -54,11 +54,11 @@ def capture(lab_name: str | None, target: str, interface: str | None, bpf: str, 
 @click.option("--timeout", type=float, default=2.0, show_default=True, help="Seconds the connection may take.")
 @json_option
 def trace(lab_name: str | None, source: str, target: str, protocol: str, timeout: float, as_json: bool) -> None:
-    """Follow one real packet from SOURCE (NS/POD, or a machine) to TARGET (IP:PORT, svc/NS/NAME:PORT or
-    NAME:PORT) through every kernel it crosses, with nftables tracing: the source's route, each node's rules
-    (the Service that translated it and the endpoint it chose, the NetworkPolicy that admitted or dropped it,
-    NAT), each routing decision (VXLAN, host-gw or BGP, and its next hop), and the destination pod; or where it
-    died and why. Exit 0 when it was delivered, 1 when not.
+    """Follow one real packet from SOURCE (NS/POD, or a machine) to TARGET (IP:PORT, svc/NS/NAME:PORT,
+    NS/POD:PORT or NAME:PORT) through every kernel it crosses, with nftables tracing: the source's route, each
+    node's rules (the Service that translated it and the endpoint it chose, the NetworkPolicy that admitted or
+    dropped it, NAT), each routing decision (VXLAN, host-gw or BGP, and its next hop), and the destination
+    pod; or where it died and why. Exit 0 when it was delivered, 1 when not.
 
     \b
     Examples:

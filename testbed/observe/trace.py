@@ -16,7 +16,7 @@ from typing import Any
 from testbed.actions import each
 from testbed.checks import Observation
 from testbed.errors import NotFound
-from testbed.observe.probe import _target
+from testbed.observe.probe import address
 from testbed.observe.tracelog import Names, Passage, interpret, parse
 from testbed.plan.cluster import Plan, PodPlan
 from testbed.policy.evaluate import decide
@@ -93,7 +93,7 @@ def _next_hop(plan: Plan, machine: str, passage: Passage, got: dict[str, Any], s
 
 
 def trace(plan: Plan, source: str, target: str, protocol: str = "tcp", timeout: float = 2.0) -> dict[str, Any]:
-    host, port = _target(plan, target)
+    host, port = address(plan, target)
     if not host.replace(".", "").isdigit() and ":" not in host:
         host = _resolve(plan, source, host)
     container, src_pod = podexec.resolve(plan, source)
@@ -106,8 +106,7 @@ def trace(plan: Plan, source: str, target: str, protocol: str = "tcp", timeout: 
     began = time.monotonic()
     try:
         result = probing.connect(plan, source, host, port, protocol, timeout, sport)
-    finally:
-        time.sleep(0.15)  # the last trace lines reach the monitors
+    finally:  # each agent waits for its monitor to write the last lines
         addresses = _candidates(plan, host, port)
         got = dict(zip(machines, each(lambda m: obs.call(m, "trace_stop", cache=False, protocol=protocol,
                                                          sport=sport, addresses=addresses), machines),
@@ -187,7 +186,8 @@ def _verdict(plan: Plan, source: str, src_pod: PodPlan | None, host: str, port: 
         model = {**verdict.as_json(), "agrees": agrees}
     last = hops[-1]["steps"][-1]["text"] if hops and hops[-1]["steps"] else end
     at = hops[-1]["machine"] if hops else source
-    answer = {"connected": f", which answered; it saw the source as {result.get('client')}",
+    saw = f"; it saw the source as {result['client']}" if result.get("client") else ""
+    answer = {"connected": f", which answered{saw}",
               "refused": ", which refused it: nothing listens there",
               "timeout": ", which did not answer in time"}.get(result["result"], f": {result.get('error', '')}")
     summary = {"delivered": f"delivered to {reached}:{final.dport if final else port}" +

@@ -5,6 +5,7 @@ so the Docker SDK is used only in this package (runtime/docker.py and images.py)
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -110,6 +111,10 @@ class Machine:
         give one), wired to this process's terminal in raw mode and kept to its size; returns the exit code."""
         api = self.client.api
         env = {"TERM": os.environ.get("TERM") or "xterm"}
+        with contextlib.suppress(OSError):  # the size before the command starts (a resize comes after it has)
+            size = os.get_terminal_size(sys.stdin.fileno())
+            command = ["sh", "-c", 'stty rows "$1" cols "$2" 2>/dev/null; shift 2; exec "$@"', "sh",
+                       str(size.lines), str(size.columns), *command]
         exec_id = api.exec_create(self.container.id, command, stdin=True, tty=True, environment=env)["Id"]
         conn = api.exec_start(exec_id, tty=True, socket=True)
         sock = getattr(conn, "_sock", conn)

@@ -35,17 +35,20 @@ try:
         out.update(result="connected", pod=got["hostname"], client=got.get("clientip"))
     else:
         s.connect(addr)
-        out["result"] = "connected"
-        if proto == "tcp":
-            s.sendall(b"GET / HTTP/1.0\r\nHost: probe\r\n\r\n")
-            data = b""
-            while chunk := s.recv(65536):
-                data += chunk
-            body = data.split(b"\r\n\r\n", 1)[-1]
+        out.update(result="connected", ms=round((time.monotonic() - start) * 1000, 1))
+        if proto == "tcp":  # who answered, if it speaks netexec's HTTP; a server that does not (DNS) is still
+            data = b""      # connected: the handshake is the answer
             try:
-                doc = json.loads(body)
+                s.sendall(b"GET / HTTP/1.0\r\nHost: probe\r\n\r\n")
+                s.settimeout(min(timeout, 1.0))
+                while chunk := s.recv(65536):
+                    data += chunk
+            except OSError:
+                pass
+            try:
+                doc = json.loads(data.split(b"\r\n\r\n", 1)[-1])
                 out.update(pod=doc.get("pod"), client=doc.get("client"))
-            except ValueError:
+            except (ValueError, AttributeError):
                 pass
 except ConnectionRefusedError:
     out["result"] = "refused"
@@ -54,10 +57,9 @@ except (socket.timeout, TimeoutError):
 except OSError as err:
     out["result"] = "error"
     out["error"] = err.strerror or str(err)
-out["ms"] = round((time.monotonic() - start) * 1000, 1)
+out.setdefault("ms", round((time.monotonic() - start) * 1000, 1))
 print(json.dumps(out))
 """
-
 
 
 def connect(plan: Plan, source: str, host: str, port: int, protocol: str = "tcp", timeout: float = 2.0,

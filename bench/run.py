@@ -10,6 +10,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 import bench_dns
+import bench_edge
 import bench_images
 import bench_observe
 import bench_pods
@@ -59,6 +60,12 @@ TARGETS = {
     "ui_first_render_s": "≤ 1 s",
     "ui_update_after_apply_s": "≤ 2 s",
     "twenty_nodes_up_s": "(for reference)",
+    "gateway_vs_direct_ratio": "≥ 0.6",
+    "gateway_p99_at_half_rate_ms": "< 5 ms",
+    "route_apply_to_served_s": "≤ 1 s",
+    "endpoint_change_to_served_s": "≤ 1 s",
+    "endpoint_change_reloads": "0",
+    "failed_requests_during_10_reloads": "0",
     "image_load_s": "≤ 5 s",
     "image_build_from_nothing_s": "~30 s (for comparison)",
 }
@@ -68,7 +75,8 @@ def main() -> None:
     results: dict[str, float] = {}
     for name, module in (("up", bench_up), ("pods", bench_pods), ("throughput", bench_throughput),
                          ("routing", bench_routing), ("proxy", bench_proxy), ("dns", bench_dns),
-                         ("policy", bench_policy), ("observe", bench_observe), ("images", bench_images)):
+                         ("policy", bench_policy), ("observe", bench_observe), ("edge", bench_edge),
+                         ("images", bench_images)):
         if len(sys.argv) > 1 and sys.argv[1] not in ("--json", name):
             continue
         print(f"running {name} ...", file=sys.stderr, flush=True)

@@ -229,7 +229,7 @@ def load(path: str | Path) -> loader.TopologyFile:
 def _with_addons(topo: Topology, manifests: list[Manifest]) -> list[Manifest]:
     """The manifests, and the objects enabled installers add (not stored: they follow the installers)."""
     added = []
-    for data in addons(topo):
+    for data in addons(topo, [m.obj for m in manifests]):
         result = loader.parse_manifest(Doc(data, f"(added by testbed: {data['kind']} {data['metadata']['name']})"))
         assert not isinstance(result, list), result
         result.origin = "addon"
@@ -281,8 +281,8 @@ def delete(name: str, path: str | Path, say: Say = print, progress: Say | None =
         old = _stored(st)
         namespaces = {k.rsplit("/", 1)[1] for k in keys if k.startswith("Namespace/")}
         missing = [loader.display(k) for k in sorted(keys - {m.key for m in old})]
-        keep = [m for m in old if m.key not in keys
-                and (isinstance(m.obj, kube.Namespace) or (m.obj.metadata.namespace or "default") not in namespaces)]
+        keep = [m for m in old if m.key not in keys and (isinstance(m.obj, kube.CLUSTER_SCOPED)
+                                                         or (m.obj.metadata.namespace or "default") not in namespaces)]
         _change(st, keep, say, progress, f"delete -f {path}")
     return missing
 

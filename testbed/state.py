@@ -85,11 +85,20 @@ class LabState:
     readiness: dict[str, bool] = field(default_factory=dict)  # probed pods' readiness the last sync used
 
     def save(self) -> None:
+        """Readable by root only, in a folder only root enters: the manifests may hold Secrets."""
         d = lab_dir(self.name)
         d.mkdir(parents=True, exist_ok=True)
-        tmp = d / "state.json.tmp"
-        tmp.write_text(json.dumps(asdict(self), indent=1, sort_keys=True))
-        tmp.replace(d / "state.json")
+        d.chmod(0o700)
+        write_private(d / "state.json", json.dumps(asdict(self), indent=1, sort_keys=True))
+
+
+def write_private(path: Path, text: str) -> None:
+    """path replaced at once by text, mode 0600."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    tmp.replace(path)
 
 
 def load(name: str) -> LabState | None:
@@ -110,9 +119,12 @@ def names() -> list[str]:
     return sorted(n for p in root().glob("*/state.json") if valid(n := p.parent.name))
 
 
+PRIVATE_FILES = ("state.json", "state.json.tmp", "ca.crt", "ca.key", "ca.crt.tmp", "ca.key.tmp")  # the lab's CA too
+
+
 def remove(name: str) -> None:
     d = lab_dir(name)
-    for p in (d / "state.json", d / "state.json.tmp"):
+    for p in (d / f for f in PRIVATE_FILES):
         with contextlib.suppress(FileNotFoundError):
             p.unlink()
     with contextlib.suppress(OSError):

@@ -139,7 +139,7 @@ class Agent:
         return {"restarted": self.daemons.kill(req.name)}
 
     async def write_files(self, req: protocol.Files) -> Any:
-        return {"changed": write_files(req.files)}
+        return {"changed": write_files(req.files, req.prune)}
 
     async def conntrack(self, req: protocol.Conntrack) -> Any:
         return await self.rules.forget_udp(req.flows)

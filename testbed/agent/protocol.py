@@ -133,9 +133,11 @@ class Conntrack:
 
 @dataclass
 class Files:
-    """Files the machine's processes read (a DNS server's configuration and zones), written when they differ."""
+    """Files the machine's processes read (a DNS server's configuration and zones, a proxy's certificates),
+    written when they differ, readable by root only; in each folder of prune, files not given are removed."""
 
     files: dict[str, str] = field(default_factory=dict)
+    prune: list[str] = field(default_factory=list)
 
 
 @dataclass

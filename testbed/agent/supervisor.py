@@ -55,8 +55,9 @@ class Proc:
     started: float = 0.0
 
 
-def write_files(files: dict[str, str]) -> bool:
-    """Writes what differs; True when anything did."""
+def write_files(files: dict[str, str], prune: list[str] | tuple[str, ...] = ()) -> bool:
+    """Writes what differs, readable by root only (a proxy's private keys are among them), in folders only root
+    may enter; removes the files of the prune folders that are not given. True when anything changed."""
     changed = False
     for path, text in files.items():
         try:
@@ -65,12 +66,20 @@ def write_files(files: dict[str, str]) -> bool:
                     continue
         except FileNotFoundError:
             pass
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
         tmp = path + ".tmp"
-        with open(tmp, "w") as f:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
             f.write(text)
         os.replace(tmp, path)
         changed = True
+    for folder in prune:
+        with contextlib.suppress(FileNotFoundError):
+            for name in os.listdir(folder):
+                path = os.path.join(folder, name)
+                if path not in files and os.path.isfile(path):
+                    os.unlink(path)
+                    changed = True
     return changed
 
 

@@ -1,9 +1,10 @@
 """The pod workload, shaped like agnhost netexec: HTTP on TCP ports, echo on UDP ports.
 
-HTTP paths: /hostname (pod name), /clientip (caller's ip:port as the pod sees it), /echo?msg=X, /healthz, and /
-(a JSON document with the pod, namespace, IPs, node and the client address). UDP: "hostname", "clientip",
-"echo X", anything else is echoed back. All pods of a node share one event loop, so an idle pod costs its
-sockets and nothing more.
+HTTP paths: /hostname (pod name), /clientip (caller's ip:port as the pod sees it), /echo?msg=X, /healthz; any
+other path, and /, answer a JSON document: the pod, namespace, IPs, node, the port it answered on and the client
+address, and the request echoed (path, query, method, host, protocol and headers). Connections are kept alive.
+UDP: "hostname", "clientip", "echo X", anything else is echoed back. All pods of a node share one event loop,
+so an idle pod costs its sockets and nothing more.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import json
 import socket
 import urllib.parse
 from dataclasses import dataclass
+
+MAX_HEAD = 16384
 
 
 @dataclass(frozen=True)
@@ -39,8 +42,11 @@ def _fmt(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def answer(ident: Identity, path: str, client: tuple[str, int], port: int) -> tuple[int, str, str]:
-    """Status, content type and body for one HTTP request path."""
+def answer(ident: Identity, path: str, client: tuple[str, int], port: int,
+           request: dict[str, object] | None = None) -> tuple[int, str, str]:
+    """Status, content type and body for one HTTP request path. request: the method, host, protocol and
+    headers, echoed back (with the pod, its namespace and the port it answered on) for `/` and any path the
+    workload does not define, as a conformance suite's backend echoes."""
     url = urllib.parse.urlsplit(path)
     if url.path == "/hostname":
         return 200, "text/plain", ident.hostname or ident.name
@@ -50,9 +56,9 @@ def answer(ident: Identity, path: str, client: tuple[str, int], port: int) -> tu
         return 200, "text/plain", "ok"
     if url.path == "/echo":
         return 200, "text/plain", urllib.parse.parse_qs(url.query).get("msg", [""])[0]
-    if url.path == "/":
-        return 200, "application/json", json.dumps(ident.document(_fmt(*client), port))
-    return 404, "text/plain", "not found"
+    doc = ident.document(_fmt(*client), port)
+    doc |= {"path": url.path, "query": url.query, **(request or {})}
+    return 200, "application/json", json.dumps(doc)
 
 
 def udp_answer(ident: Identity, data: bytes, client: tuple[str, int]) -> bytes:
@@ -67,7 +73,8 @@ def udp_answer(ident: Identity, data: bytes, client: tuple[str, int]) -> bytes:
 
 
 class Http(asyncio.Protocol):
-    """Just enough HTTP/1.1: one request per connection, then close."""
+    """Just enough HTTP/1.1: requests in turn on one connection, kept alive unless the client says otherwise
+    (HTTP/1.0 without keep-alive, `Connection: close`) or sends a body whose end it cannot tell (chunked)."""
 
     def __init__(self, ident: Identity, port: int) -> None:
         self.ident, self.port, self.buf = ident, port, b""
@@ -77,21 +84,41 @@ class Http(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buf += data
-        if b"\r\n\r\n" not in self.buf and b"\n\n" not in self.buf:
-            if len(self.buf) > 16384:
-                self.transport.close()
-            return
-        line = self.buf.split(b"\n", 1)[0].decode(errors="replace").split()
+        while not self.transport.is_closing():
+            end = self.buf.find(b"\r\n\r\n")
+            if end < 0:
+                if len(self.buf) > MAX_HEAD:
+                    self.transport.close()
+                return
+            head = self.buf[:end].decode("latin-1").split("\r\n")
+            headers: dict[str, list[str]] = {}
+            for line in head[1:]:
+                name, _, value = line.partition(":")
+                headers.setdefault(name.strip().lower(), []).append(value.strip())
+            length = int((headers.get("content-length") or ["0"])[0] or 0)
+            if len(self.buf) < end + 4 + length:
+                return
+            self.buf = self.buf[end + 4 + length:]
+            self._respond(head[0].split(), headers)
+
+    def _respond(self, line: list[str], headers: dict[str, list[str]]) -> None:
         client = _client(self.transport.get_extra_info("peername"))
+        version = line[2] if len(line) > 2 else "HTTP/1.0"
         if len(line) < 2:
             status, ctype, body = 400, "text/plain", "bad request"
         else:
-            status, ctype, body = answer(self.ident, line[1], client, self.port)
-        raw = body.encode()
+            request = {"method": line[0], "host": (headers.get("host") or [""])[0], "proto": version,
+                       "headers": {k.title(): v for k, v in headers.items()}}
+            status, ctype, body = answer(self.ident, line[1], client, self.port, request)
+        wants = ",".join(headers.get("connection", [])).lower()
+        close = "close" in wants or (version == "HTTP/1.0" and "keep-alive" not in wants) or \
+            "chunked" in ",".join(headers.get("transfer-encoding", [])).lower()
+        raw = b"" if line[:1] == ["HEAD"] else body.encode()
         head = (f"HTTP/1.1 {status} {'OK' if status == 200 else 'Error'}\r\nContent-Type: {ctype}\r\n"
-                f"Content-Length: {len(raw)}\r\nConnection: close\r\n\r\n")
+                f"Content-Length: {len(body.encode())}\r\nConnection: {'close' if close else 'keep-alive'}\r\n\r\n")
         self.transport.write(head.encode() + raw)
-        self.transport.close()
+        if close:
+            self.transport.close()
 
 
 class Udp(asyncio.DatagramProtocol):

@@ -1,5 +1,5 @@
-"""The registry of installers: what runs on every node after the pod network (egress NAT now; kube-proxy, DNS,
-NetworkPolicy and ingress next). Each is one module here that registers an Installer subclass. On each sync an
+"""The registry of installers: what runs on every node after the pod network (egress NAT, kube-proxy, DNS,
+NetworkPolicy, ingress). Each is one module here that registers an Installer subclass. On each sync an
 enabled installer is installed and a disabled one uninstalled, so turning one off (or switching it) leaves
 nothing of it behind.
 
@@ -27,8 +27,9 @@ class Installer:
     def enabled(self, topo: Topology) -> bool:
         return True
 
-    def manifests(self, topo: Topology) -> list[dict[str, Any]]:
-        """Objects the installer adds to every plan, as kubeadm adds its addons (the DNS pods and Service)."""
+    def manifests(self, topo: Topology, objects: list[Any]) -> list[dict[str, Any]]:
+        """Objects the installer adds to the plan, as kubeadm adds its addons (the DNS pods and Service), given
+        the lab's own objects (an ingress controller follows the Gateways there are)."""
         return []
 
     def prepare(self, ctx: Context) -> Change | None:
@@ -106,5 +107,6 @@ def installers() -> list[Step]:
     return [Step(cls()) for _, cls in sorted(registered().items())]
 
 
-def addons(topo: Topology) -> list[dict[str, Any]]:
-    return [m for _, cls in sorted(registered().items()) if (i := cls()).enabled(topo) for m in i.manifests(topo)]
+def addons(topo: Topology, objects: list[Any]) -> list[dict[str, Any]]:
+    return [m for _, cls in sorted(registered().items()) if (i := cls()).enabled(topo)
+            for m in i.manifests(topo, objects)]

@@ -70,7 +70,7 @@ class ClusterDNS(Installer):
     name = "dns"
     title = "Cluster DNS (BIND)"
 
-    def manifests(self, topo: Topology) -> list[dict[str, Any]]:
+    def manifests(self, topo: Topology, objects: list[Any]) -> list[dict[str, Any]]:
         net = topo.networking
         ips = [topo.dns_ip()] + ([str(net.serviceCIDRv6[10])] if net.dualStack else [])
         ports = [{"name": "dns", "containerPort": 53, "protocol": "UDP"},
@@ -177,10 +177,12 @@ def _heal(ctx: Context) -> int:
     """`up`: a server that stopped answering (stopped, hung) is restarted, as a failing liveness probe would
     have the kubelet do; how many were."""
     zone = ctx.plan.topology.networking.clusterDomain
+    # a server this sync started is still loading its zones: only those that ran before are judged
+    before = {p.key for p in ctx.previous.pods} if ctx.previous else set()
 
     def one(pod: PodPlan) -> bool:
         machine = podexec.running(ctx.plan.node(pod.node).container, pod, ctx.provider)
-        if _answers(machine, pod, zone):
+        if pod.key not in before or _answers(machine, pod, zone):
             return False
         ctx.say(f"DNS server {pod.key} does not answer: restarting it")
         agent.call(ctx.run_dir(pod.node), "restart", name=process_name(pod.netns, next(iter(pod.processes))))

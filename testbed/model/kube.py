@@ -9,15 +9,18 @@ from typing import Literal
 
 from pydantic import field_validator
 
+from testbed.model.gateway import Gateway, GatewayClass, HTTPRoute, ReferenceGrant
+from testbed.model.ingress import Ingress, IngressClass
 from testbed.model.meta import LabelSelector, Loose, ObjectMeta
 from testbed.model.names import At, at, dns_label
 from testbed.model.networkpolicy import NetworkPolicy
 from testbed.model.pod import Deployment, Pod, PodSpec, PodTemplate
+from testbed.model.secret import Secret
 from testbed.model.service import NODE_PORTS, SERVICE_NAME_LABEL, EndpointSlice, Service, ServiceSpec
 
-__all__ = ["KINDS", "NODE_PORTS", "SERVICE_NAME_LABEL", "Deployment", "EndpointSlice", "LabelSelector",
-           "Namespace", "NetworkPolicy", "Object", "Pod", "PodSpec", "PodTemplate", "Service", "ServiceSpec",
-           "key"]
+__all__ = ["CLUSTER_SCOPED", "KINDS", "NODE_PORTS", "SERVICE_NAME_LABEL", "Deployment", "EndpointSlice", "Gateway",
+           "GatewayClass", "HTTPRoute", "Ingress", "IngressClass", "LabelSelector", "Namespace", "NetworkPolicy",
+           "Object", "Pod", "PodSpec", "PodTemplate", "ReferenceGrant", "Secret", "Service", "ServiceSpec", "key"]
 
 METADATA_NAME_LABEL = "kubernetes.io/metadata.name"
 BUILTIN_NAMESPACES = ("default", "kube-system")
@@ -38,12 +41,16 @@ class Namespace(Loose):
         return meta
 
 
-Object = Namespace | Pod | Deployment | Service | EndpointSlice | NetworkPolicy
+Object = (Namespace | Pod | Deployment | Service | EndpointSlice | NetworkPolicy | Secret | Ingress | IngressClass
+          | GatewayClass | Gateway | HTTPRoute | ReferenceGrant)
 KINDS: dict[str, type[Object]] = {"Namespace": Namespace, "Pod": Pod, "Deployment": Deployment, "Service": Service,
-                                  "EndpointSlice": EndpointSlice, "NetworkPolicy": NetworkPolicy}
+                                  "EndpointSlice": EndpointSlice, "NetworkPolicy": NetworkPolicy, "Secret": Secret,
+                                  "Ingress": Ingress, "IngressClass": IngressClass, "GatewayClass": GatewayClass,
+                                  "Gateway": Gateway, "HTTPRoute": HTTPRoute, "ReferenceGrant": ReferenceGrant}
+CLUSTER_SCOPED = (Namespace, IngressClass, GatewayClass)
 
 
 def key(obj: Object) -> str:
     """kind/namespace/name, the identity `apply` and `delete` work by."""
-    ns = "" if isinstance(obj, Namespace) else (obj.metadata.namespace or "default")
+    ns = "" if isinstance(obj, CLUSTER_SCOPED) else (obj.metadata.namespace or "default")
     return f"{obj.kind}/{ns}/{obj.metadata.name}"

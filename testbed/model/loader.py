@@ -149,7 +149,8 @@ def load_keys(path: str | Path) -> list[str]:
             problems.append(doc.problem(("metadata", "name"), f"namespace {name!r} may not be deleted (it is "
                                                               "built in, as in every cluster)"))
         else:
-            keys.append(f"{kind}/{'' if kind == 'Namespace' else namespace}/{name}")
+            scoped = KINDS[kind] in kube.CLUSTER_SCOPED
+            keys.append(f"{kind}/{'' if scoped else namespace}/{name}")
     if problems:
         raise InvalidInput(problems)
     return list(dict.fromkeys(keys))

@@ -142,3 +142,48 @@ def unicast_ip(value: IPv4Address | IPv6Address | str) -> str:
         if bad:
             raise ValueError(f"{ip} may not be {what}")
     return str(ip)
+
+
+def host_name(value: str, wildcard: bool = True) -> str:
+    """An Ingress rule's host or a Gateway API hostname: a DNS-1123 subdomain, never an IP address, with no
+    port; `*.` may lead it (a wildcard stands for exactly one label) and appear nowhere else."""
+    if not isinstance(value, str):
+        raise ValueError(f"{show(value)} must be a string")
+    if ":" in value:
+        raise ValueError(f"{show(value)} must be a host name without a port")
+    try:
+        ip_address(value)
+        raise ValueError(f"{show(value)} must be a DNS name, not an IP address")
+    except ValueError as err:
+        if "DNS name" in str(err):
+            raise
+    rest = value[2:] if wildcard and value.startswith("*.") else value
+    if "*" in rest:
+        raise ValueError(f"{show(value)}: a wildcard may only be the first label ('*.example.com')")
+    if len(value) > 253 or not DNS1123_SUBDOMAIN.match(rest):
+        raise ValueError(f"{show(value)} is not a DNS-1123 subdomain (lowercase letters, digits, '-' and '.')")
+    return value
+
+
+def http_path(value: str) -> str:
+    """An Exact or Prefix path, as ValidateIngressSpec and the Gateway API's rules have it: absolute, and none
+    of the sequences a proxy would normalise differently from the backend."""
+    if not value.startswith("/"):
+        raise ValueError(f"{show(value)} must be an absolute path (start with '/')")
+    for bad in ("//", "/./", "/../", "%2f", "%2F", "#"):
+        if bad in value:
+            raise ValueError(f"{show(value)} must not contain {bad!r}")
+    for bad in ("/..", "/."):
+        if value.endswith(bad):
+            raise ValueError(f"{show(value)} must not end with {bad!r}")
+    return value
+
+
+def domain_path(value: str, what: str = "controller") -> str:
+    """An IngressClass controller or a GatewayClass controllerName: a domain prefix, then a path
+    (`example.net/gateway-controller`), at most 253 characters."""
+    prefix, slash, path = value.partition("/")
+    if not slash or not path or len(value) > 253 or not DNS1123_SUBDOMAIN.match(prefix) \
+            or not re.match(r"^[A-Za-z0-9/\-._~%!$&'()*+,;=:]+$", path):
+        raise ValueError(f"{what} {show(value)} must be a domain-prefixed path, e.g. testbed.dev/gateway")
+    return value

@@ -87,6 +87,13 @@ class LoadBalancer(Strict):
                                           "nodes announce them; otherwise one node answers ARP/NDP for each)")
 
 
+class IngressSettings(Strict):
+    enabled: Literal["auto"] | bool = Field(
+        "auto", description="The ingress proxy (HAProxy pods in testbed-ingress): auto runs it while the lab holds "
+                            "an Ingress, a Gateway or a route; true always; false never")
+    replicas: int = Field(2, ge=1, le=8, description="Proxy pods, on different nodes while there are enough")
+
+
 class Networking(Strict):
     podCIDR: IPv4Network = Field(IPv4Network("10.244.0.0/16"), description="IPv4 pod range of the cluster")
     podCIDRv6: IPv6Network = Field(IPv6Network("fd00:10:244::/56"), description="IPv6 pod range (dualStack)")
@@ -140,6 +147,7 @@ class Topology(Strict):
     external: External = Field(default_factory=External)
     kubeProxy: KubeProxy = Field(default_factory=KubeProxy)
     loadBalancer: LoadBalancer = Field(default_factory=LoadBalancer)
+    ingress: IngressSettings = Field(default_factory=IngressSettings)
     manifests: list[str | dict[str, Any]] = Field(
         default_factory=list, description="Kubernetes manifests: inline objects or file paths")
 

@@ -120,6 +120,7 @@ def collect(name: str) -> dict[str, Any]:
             "podMTU": plan.pod_mtu, "kubeProxy": plan.topology.kubeProxy.mode,
             "nodes": nodes, "machines": machines, "pods": _pods(plan, agents), "services": services(plan),
             "links": links, "controller": {"pid": controller}, network: extra,
+            "edge": {"status": plan.edge.status, "warnings": plan.edge.warnings},
             "checks": [f.as_json() for f in found]}
 
 

@@ -13,8 +13,9 @@ from testbed.model import kube
 from testbed.model.loader import Manifest
 from testbed.model.networkpolicy import NetworkPolicy
 from testbed.model.topology import Topology
-from testbed.plan import ipam, machines, services
+from testbed.plan import gateways, ingresses, ipam, machines, services
 from testbed.plan.machines import ExternalPlan, RouterPlan
+from testbed.plan.routing import INGRESS_NAMESPACE, EdgePlan
 from testbed.plan.services import ServicePlan
 from testbed.plan.workloads import PodIntent, Port, Unschedulable, expand, schedule
 
@@ -98,6 +99,7 @@ class Plan:
     services: list[ServicePlan] = field(default_factory=list)
     policies: list[NetworkPolicy] = field(default_factory=list)
     traits: NetworkTraits = field(default_factory=NetworkTraits)
+    edge: EdgePlan = field(default_factory=EdgePlan)  # what the ingress proxy serves
 
     @property
     def pod_mtu(self) -> int:
@@ -158,7 +160,7 @@ def _check_references(manifests: list[Manifest], namespaces: set[str], nodes: se
     problems: list[Problem] = []
     for m in manifests:
         obj = m.obj
-        if isinstance(obj, kube.Namespace):
+        if isinstance(obj, kube.CLUSTER_SCOPED):
             continue
         ns = obj.metadata.namespace or "default"
         if ns not in namespaces:
@@ -241,6 +243,16 @@ def build(topo: Topology, manifests: list[Manifest], underlay: IPv4Network,
                                 ready=not p.probes or readiness.get(p.key, False), restart=p.restart))
     order = {p.key: i for i, p in enumerate(intents)}
     pods.sort(key=lambda p: order[p.key])
+    planned = services.build(topo, manifests, pods, held)
     return Plan(topo.name, topo, underlay, nodes, pods, namespaces, machines.router(topo, underlay),
-                machines.externals(topo), services.build(topo, manifests, pods, held),
-                [m.obj for m in manifests if isinstance(m.obj, NetworkPolicy)], traits)
+                machines.externals(topo), planned, [m.obj for m in manifests if isinstance(m.obj, NetworkPolicy)],
+                traits, _edge(manifests, planned, namespaces))
+
+
+def _edge(manifests: list[Manifest], planned: list[ServicePlan], namespaces: dict[str, dict[str, str]]) -> EdgePlan:
+    """What the ingress proxy serves: the Ingresses and the Gateway API routes, with their statuses."""
+    edge, by_key = EdgePlan(), {s.key: s for s in planned}
+    proxy = by_key.get(f"{INGRESS_NAMESPACE}/ingress")
+    ingresses.plan(manifests, by_key, proxy.lb_ips if proxy else [], edge)
+    gateways.plan(manifests, by_key, namespaces, edge)
+    return edge

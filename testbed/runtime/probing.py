@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from tenacity import retry, retry_if_exception_type, stop_after_attempt
+
 from testbed.plan.cluster import Plan, PodPlan
 from testbed.runtime import podexec
 
@@ -139,5 +141,16 @@ def connect_many(plan: Plan, pod: PodPlan, targets: list[tuple[str, int, str]], 
     # a blocked DNS server costs one short timeout, not glibc's 5 s times its attempts
     command = podexec.wrap(pod, ["env", "RES_OPTIONS=timeout:1 attempts:2", "python3", "-c", MANY,
                                  json.dumps([list(t) for t in targets]), str(tries), str(timeout), str(udp_base)])
-    result = podexec.running(plan.node(pod.node).container, pod).exec(command)
-    return json.loads(result.stdout) if result.exit_code == 0 else ["error"] * len(targets)
+    return _many(plan.node(pod.node).container, pod, command, len(targets))
+
+
+@retry(retry=retry_if_exception_type(ValueError), stop=stop_after_attempt(2), reraise=True)
+def _many(container: str, pod: PodPlan, command: list[str], count: int) -> list[str]:
+    """The probes' answers; an exec whose output was lost on the way (empty, though it ran) is made again."""
+    result = podexec.running(container, pod).exec(command)
+    if result.exit_code != 0:
+        return ["error"] * count
+    answers = json.loads(result.stdout)
+    if len(answers) != count:
+        raise ValueError(f"{len(answers)} answers for {count} probes")
+    return answers

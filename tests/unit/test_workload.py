@@ -1,3 +1,5 @@
+import json
+
 from testbed.agent import workload
 
 IDENT = workload.Identity("web-1", "default", "node2", ("10.244.1.2", "fd00:10:244:1::2"))
@@ -8,7 +10,17 @@ def test_http_paths_answer_like_agnhost_netexec():
     assert workload.answer(IDENT, "/clientip", ("10.244.0.3", 4000), 8080)[2] == "10.244.0.3:4000"
     assert workload.answer(IDENT, "/clientip", ("fd00::3", 4000), 8080)[2] == "[fd00::3]:4000"
     assert workload.answer(IDENT, "/echo?msg=hi", ("10.0.0.1", 1), 8080)[2] == "hi"
-    assert workload.answer(IDENT, "/nope", ("10.0.0.1", 1), 8080)[0] == 404
+
+
+
+def test_any_other_path_echoes_the_request():
+    request = {"method": "POST", "host": "a.example.com", "proto": "HTTP/1.1", "headers": {"X-One": ["1"]}}
+    status, kind, body = workload.answer(IDENT, "/some/path?q=1", ("10.0.0.1", 1), 8080, request)
+    doc = json.loads(body)
+    assert (status, kind) == (200, "application/json")
+    assert (doc["path"], doc["query"], doc["method"], doc["host"], doc["proto"]) == \
+        ("/some/path", "q=1", "POST", "a.example.com", "HTTP/1.1")
+    assert (doc["headers"], doc["pod"], doc["port"]) == ({"X-One": ["1"]}, "web-1", 8080)
 
 
 def test_udp_commands():

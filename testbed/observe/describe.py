@@ -14,7 +14,7 @@ from testbed.checks import Observation
 from testbed.errors import NotFound
 from testbed.installers import installers
 from testbed.network.registry import mode
-from testbed.observe.status import collect
+from testbed.observe.status import collect, service_json
 from testbed.plan.cluster import Plan
 from testbed.policy.evaluate import ip_block, peer_pods, selects
 
@@ -46,14 +46,7 @@ def _service(name: str, plan: Plan, key: str) -> dict[str, Any]:
     obs = Observation(plan)
     proxy = next(s for s in installers() if s.name == "kube-proxy").check(obs, deep=True)
     nodes = {f.subject: f.status == "ok" for f in proxy if f.check == "kube-proxy rules"}
-    return {"kind": "Service", "name": key, "type": svc.type, "selector": svc.selector,
-            "clusterIPs": svc.cluster_ips, "externalIPs": svc.external_ips, "loadBalancerIPs": svc.lb_ips,
-            "externalName": svc.external_name,
-            "ports": [{"name": p.name, "port": p.port, "protocol": p.protocol, "targetPort": p.target,
-                       "nodePort": p.node_port} for p in svc.ports],
-            "endpoints": [{"pod": e.pod, "node": e.node, "ips": e.ips, "ready": e.ready, "ports": e.ports}
-                          for e in svc.endpoints],
-            "programmed": nodes, "events": _recent(name, key)}
+    return {"kind": "Service", **service_json(svc), "programmed": nodes, "events": _recent(name, key)}
 
 
 def _policy(name: str, plan: Plan, key: str) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from testbed.errors import EnvironmentProblem, NotFound
 from testbed.network import underlay
 from testbed.network.registry import mode
 from testbed.plan.cluster import NodePlan, Plan
+from testbed.plan.services import ServicePlan
 from testbed.runtime import readiness
 
 
@@ -149,16 +150,20 @@ def routes(name: str, machine: str | None = None) -> dict[str, list[dict[str, An
     return out
 
 
+def service_json(s: ServicePlan) -> dict[str, Any]:
+    """One Service as planned: allocations and endpoints (endpoints follow pods and their readiness)."""
+    return {"namespace": s.namespace, "name": s.name, "type": s.type, "clusterIPs": s.cluster_ips,
+            "headless": s.headless, "externalName": s.external_name, "externalIPs": s.external_ips,
+            "loadBalancerIPs": s.lb_ips,
+            "ports": [{"name": p.name, "port": p.port, "protocol": p.protocol, "targetPort": p.target,
+                       "nodePort": p.node_port} for p in s.ports],
+            "endpoints": [{"ips": e.ips, "node": e.node, "pod": e.pod, "ready": e.ready, "ports": e.ports}
+                          for e in s.endpoints],
+            "sessionAffinity": "ClientIP" if s.affinity_timeout else "None",
+            "externalTrafficPolicy": "Local" if s.external_local else "Cluster",
+            "internalTrafficPolicy": "Local" if s.internal_local else "Cluster",
+            "trafficDistribution": s.distribution, "selector": s.selector}
+
+
 def services(plan: Plan) -> list[dict[str, Any]]:
-    """The Services as planned: allocations and endpoints (endpoints follow pods and their readiness)."""
-    return [{"namespace": s.namespace, "name": s.name, "type": s.type, "clusterIPs": s.cluster_ips,
-             "headless": s.headless, "externalName": s.external_name, "externalIPs": s.external_ips,
-             "loadBalancerIPs": s.lb_ips,
-             "ports": [{"name": p.name, "port": p.port, "protocol": p.protocol, "targetPort": p.target,
-                        "nodePort": p.node_port} for p in s.ports],
-             "endpoints": [{"ips": e.ips, "node": e.node, "pod": e.pod, "ready": e.ready, "ports": e.ports}
-                           for e in s.endpoints],
-             "sessionAffinity": "ClientIP" if s.affinity_timeout else "None",
-             "externalTrafficPolicy": "Local" if s.external_local else "Cluster",
-             "internalTrafficPolicy": "Local" if s.internal_local else "Cluster",
-             "trafficDistribution": s.distribution, "selector": s.selector} for s in plan.services]
+    return [service_json(s) for s in plan.services]

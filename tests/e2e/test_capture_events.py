@@ -99,3 +99,43 @@ def test_logs_of_every_component(testbed_lab):
     assert cli("logs", "--lab", lab.name, "ext1/knot").returncode == 0
     unknown = cli("logs", "--lab", lab.name, "node9/bird")
     assert unknown.returncode == 3 and b"node1/agent" in unknown.stderr and b"ext1/knotd" in unknown.stderr
+
+
+DESCRIBED = """apiVersion: v1
+kind: Service
+metadata: {name: described}
+spec: {selector: {app: a}, ports: [{name: http, port: 80, targetPort: 8080}]}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: a-from-b}
+spec:
+  podSelector: {matchLabels: {app: a}}
+  ingress: [{from: [{podSelector: {matchLabels: {app: b}}}, {ipBlock: {cidr: 192.0.2.0/24}}]}]
+"""
+
+
+def test_describe_shows_what_touches_each_kind(testbed_lab, tmp_path):
+    lab = testbed_lab
+    (tmp_path / "d.yaml").write_text(DESCRIBED)
+    lab.apply(tmp_path / "d.yaml")
+    try:
+        def describe(ref: str) -> dict:
+            done = cli("describe", "--lab", lab.name, ref, "--json")
+            assert done.returncode == 0, done.stderr
+            return json.loads(done.stdout)
+
+        pod = describe("default/a1")
+        assert "default/described" in json.dumps(pod["services"]) and "default/a-from-b" in json.dumps(pod)
+        svc = describe("svc/default/described")
+        assert {e["pod"] for e in svc["endpoints"]} == {"default/a1", "default/a2"}
+        assert svc["programmed"] == {n.name: True for n in lab.plan.nodes}
+        pol = describe("netpol/default/a-from-b")
+        text = json.dumps(pol)
+        assert "default/a1" in text and "default/b" in text and "192.0.2.0/24" in text
+        node = describe("node/node1")
+        assert "default/a1" in json.dumps(node["pods"])
+        missing = cli("describe", "--lab", lab.name, "svc/default/nope")
+        assert missing.returncode == 3 and b"default/described" in missing.stderr
+    finally:
+        lab.delete(tmp_path / "d.yaml")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import bench_cni
 import bench_dns
 import bench_edge
 import bench_images
@@ -66,6 +67,10 @@ TARGETS = {
     "endpoint_change_to_served_s": "≤ 1 s",
     "endpoint_change_reloads": "0",
     "failed_requests_during_10_reloads": "0",
+    "cni_reference_pods_per_s": "≥ 150 /s",
+    "cni_builtin_pods_per_s": "no slower than before (≥ 500 /s)",
+    "cni_test_builtin_s": "≤ 10 s",
+    "cni_test_reference_s": "≤ 10 s",
     "image_load_s": "≤ 5 s",
     "image_build_from_nothing_s": "~30 s (for comparison)",
 }
@@ -75,7 +80,7 @@ def main() -> None:
     results: dict[str, float] = {}
     for name, module in (("up", bench_up), ("pods", bench_pods), ("throughput", bench_throughput),
                          ("routing", bench_routing), ("proxy", bench_proxy), ("dns", bench_dns),
-                         ("policy", bench_policy), ("observe", bench_observe), ("edge", bench_edge),
+                         ("policy", bench_policy), ("observe", bench_observe), ("edge", bench_edge), ("cni", bench_cni),
                          ("images", bench_images)):
         if len(sys.argv) > 1 and sys.argv[1] not in ("--json", name):
             continue

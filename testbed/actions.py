@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from testbed import events, state
 from testbed.plan.cluster import Plan
@@ -44,6 +44,7 @@ class Context:
     previous: Plan | None = None  # the plan before this change, when the lab existed (to see what went away)
     notes: dict[str, int] = field(default_factory=dict)  # what one step tells a later one of the same sync
     verify: bool = False  # read the kernel instead of trusting the agents' memory of their last sync (`up`)
+    wiring: dict[str, dict[str, Any]] = field(default_factory=dict)  # pods the CNI plugins wired otherwise
     _machines: dict[str, Machine] = field(default_factory=dict)
     _pids: dict[str, int] = field(default_factory=dict)
 
@@ -89,8 +90,10 @@ class Action(Protocol):
     def run(self, ctx: Context) -> Change | None: ...
 
 
-def run_all(ctx: Context, actions: list[Action], progress: Callable[[str], object] | None = None) -> None:
-    """Each action in order; each leaves an event with its time and what it changed."""
+def run_all(ctx: Context, actions: list[Action], progress: Callable[[str], object] | None = None,
+            until: Callable[[Context], bool] | None = None) -> bool:
+    """Each action in order; each leaves an event with its time and what it changed. With until, the run
+    stops after the first action that makes it true; whether every action ran."""
     for action in actions:
         start = time.monotonic()
         if progress:
@@ -107,3 +110,6 @@ def run_all(ctx: Context, actions: list[Action], progress: Callable[[str], objec
         events.emit(ctx.lab, "Step", f"lab/{ctx.lab}", f"{action.title}" + (f": {change}" if change else "") +
                     f" in {took:.3f}s", step=action.title, duration=round(took, 4),
                     changes=vars(change) if change else {})
+        if until is not None and until(ctx):
+            return False
+    return True

@@ -117,7 +117,14 @@ def _converge(plan: Plan, st: state.LabState, provider: Provider, say: Say, prog
             if m.name not in planned:  # machines the topology no longer has
                 m.remove()
         ctx = Context(plan, provider, say, previous=previous, verify=verify)
-        run_all(ctx, pipeline(plan.topology), progress)
+        # CNI plugins may give other addresses than planned, or none: the lab takes what is (a new plan, and
+        # the pipeline from the start, where the pods are now as they are)
+        if not run_all(ctx, pipeline(plan.topology), progress, until=lambda c: bool(c.wiring)):
+            st.allocations = {k: {**a, "ipv4": ctx.wiring[k]["ipv4"]} if "ipv4" in ctx.wiring.get(k, {}) else a
+                              for k, a in plan.allocations().items()}
+            plan = _plan(st, _stored(st))
+            ctx = Context(plan, provider, say, previous=previous, verify=verify)
+            run_all(ctx, pipeline(plan.topology), progress)
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted: lab {plan.lab} is partly made (phase creating); `testbed up "
                           f"{st.topology_file}` finishes it, `testbed down {plan.lab}` removes it") from None
@@ -207,7 +214,8 @@ def refresh(name: str) -> Context:
 
 
 def _probed(plan: Plan) -> dict[str, bool]:
-    return {p.key: p.ready for p in plan.pods if p.probes}
+    """The readiness the controller follows: probed pods', and pods whose network could not be made."""
+    return {p.key: p.ready for p in plan.pods if p.probes or not p.ready}
 
 
 def build_plan(topo: Topology, manifests: list[Manifest], underlay: IPv4Network,
@@ -334,6 +342,9 @@ def move(name: str, ref: str, to: str, say: Say = print, progress: Say | None = 
             raise Refused(f"move of {key} refused, nothing was changed: network {network} cannot keep a pod's IP "
                           f"on another node (each node owns its range; networking.network in "
                           f"{st.topology_file}); networks that can: {', '.join(keeping)}")
+        if plan.topology.cni != "builtin":
+            raise Refused(f"move of {key} refused, nothing was changed: pods keep their IPs on another node only "
+                          f"with the built-in wiring (cni: builtin); the plugins' IPAM owns each node's range")
         pod = next((p for p in plan.pods if p.key == key), None)
         if pod is None:
             raise NotFound(f"no pod {key} in lab {name}")

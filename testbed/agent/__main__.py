@@ -16,7 +16,7 @@ import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from testbed.agent import protocol, workload
+from testbed.agent import cniplugin, podhealth, protocol, workload
 from testbed.agent.processes import pod_processes
 from testbed.agent.readiness import Prober
 from testbed.agent.rules import Rules
@@ -42,7 +42,7 @@ class Agent:
             "ping": self.ping, "reexec": self.do_reexec, "status": self.status, "sync_pods": self.sync_pods,
             "daemons": self.sync_daemons, "rules": self.apply_rules, "serve": self.serve,
             "iptables": self.apply_iptables, "ipsets": self.apply_ipsets, "conntrack": self.conntrack,
-            "files": self.write_files, "compare": self.compare, "inspect": self.inspect,
+            "files": self.write_files, "cni_check": self.cni_check, "compare": self.compare, "inspect": self.inspect,
             "restart": self.restart, "trace_start": self.trace_start, "trace_stop": self.trace_stop}
 
     @property
@@ -75,9 +75,11 @@ class Agent:
         are synced, then the processes of the pods as they are now run."""
         async with self.lock:
             await self.daemons.sync(pod_processes(self.pods.unchanged(req.net, req.pods)), group="pods")
-            result = await self.pods.sync(req.net, req.pods)
-            await self.daemons.sync(pod_processes(req.pods), group="pods")
-            self.prober.sync(req.pods)
+            result = await self.pods.sync(req.net, req.pods, req.verify)
+            wired = [p for p in req.pods if (held := self.pods.pods.get(p["netns"])) is None or held.wired]
+            await self.daemons.sync(pod_processes(wired), group="pods")  # no network, no containers
+            self.prober.sync(req.pods, {f"{p.spec['namespace']}/{p.spec['name']}": p.errors[0]
+                                        for p in self.pods.pods.values() if not p.wired})
             return result
 
     async def sync_daemons(self, req: protocol.Daemons) -> Any:
@@ -140,6 +142,10 @@ class Agent:
 
     async def write_files(self, req: protocol.Files) -> Any:
         return {"changed": write_files(req.files, req.prune)}
+
+    async def cni_check(self, _: protocol.CniCheck) -> Any:
+        async with self.lock:
+            return {"pods": await podhealth.cni_check(self.pods)}
 
     async def conntrack(self, req: protocol.Conntrack) -> Any:
         return await self.rules.forget_udp(req.flows)
@@ -229,6 +235,8 @@ async def main() -> None:
     reap_inherited()
     own_name_resolves()
     log(f"agent of {os.environ.get('TESTBED_NODE', os.uname().nodename)} starting, code {code_version()}")
+    with contextlib.suppress(OSError):  # testbed's wiring as a CNI plugin, for conflists that chain it
+        cniplugin.install()
     agent = Agent(os.environ.get("TESTBED_NODE", os.uname().nodename))
     path = os.path.join(RUN_DIR, "agent.sock")
     tmp = path + ".new"

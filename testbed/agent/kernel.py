@@ -115,17 +115,57 @@ async def nft_meant(family: str, table: str, text: str) -> Lines:
 
 
 # iptables: iptables-save of the tables an owner renders
+BUILTIN_CHAINS = ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING")
+OWNED_CHAINS = ("KUBE-", "TESTBED-")  # testbed's installers'; CNI plugins' (CNI-HOSTPORT-...) are someone else's
+
+
+def _foreign(line: str) -> bool:
+    """A chain declaration or rule another program owns: its chain, or a built-in chain's jump to it."""
+    parts = line.split()
+    chain = parts[0][1:] if line.startswith(":") else parts[1]
+    if chain not in BUILTIN_CHAINS:
+        return not chain.startswith(OWNED_CHAINS)
+    target = parts[parts.index("-j") + 1] if "-j" in parts[:-1] else ""
+    return bool(target) and target not in ("ACCEPT", "DROP", "RETURN", "REJECT", "MARK", "DNAT", "SNAT",
+                                           "MASQUERADE", "CONNMARK", "LOG", "NOTRACK", "CT") \
+        and not target.startswith(OWNED_CHAINS)
+
+
 def _ipt_lines(save: str, tables: list[str]) -> Lines:
     out: Lines = []
     table = ""
     for line in save.splitlines():
         if line.startswith("*"):
             table = line[1:]
-        elif table in tables and line.startswith(":"):
+        elif table in tables and line.startswith(":") and not _foreign(line):
             out.append(f"{table} {line.split()[0]}")
-        elif table in tables and line.startswith("-A "):
+        elif table in tables and line.startswith("-A ") and not _foreign(line):
             out.append(f"{table} {line}")
     return out
+
+
+def keep_foreign(save: str, text: str) -> str:
+    """text (a whole iptables-restore input) with the chains and jumps other programs hold in its tables now
+    (a CNI plugin's portmap chains), so a whole restore of testbed's rules leaves theirs in place."""
+    held: dict[str, tuple[list[str], list[str]]] = {}
+    table = ""
+    for line in save.splitlines():
+        if line.startswith("*"):
+            table = line[1:]
+        elif line.startswith((":", "-A ")) and table and _foreign(line):
+            chains, rules = held.setdefault(table, ([], []))
+            (chains if line.startswith(":") else rules).append(line)
+    if not held:
+        return text
+    out, table = [], ""
+    for line in text.splitlines():
+        if line.startswith("*"):
+            table = line[1:]
+        if line == "COMMIT" and table in held:
+            chains, rules = held.pop(table)
+            out += [c for c in chains if c.split()[0] not in {x.split()[0] for x in out}] + rules
+        out.append(line)
+    return "\n".join(out) + "\n"
 
 
 async def ipt_kernel(tool: str, tables: list[str]) -> Lines:

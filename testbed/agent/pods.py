@@ -22,7 +22,8 @@ from typing import Any
 from pyroute2.netlink.rtnl import RTMGRP_LINK
 from pyroute2.netlink.rtnl.ndmsg import NUD_REACHABLE
 
-from testbed.agent import netstate, nlbatch, nsutil, workload
+from testbed.agent import cniwire, netstate, nlbatch, nsutil, podhealth, workload
+from testbed.agent.cni import Runtime, addresses
 from testbed.agent.iproute import IPRoute
 from testbed.agent.macs import ip_mac
 
@@ -35,6 +36,7 @@ PROTO_POD = 204  # host routes to routed pods (matches testbed.netns)
 REMOVE_WAIT = 10.0  # seconds the kernel gets to destroy unpinned pod netns before veths are deleted by hand
 FIRST_IFINDEX = 2
 QUIET = 0.2  # seconds without link events after which the agent checks the link table itself
+CNI_PARALLEL = 16  # pods whose plugins run at once
 
 
 def host_veth(netns: str) -> str:
@@ -62,6 +64,9 @@ class Pod:
     digest: str
     servers: list[Any] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    wired: bool = True  # False: its CNI plugins failed (errors says how)
+    host_if: str | None = None  # its interface on the node, as the CNI result names it
+    result: dict[str, Any] | None = None  # its CNI result
 
 
 class PodManager:
@@ -73,6 +78,7 @@ class PodManager:
         self.ipr = IPRoute()
         self.nl = nlbatch.open_socket()
         self.compiler = nlbatch.Compiler()
+        self.cni: Runtime | None = None  # set when the node's pods are wired through CNI plugins
         nsutil.ensure_run_dir(NETNS_DIR)
 
     # -- registry: which netns this agent made, with their spec digests, kept across agent restarts
@@ -89,41 +95,100 @@ class PodManager:
             json.dump({name: pod.digest for name, pod in self.pods.items()}, f)
         os.replace(tmp, self.state_file)
 
+    host_veth = staticmethod(host_veth)  # for podhealth: a built-in pod's veth on the node
+
+    @staticmethod
+    def _digest(net: dict[str, Any], spec: dict[str, Any]) -> str:
+        """What identifies a pod's wiring. Through CNI its addresses are the plugins' answer, not the request."""
+        if net.get("cni"):
+            spec = {k: v for k, v in spec.items() if k not in ("ipv4", "ipv6")}
+        return spec_hash({"net": net, "pod": spec})
+
     def unchanged(self, net: dict[str, Any], desired: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The desired pods that exist as specified (a sync keeps them; the others are rebuilt or new)."""
         known = self._load_registry() | {name: pod.digest for name, pod in self.pods.items()}
-        return [p for p in desired if known.get(p["netns"]) == spec_hash({"net": net, "pod": p})
-                and self._present(p["netns"])]
+        return [p for p in desired if known.get(p["netns"]) == self._digest(net, p) and self._present(p["netns"])]
 
-    async def sync(self, net: dict[str, Any], desired: list[dict[str, Any]]) -> dict[str, Any]:
+    async def sync(self, net: dict[str, Any], desired: list[dict[str, Any]], verify: bool = False) \
+            -> dict[str, Any]:
         loop = asyncio.get_running_loop()
         known = self._load_registry()
         known.update({name: pod.digest for name, pod in self.pods.items()})
-        want = {p["netns"]: (p, spec_hash({"net": net, "pod": p})) for p in desired}
+        self.cni = cniwire.runtime(net, self.cni)
+        want = {p["netns"]: (p, self._digest(net, p)) for p in desired}
         gone = sorted(set(known) - set(want))
         # changed pods, and netns left by an agent that died before recording them, are rebuilt from scratch
         stale = [name for name, (_, digest) in want.items()
                  if (name in known or self._present(name)) and not (known.get(name) == digest and
                                                                    self._present(name))]
+        if verify:  # pods this agent did not make (it restarted) are known from the registry and the CNI cache
+            for name, (spec, digest) in want.items():
+                if name in known and name not in stale and name not in self.pods:
+                    self.pods[name] = Pod(spec, digest)
+                    self._recall(self.pods[name])
+            stale += await podhealth.broken(self, [n for n in want if n in self.pods and n not in stale])
+        if self.cni:  # the plugins release what they gave (veths, addresses, rules) while the netns is there
+            for name in gone + stale:
+                held = self.pods.get(name)
+                await cniwire.delete(self.cni, name, held.spec if held else None)
         self._remove(gone + stale)
         bridge = self.ipr.link_lookup(ifname=net["bridge"])
         if not bridge:
             raise RuntimeError(f"bridge {net['bridge']} is missing on {self.node}")
         created = 0
+        fresh: list[Pod] = []
         for name, (spec, digest) in want.items():
             pod = self.pods.get(name)
             if name in known and name not in stale:
-                if pod is None or not pod.servers:  # the agent restarted: the pod is there, its sockets not
+                if pod is None or (not pod.servers and pod.wired):  # the agent restarted: sockets are gone
                     self.pods[name] = pod = Pod(spec, digest)
+                    self._recall(pod)
                     await self._listen(loop, pod, net)
+                else:
+                    spec.update(ipv4=pod.spec["ipv4"], ipv6=pod.spec.get("ipv6"))  # as wired, not as asked
                 continue
             pod = Pod(spec, digest)
+            if self.cni:
+                fresh.append(pod)
+                continue
             self._create(pod, net, bridge[0])
             await self._listen(loop, pod, net)
             self.pods[name] = pod
             created += 1
+        if fresh:  # plugins are processes: pods are added side by side, as a container runtime does
+            gate = asyncio.Semaphore(CNI_PARALLEL)
+
+            async def one(pod: Pod) -> None:
+                async with gate:
+                    self._write_etc(pod.spec)
+                    await cniwire.add(self.cni, pod, net)  # type: ignore[arg-type]
+                    self._write_etc(pod.spec)  # with the addresses the plugins gave
+
+            await asyncio.gather(*(one(pod) for pod in fresh))
+            for pod in fresh:
+                await self._listen(loop, pod, net)
+                self.pods[pod.spec["netns"]] = pod
+            created += len(fresh)
         self._save_registry()
-        return {"created": created, "removed": len(gone), "pods": len(self.pods)}
+        if self.cni and (fresh or gone or stale):  # plugins that speak 1.1.0 drop what no pod holds any more
+            with contextlib.suppress(Exception):
+                await self.cni.gc([cniwire.attachment(p.spec) for p in self.pods.values() if p.wired])
+        out: dict[str, Any] = {"created": created, "removed": len(gone), "pods": len(self.pods)}
+        if self.cni:
+            out["ips"] = {n: [p.spec["ipv4"], p.spec.get("ipv6")] for n, p in self.pods.items() if p.wired}
+            out["unwired"] = {n: p.errors[0] for n, p in self.pods.items() if not p.wired}
+        return out
+
+    def _recall(self, pod: Pod) -> None:
+        """A CNI pod this agent did not make (it restarted): its addresses from the cached result."""
+        if self.cni is None:
+            return
+        cached = self.cni.cached(cniwire.attachment(pod.spec))
+        if cached and cached.get("result"):
+            pod.result = cached["result"]
+            v4, v6 = addresses(cached["result"])
+            pod.spec.update(ipv4=v4 or pod.spec["ipv4"], ipv6=v6)
+            pod.host_if = cniwire.host_interface(cached["result"])
 
     @staticmethod
     def _present(name: str) -> bool:
@@ -190,8 +255,8 @@ class PodManager:
         spec = pod.spec
         ident = workload.Identity(spec["name"], spec["namespace"], self.node,
                                   tuple(ip for ip in (spec["ipv4"], spec.get("ipv6")) if ip), spec["hostname"])
-        if spec.get("processes"):
-            return  # the pod runs its own processes: they serve its ports
+        if spec.get("processes") or not pod.wired:
+            return  # the pod runs its own processes (they serve its ports), or it has no network
         dual = bool(spec.get("ipv6"))
         socks = []
         with nsutil.entered(os.path.join(NETNS_DIR, spec["netns"])):
@@ -289,7 +354,8 @@ class PodManager:
             entry: dict[str, Any] = {"netns": name, "present": self._present(name)}
             if entry["present"]:
                 try:
-                    entry |= netstate.pod(os.path.join(NETNS_DIR, name), host_veth(name), self.ipr)
+                    pod = self.pods[name]
+                    entry |= netstate.pod(os.path.join(NETNS_DIR, name), pod.host_if or host_veth(name), self.ipr)
                 except OSError as err:
                     entry["error"] = str(err)
             out.append(entry)
@@ -299,6 +365,6 @@ class PodManager:
         out = []
         for name, pod in sorted(self.pods.items()):
             out.append({"netns": name, "namespace": pod.spec["namespace"], "name": pod.spec["name"],
-                        "listening": len(pod.servers), "errors": pod.errors,
+                        "listening": len(pod.servers), "errors": pod.errors, "wired": pod.wired,
                         "present": self._present(name)})
         return out

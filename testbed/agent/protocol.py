@@ -27,6 +27,7 @@ class Status:
 class SyncPods:
     net: dict[str, Any]
     pods: list[dict[str, Any]]
+    verify: bool = False  # `up`: a pod whose network is not as made (CNI CHECK fails, an address is gone) is rebuilt
 
 
 @dataclass
@@ -132,6 +133,12 @@ class Conntrack:
 
 
 @dataclass
+class CniCheck:
+    """CNI CHECK of every pod the node's plugins wired (with the cached results), as the kubelet's runtime
+    would run it: each pod's error, or None."""
+
+
+@dataclass
 class Files:
     """Files the machine's processes read (a DNS server's configuration and zones, a proxy's certificates),
     written when they differ, readable by root only; in each folder of prune, files not given are removed."""
@@ -151,7 +158,8 @@ class Serve:
 
 OPS: dict[str, type] = {"ping": Ping, "reexec": Reexec, "status": Status, "sync_pods": SyncPods,
                         "daemons": Daemons, "rules": Rules, "serve": Serve, "iptables": Iptables,
-                        "ipsets": Ipsets, "conntrack": Conntrack, "files": Files, "compare": Compare,
+                        "ipsets": Ipsets, "conntrack": Conntrack, "files": Files,
+                        "cni_check": CniCheck, "compare": Compare,
                         "inspect": Inspect, "restart": Restart, "trace_start": TraceStart,
                         "trace_stop": TraceStop}
 

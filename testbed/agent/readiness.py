@@ -71,10 +71,13 @@ class Prober:
         self.path = path
         self.tasks: dict[tuple[str, str], tuple[str, asyncio.Task[None]]] = {}  # (pod, container) → (spec, task)
         self.ready: dict[tuple[str, str], bool] = {}
+        self.unwired: dict[str, str] = {}  # pod → why its network could not be made (a CNI plugin's error)
 
-    def sync(self, specs: list[dict[str, Any]]) -> None:
+    def sync(self, specs: list[dict[str, Any]], unwired: dict[str, str] | None = None) -> None:
         """Probe exactly the containers these pod specs declare probes for; a probe that changed restarts (and
-        its container is not ready until it passes again)."""
+        its container is not ready until it passes again). A pod whose network could not be made is not
+        ready, whatever its probes say, as a pod whose sandbox failed never runs."""
+        self.unwired = dict(unwired or {})
         want: dict[tuple[str, str], tuple[str, dict[str, Any], dict[str, Any]]] = {}
         for spec in specs:
             key = f"{spec['namespace']}/{spec['name']}"
@@ -123,6 +126,8 @@ class Prober:
             entry = pods.setdefault(pod, {"ready": True, "containers": {}})
             entry["containers"][container] = value
             entry["ready"] = entry["ready"] and value
+        for pod, why in self.unwired.items():
+            pods[pod] = {**pods.get(pod, {"containers": {}}), "ready": False, "reason": why}
         tmp = f"{self.path}.tmp"
         with open(tmp, "w") as f:
             json.dump({"pods": pods}, f)

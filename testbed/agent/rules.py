@@ -101,8 +101,9 @@ class Rules:
                         await _run(tool, ["--noflush"], partial)
                 except RuntimeError:
                     partial = None  # a full restore below puts the tables right
-            if partial is None:
-                await _run(tool, [], text)
+            if partial is None:  # whole tables: what other programs hold in them stays
+                await _run(tool, [], kernel.keep_foreign(await _run(tool.replace("-restore", "-save"), [], ""),
+                                                         text))
             self.digests[key], self.texts[key] = digest, text
             changed = True
         self._token(("iptables", owner), token)

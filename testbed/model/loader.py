@@ -10,9 +10,10 @@ from pydantic import ValidationError
 
 from testbed.errors import InvalidInput, Problem, show
 from testbed.model import kube
+from testbed.model.cni import check as cni_check
 from testbed.model.names import At
 from testbed.model.reader import Doc, Path_, kind_of, read_docs
-from testbed.model.topology import Topology
+from testbed.model.topology import CniPlugins, Topology
 
 __all__ = [
     "Doc",
@@ -163,6 +164,20 @@ class TopologyFile:
     doc: Doc  # for errors found later, against other labs or the machine, to name a line of this file
 
 
+def _cni_files(cni: CniPlugins, base: Path, doc: Doc) -> CniPlugins:
+    """The user's conflist and plugin folder, found from the topology's folder and checked; their paths made
+    absolute, as the lab keeps them."""
+    conflist, bin_dir = (base / cni.conflist).resolve(), (base / cni.binDir).resolve()
+    if not conflist.is_file():
+        raise InvalidInput([doc.problem(("cni", "conflist"), f"no such file: {conflist}")])
+    if not bin_dir.is_dir():
+        raise InvalidInput([doc.problem(("cni", "binDir"), f"no such folder: {bin_dir}")])
+    problems = cni_check(conflist, bin_dir)
+    if problems:
+        raise InvalidInput(problems)
+    return cni.model_copy(update={"conflist": str(conflist), "binDir": str(bin_dir)})
+
+
 def load_topology(path: str | Path) -> TopologyFile:
     docs = read_docs(path)
     if len(docs) != 1:
@@ -174,6 +189,8 @@ def load_topology(path: str | Path) -> TopologyFile:
         topo = Topology.model_validate(doc.data)
     except ValidationError as err:
         raise InvalidInput(problems_of(err, doc)) from None
+    if isinstance(topo.cni, CniPlugins):
+        topo.cni = _cni_files(topo.cni, Path(path).parent, doc)
     manifest_docs: list[Doc] = []
     problems: list[Problem] = []
     for i, entry in enumerate(topo.manifests):

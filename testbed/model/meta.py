@@ -8,7 +8,15 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from testbed.model.names import Annotations, Labels, dns_label, dns_subdomain, label_value, qualified_name
+from testbed.model.names import (
+    Annotations,
+    Labels,
+    bandwidth,
+    dns_label,
+    dns_subdomain,
+    label_value,
+    qualified_name,
+)
 
 
 class Loose(BaseModel):
@@ -22,6 +30,12 @@ class ObjectMeta(Loose):
     namespace: Annotated[str, AfterValidator(dns_label)] | None = None
     labels: Labels = Field(default_factory=dict)
     annotations: Annotations = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _bandwidth(self) -> ObjectMeta:
+        """The kubelet's bandwidth annotations must parse (a pod with a bad one never starts)."""
+        bandwidth(self.annotations)
+        return self
 
 
 class Requirement(Loose):
@@ -65,3 +79,8 @@ class LabelSelector(Loose):
 class TemplateMeta(Loose):
     labels: Labels = Field(default_factory=dict)
     annotations: Annotations = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _bandwidth(self) -> TemplateMeta:
+        bandwidth(self.annotations)
+        return self

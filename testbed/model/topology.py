@@ -87,6 +87,13 @@ class LoadBalancer(Strict):
                                           "nodes announce them; otherwise one node answers ARP/NDP for each)")
 
 
+class CniPlugins(Strict):
+    conflist: str = Field(description="A CNI conflist (JSON), relative to the topology file; {{podCIDR}}, "
+                                      "{{podCIDRv6}} and {{nodeName}} are filled in per node")
+    binDir: str = Field(description="The folder of the plugin binaries the conflist names, copied into every node")
+    timeout: float = Field(10.0, gt=0, le=300, description="Seconds a plugin may run before it is killed")
+
+
 class IngressSettings(Strict):
     enabled: Literal["auto"] | bool = Field(
         "auto", description="The ingress proxy (HAProxy pods in testbed-ingress): auto runs it while the lab holds "
@@ -148,6 +155,9 @@ class Topology(Strict):
     kubeProxy: KubeProxy = Field(default_factory=KubeProxy)
     loadBalancer: LoadBalancer = Field(default_factory=LoadBalancer)
     ingress: IngressSettings = Field(default_factory=IngressSettings)
+    cni: Literal["builtin", "reference"] | CniPlugins = Field(
+        "builtin", description="How pods are wired: builtin (in the node's agent), reference (Debian's CNI "
+                               "plugins: bridge, host-local, portmap, bandwidth, tuning) or your own plugins")
     manifests: list[str | dict[str, Any]] = Field(
         default_factory=list, description="Kubernetes manifests: inline objects or file paths")
 

@@ -9,6 +9,7 @@ from typing import Any
 from testbed.actions import Context, each
 from testbed.agent.processes import process_name
 from testbed.checks import HEAL, Finding, Observation, fail, ok
+from testbed.network import cni
 from testbed.network.bridge import BRIDGE
 from testbed.plan.cluster import NodePlan, Plan, PodPlan
 from testbed.runtime import agent
@@ -36,10 +37,12 @@ def resolv_conf(pod: PodPlan, dns_ip: str, zone: str, upstream: str | None) -> s
     return "\n".join(lines) + "\n"
 
 
-def node_net(node: NodePlan, mtu: int) -> dict[str, Any]:
+def node_net(node: NodePlan, mtu: int, wiring: dict[str, Any] | None = None) -> dict[str, Any]:
     net = {"bridge": BRIDGE, "mtu": mtu, "gateway4": node.gateway4, "prefix4": ip_network(node.cidr4).prefixlen}
     if node.cidr6:
         net |= {"gateway6": node.gateway6, "prefix6": ip_network(node.cidr6).prefixlen}
+    if wiring:
+        net["cni"] = wiring
     return net
 
 
@@ -47,7 +50,10 @@ def pod_spec(pod: PodPlan, dns_ip: str, zone: str = "cluster.local", upstream: s
     spec = {"netns": pod.netns, "namespace": pod.namespace, "name": pod.name, "hostname": pod.hostname,
             "ipv4": pod.ipv4, "ipv6": pod.ipv6, "resolv": resolv_conf(pod, dns_ip, zone, upstream),
             "routed": pod.routed,
-            "ports": [{"port": p.port, "protocol": p.protocol} for p in pod.ports]}
+            "ports": [{"port": p.port, "protocol": p.protocol, **({"hostPort": p.host_port} if p.host_port else {})}
+                      for p in pod.ports]}
+    if pod.bandwidth:
+        spec["bandwidth"] = pod.bandwidth
     if pod.processes:  # only then, so pods that run nothing keep their spec digest (and are not recreated)
         spec["processes"] = pod.processes
         if pod.restart != "Always":
@@ -70,19 +76,21 @@ def _serving(pod: PodPlan, seen: dict[str, Any], daemons: dict[str, Any]) -> str
     return None
 
 
-def _wired(pod: PodPlan, node: NodePlan, got: dict[str, Any], bridge: int | None) -> list[str]:
-    """What the kernel lacks of the pod: its addresses, its default route, its veth up on the bridge."""
-    have = {(a["address"], a["prefix"]) for a in got.get("addresses", []) if a["dev"] == "eth0"}
+def _wired(pod: PodPlan, node: NodePlan, got: dict[str, Any], bridge: int | None, own: bool = True) -> list[str]:
+    """What the kernel lacks of the pod: its addresses, its default route, its veth up (on the bridge, when
+    testbed's wiring or the reference plugins made it; a user's plugins choose their own prefixes and links)."""
+    have = {(a["address"], a["prefix"] if own else 0) for a in got.get("addresses", []) if a["dev"] == "eth0"}
     prefix4 = 32 if pod.routed else ip_network(node.cidr4).prefixlen
     wanted = [(pod.ipv4, prefix4)] + ([(pod.ipv6, 128 if pod.routed else ip_network(node.cidr6 or "::/64")
                                         .prefixlen)] if pod.ipv6 else [])
+    wanted = wanted if own else [(a, 0) for a, _ in wanted]
     out = [f"address {a}/{p} missing on eth0" for a, p in wanted if (a, p) not in have]
     defaults = {r["dst"] for r in got.get("routes", []) if r["dev"] == "eth0"}
     out += [f"no default route ({d})" for d in ["0.0.0.0/0"] + (["::/0"] if pod.ipv6 else []) if d not in defaults]
     veth = got.get("veth")
     if veth is None:
         out.append("its veth on the node is missing")
-    elif not veth["up"] or veth["master"] != bridge:
+    elif not veth["up"] or (own and veth["master"] != bridge):
         out.append(f"its veth {veth['name']} is {'down' if not veth['up'] else 'not on ' + BRIDGE}")
     return out
 
@@ -91,10 +99,14 @@ def check_pods(obs: Observation, deep: bool) -> list[Finding]:
     plan: Plan = obs.plan
     nodes = [n.name for n in plan.nodes]
     replies = obs.ask_all("status", nodes)
-    # deep: the kernel's view of every pod, one question per node, all at once
+    # deep: the kernel's view of every pod, one question per node, all at once; through CNI, CHECK too
     inspected = dict(zip(nodes, each(lambda n: obs.call(n, "inspect", pods=True), nodes), strict=True)) \
         if deep else {}
+    checked = obs.ask_all("cni_check", nodes) if deep and plan.topology.cni != "builtin" else {}
+    failed_check = {netns: why for reply in checked.values() if reply for netns, why in reply["pods"].items()
+                    if why and not cni.known_bug(why)}
     out = []
+    own = cni.mode(plan.topology) != "custom"
     for node in plan.nodes:
         reply = replies[node.name] or {"pods": []}  # a node that does not answer has, as far as anyone sees, none
         seen = {p["netns"]: p for p in reply["pods"]}
@@ -109,12 +121,36 @@ def check_pods(obs: Observation, deep: bool) -> list[Finding]:
             elif why := _serving(pod, got, daemons):
                 out.append(fail("pods", pod.key, f"pod {pod.key} on {node.name}: {why}",
                                 hint=f"`testbed logs {pod.key}`" if pod.processes else HEAL))
-            elif deep and (lacking := _wired(pod, node, kernel.get(pod.netns, {}), bridge)):
+            elif not got.get("wired", True):
+                out.append(fail("pods", pod.key, f"pod {pod.key} on {node.name} has no network: "
+                                f"{(got['errors'] or ['its CNI plugins failed'])[0]}", got["errors"],
+                                "fix the plugin or its conflist, then `testbed up`"))
+            elif pod.netns in failed_check:
+                out.append(fail("pods", pod.key, f"pod {pod.key} on {node.name}: CNI CHECK failed",
+                                [failed_check[pod.netns]], HEAL))
+            elif deep and (lacking := _wired(pod, node, kernel.get(pod.netns, {}), bridge, own)):
                 out.append(fail("pods", pod.key, f"pod {pod.key} on {node.name}: {lacking[0]}", lacking, HEAL))
             else:
                 ips = " ".join(i for i in (pod.ipv4, pod.ipv6) if i)
                 out.append(ok("pods", pod.key, f"{pod.key} on {node.name}: {ips}"))
     return out
+
+
+def _wiring(ctx: Context, results: list[dict[str, Any]]) -> None:
+    """What the plugins gave that the plan did not expect: addresses other than the planned ones (the lab
+    adopts them), and pods they could not wire (not ready, with the plugin's message)."""
+    by_netns = {p.netns: p for p in ctx.plan.pods}
+    for reply in results:
+        for netns, (v4, v6) in reply.get("ips", {}).items():
+            pod = by_netns.get(netns)
+            if pod is not None and (v4, v6) != (pod.ipv4, pod.ipv6):
+                ctx.wiring[pod.key] = {"ipv4": v4, "ipv6": v6}
+        for netns, why in reply.get("unwired", {}).items():
+            pod = by_netns.get(netns)
+            if pod is not None:
+                ctx.say(f"pod {pod.key} has no network: {why}")
+                if pod.ready:
+                    ctx.wiring[pod.key] = {"error": why}
 
 
 class Pods:
@@ -130,11 +166,18 @@ class Pods:
         zone = ctx.plan.topology.networking.clusterDomain
         upstream = next((h.ip for h in ctx.plan.externals if h.role == "dns"), None)
 
+        wiring = cni.settings(ctx.plan.topology)
+        if wiring:
+            cni.prepare(ctx)
+
         def one(node: NodePlan) -> dict[str, Any]:
             specs = [pod_spec(p, dns_ip, zone, upstream) for p in ctx.plan.pods_on(node.name)]
-            return agent.call(ctx.run_dir(node.name), "sync_pods", net=node_net(node, mtu), pods=specs)
+            return agent.call(ctx.run_dir(node.name), "sync_pods", net=node_net(node, mtu, wiring), pods=specs,
+                              verify=ctx.verify)
 
         results = each(one, ctx.plan.nodes)
+        if wiring:
+            _wiring(ctx, results)
         created = sum(r["created"] for r in results)
         removed = sum(r["removed"] for r in results)
         if created or removed:

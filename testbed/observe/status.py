@@ -67,7 +67,9 @@ def _pods(plan: Plan, agents: dict[str, Any]) -> list[dict[str, Any]]:
         procs = [{"container": c, **supervised.get(process_name(p.netns, c), {"state": "missing", "restarts": 0,
                                                                                "lastExit": None})}
                  for c in p.processes]
-        if p.processes:  # its own processes serve its ports
+        if got and not got.get("wired", True):  # its CNI plugins failed: no network, no containers
+            ready = False
+        elif p.processes:  # its own processes serve its ports
             ready = present and all(x["state"] == "running" for x in procs)
         else:
             ready = bool(present and got and got["listening"] + len(got["errors"]) == len(p.ports))

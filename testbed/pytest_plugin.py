@@ -161,3 +161,44 @@ def node_host(testbed_lab: Lab) -> Callable[[str], Host]:
 @pytest.fixture
 def pod_host(testbed_lab: Lab) -> Callable[[str], Host]:
     return testbed_lab.pod_host
+
+
+class Faults:
+    """`testbed fault` for a test: inject (with --for and --measure), list, clear; what the test left is
+    cleared when it ends."""
+
+    def __init__(self, lab_name: str) -> None:
+        self.lab = lab_name
+
+    def inject(self, kind: str, *, lasts: float | None = None, measure: dict[str, Any] | None = None,
+               timeout: float = 60.0, **args: Any) -> dict[str, Any]:
+        """e.g. inject("node-stop", node="node2", lasts=10, measure={"from": "default/client",
+        "target": "svc/default/web:80"})["measure"]["outageSeconds"]."""
+        from testbed.faults import session
+
+        return session.run(self.lab, kind, args, lasts, measure, timeout)
+
+    def list(self) -> list[dict[str, Any]]:
+        from testbed import faults
+
+        return faults.listing(self.lab)
+
+    def clear(self, fault_id: str | None = None) -> list[dict[str, Any]]:
+        from testbed import faults
+
+        return faults.clear(self.lab, fault_id)
+
+
+@pytest.fixture
+def testbed_fault(testbed_lab: Lab) -> Iterator[Faults]:
+    helper = Faults(testbed_lab.name)
+    yield helper
+    helper.clear()
+
+
+@pytest.fixture
+def testbed_scenario(testbed_lab: Lab) -> Callable[[str | Path], dict[str, Any]]:
+    """Runs a scenario file on the lab: `assert testbed_scenario("node-loss.yaml")["ok"]`."""
+    from testbed.faults import scenario
+
+    return lambda path: scenario.run(str(path), testbed_lab.name)

@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +83,10 @@ class LabState:
     underlay: str = ""
     phase: str = "creating"  # creating | ready
     readiness: dict[str, bool] = field(default_factory=dict)  # probed pods' readiness the last sync used
+    # the control plane's view of nodes: name → {"ready": bool, "since": epoch seconds, "evicted": bool}
+    conditions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    generations: dict[str, int] = field(default_factory=dict)  # a Deployment replica → times it was evicted
+    faults: list[dict[str, Any]] = field(default_factory=list)  # what `testbed fault` did and has not undone
 
     def save(self) -> None:
         """Readable by root only, in a folder only root enters: the manifests may hold Secrets."""
@@ -106,7 +110,9 @@ def load(name: str) -> LabState | None:
         data = json.loads((lab_dir(name) / "state.json").read_text())
     except FileNotFoundError:
         return None
-    st = LabState(**data)
+    # a state written by another testbed version may carry fields this one does not know: `down` must still work
+    known = {f.name for f in fields(LabState)}
+    st = LabState(**{k: v for k, v in data.items() if k in known})
     if st.name != name:
         raise TestbedError(f"{lab_dir(name) / 'state.json'} names lab {st.name!r}, not {name!r}")
     return st

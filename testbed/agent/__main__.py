@@ -17,13 +17,16 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from testbed.agent import cniplugin, podhealth, protocol, workload
-from testbed.agent.processes import pod_processes
+from testbed.agent.delayer import Delayer
+from testbed.agent.heartbeat import Heartbeat
+from testbed.agent.processes import pod_processes, process_name
 from testbed.agent.readiness import Prober
 from testbed.agent.rules import Rules
 from testbed.agent.supervisor import Supervisor, write_files
 from testbed.agent.version import code_version
 
 RUN_DIR = os.environ.get("TESTBED_RUN_DIR", "/run/testbed")
+RESTART_DELAY = 0.1  # a killed netexec pod's sockets come back after this, as a container after its restart
 
 
 class Agent:
@@ -33,7 +36,10 @@ class Agent:
         self._tracer: Any = None
         self.daemons = Supervisor(os.path.join(RUN_DIR, "logs"))
         self.rules = Rules()
-        self.prober = Prober(os.path.join(RUN_DIR, "readiness.json"))
+        self.prober = Prober(os.path.join(RUN_DIR, "readiness.json"), self.restart_container)
+        self.heartbeat = Heartbeat(node, lambda: self.prober.observed)
+        self.delayer = Delayer()
+        self.prober.on_change = self.heartbeat.poke
         self.lock = asyncio.Lock()
         self.version = code_version()
         self.reexec = False
@@ -42,7 +48,8 @@ class Agent:
             "ping": self.ping, "reexec": self.do_reexec, "status": self.status, "sync_pods": self.sync_pods,
             "daemons": self.sync_daemons, "rules": self.apply_rules, "serve": self.serve,
             "iptables": self.apply_iptables, "ipsets": self.apply_ipsets, "conntrack": self.conntrack,
-            "files": self.write_files, "cni_check": self.cni_check, "compare": self.compare, "inspect": self.inspect,
+            "files": self.write_files, "cni_check": self.cni_check, "kill_pod": self.kill_pod, "delay": self.delay,
+            "compare": self.compare, "inspect": self.inspect,
             "restart": self.restart, "trace_start": self.trace_start, "trace_stop": self.trace_stop}
 
     @property
@@ -136,6 +143,28 @@ class Agent:
 
             self._tracer = Tracer(self.rules.nft)
         return self._tracer
+
+    async def restart_container(self, spec: dict[str, Any], container: str) -> None:
+        """What the kubelet does to a container its liveness (or startup) probe gave up on: its process is killed
+        and started again; a netexec pod, which runs none, has its sockets made again. Either counts a restart."""
+        if container in (spec.get("processes") or {}):
+            self.daemons.kill(process_name(spec["netns"], container))
+        else:
+            await self.pods.restart_sockets(spec["netns"])
+
+    async def delay(self, req: protocol.Delay) -> Any:
+        if req.ms is None:
+            return self.delayer.counters()
+        return await self.delayer.set(req.ms, req.jitter)
+
+    async def kill_pod(self, req: protocol.KillPod) -> Any:
+        pod = self.pods.pods.get(req.netns)
+        if pod is None:
+            return {"killed": 0}
+        if pod.spec.get("processes"):
+            return {"killed": sum(self.daemons.kill(process_name(req.netns, c)) for c in pod.spec["processes"])}
+        await self.pods.restart_sockets(req.netns, RESTART_DELAY)
+        return {"killed": 1}
 
     async def restart(self, req: protocol.Restart) -> Any:
         return {"restarted": self.daemons.kill(req.name)}
@@ -243,6 +272,7 @@ async def main() -> None:
     if os.path.exists(tmp):
         os.unlink(tmp)
     server = await asyncio.start_unix_server(agent.client, path=tmp, limit=64 * 1024 * 1024)
+    agent.heartbeat.start()
     os.replace(tmp, path)  # the socket appears only once it accepts, so the host's wait is exact
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

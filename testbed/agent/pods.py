@@ -67,6 +67,7 @@ class Pod:
     wired: bool = True  # False: its CNI plugins failed (errors says how)
     host_if: str | None = None  # its interface on the node, as the CNI result names it
     result: dict[str, Any] | None = None  # its CNI result
+    restarts: int = 0  # its sockets made again by a liveness probe (a netexec pod runs no process to restart)
 
 
 class PodManager:
@@ -79,6 +80,7 @@ class PodManager:
         self.nl = nlbatch.open_socket()
         self.compiler = nlbatch.Compiler()
         self.cni: Runtime | None = None  # set when the node's pods are wired through CNI plugins
+        self._net: dict[str, Any] = {}  # the node's network as the last sync gave it
         nsutil.ensure_run_dir(NETNS_DIR)
 
     # -- registry: which netns this agent made, with their spec digests, kept across agent restarts
@@ -114,7 +116,7 @@ class PodManager:
         loop = asyncio.get_running_loop()
         known = self._load_registry()
         known.update({name: pod.digest for name, pod in self.pods.items()})
-        self.cni = cniwire.runtime(net, self.cni)
+        self.cni, self._net = cniwire.runtime(net, self.cni), net
         want = {p["netns"]: (p, self._digest(net, p)) for p in desired}
         gone = sorted(set(known) - set(want))
         # changed pods, and netns left by an agent that died before recording them, are rebuilt from scratch
@@ -131,7 +133,7 @@ class PodManager:
             for name in gone + stale:
                 held = self.pods.get(name)
                 await cniwire.delete(self.cni, name, held.spec if held else None)
-        self._remove(gone + stale)
+        await self._remove(gone + stale)
         bridge = self.ipr.link_lookup(ifname=net["bridge"])
         if not bridge:
             raise RuntimeError(f"bridge {net['bridge']} is missing on {self.node}")
@@ -178,6 +180,18 @@ class PodManager:
             out["ips"] = {n: [p.spec["ipv4"], p.spec.get("ipv6")] for n, p in self.pods.items() if p.wired}
             out["unwired"] = {n: p.errors[0] for n, p in self.pods.items() if not p.wired}
         return out
+
+    async def restart_sockets(self, netns: str, down: float = 0.0) -> None:
+        """A netexec pod's "container restart": its sockets closed, and opened again after down seconds."""
+        pod = self.pods.get(netns)
+        if pod is None or not pod.wired:
+            return
+        for server in pod.servers:
+            server.close()
+        pod.servers = []
+        await asyncio.sleep(down)
+        await self._listen(asyncio.get_running_loop(), pod, self._net)
+        pod.restarts += 1
 
     def _recall(self, pod: Pod) -> None:
         """A CNI pod this agent did not make (it restarted): its addresses from the cached result."""
@@ -279,18 +293,20 @@ class PodManager:
         with open(os.path.join(etc, "resolv.conf"), "w") as f:
             f.write(spec["resolv"])
 
-    def _remove(self, names: list[str]) -> None:
+    async def _remove(self, names: list[str]) -> None:
         """Unpin the pods' netns together: the kernel then destroys them, veths included, in one batch, far
         faster than deleting veths one by one (each deletion waits for an RCU grace period)."""
         if not names:
             return
+        leaving = [pod for name in names if (pod := self.pods.pop(name, None))]
+        for pod in leaving:
+            for server in pod.servers:
+                server.close()  # sockets hold the netns alive, so they go first, with their connections
+        for _ in range(2):  # a dropped connection's socket is closed on the loop's next turn
+            await asyncio.sleep(0)
         with IPRoute() as monitor:
             monitor.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
             monitor.bind(groups=RTMGRP_LINK)  # before unpinning, so no deletion event is missed
-            leaving = [pod for name in names if (pod := self.pods.pop(name, None))]
-            for pod in leaving:
-                for server in pod.servers:
-                    server.close()  # sockets hold the netns alive, so they go first
             self._forget_neighbours(leaving)
             for name in names:
                 nsutil.remove_named(os.path.join(NETNS_DIR, name))
@@ -366,5 +382,6 @@ class PodManager:
         for name, pod in sorted(self.pods.items()):
             out.append({"netns": name, "namespace": pod.spec["namespace"], "name": pod.spec["name"],
                         "listening": len(pod.servers), "errors": pod.errors, "wired": pod.wired,
+                        "restarts": pod.restarts,
                         "present": self._present(name)})
         return out

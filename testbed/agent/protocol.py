@@ -133,6 +133,22 @@ class Conntrack:
 
 
 @dataclass
+class KillPod:
+    """A pod's containers killed (`testbed fault kill`): its processes (their supervisor starts them again), or
+    a netexec pod's sockets, closed and opened again after RESTART_DELAY, as a container restart."""
+
+    netns: str
+
+
+@dataclass
+class Delay:
+    """Delay what leaves the node's underlay link (ms 0: stop; None: only say how the delayer fares)."""
+
+    ms: float | None = None
+    jitter: float = 0.0
+
+
+@dataclass
 class CniCheck:
     """CNI CHECK of every pod the node's plugins wired (with the cached results), as the kubelet's runtime
     would run it: each pod's error, or None."""
@@ -159,7 +175,8 @@ class Serve:
 OPS: dict[str, type] = {"ping": Ping, "reexec": Reexec, "status": Status, "sync_pods": SyncPods,
                         "daemons": Daemons, "rules": Rules, "serve": Serve, "iptables": Iptables,
                         "ipsets": Ipsets, "conntrack": Conntrack, "files": Files,
-                        "cni_check": CniCheck, "compare": Compare,
+                        "cni_check": CniCheck, "kill_pod": KillPod, "delay": Delay,
+                        "compare": Compare,
                         "inspect": Inspect, "restart": Restart, "trace_start": TraceStart,
                         "trace_stop": TraceStop}
 

@@ -6,7 +6,7 @@ its probed containers are.
 
 What it observes goes to readiness.json in the node's run folder, which the host reads: the lab's controller
 turns a change into new endpoints on every node and new DNS records (testbed/controller.py). Pods that declare
-no probe never appear there, and stay ready as before."""
+no probe never appear there, and stay ready as before. Liveness and startup probes restart containers."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 
@@ -66,46 +67,96 @@ async def _exec(netns: str, hostname: str, command: list[str], timeout: float) -
         return False
 
 
+Restart = Callable[[dict[str, Any], str], Awaitable[None]]
+
+
 class Prober:
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.tasks: dict[tuple[str, str], tuple[str, asyncio.Task[None]]] = {}  # (pod, container) → (spec, task)
+    """Readiness, liveness and startup probes, per container, as the kubelet runs them: a startup probe holds the
+    others back until it passes (and restarts the container when it fails failureThreshold times); a failing
+    liveness probe restarts the container (its process, or a netexec pod's sockets) and counts a restart."""
+
+    def __init__(self, path: str, restart: Restart | None = None) -> None:
+        self.path, self.restart = path, restart
+        # (pod, container, kind) → (spec digest, task)
+        self.tasks: dict[tuple[str, str, str], tuple[str, asyncio.Task[None]]] = {}
         self.ready: dict[tuple[str, str], bool] = {}
+        self.started: dict[tuple[str, str], asyncio.Event] = {}
         self.unwired: dict[str, str] = {}  # pod → why its network could not be made (a CNI plugin's error)
+        self.observed: dict[str, dict[str, Any]] = {}  # pod → its readiness, as last written
+        self.on_change: Callable[[], None] | None = None  # told when what is observed changes (the heartbeat)
 
     def sync(self, specs: list[dict[str, Any]], unwired: dict[str, str] | None = None) -> None:
         """Probe exactly the containers these pod specs declare probes for; a probe that changed restarts (and
         its container is not ready until it passes again). A pod whose network could not be made is not
         ready, whatever its probes say, as a pod whose sandbox failed never runs."""
         self.unwired = dict(unwired or {})
-        want: dict[tuple[str, str], tuple[str, dict[str, Any], dict[str, Any]]] = {}
+        want: dict[tuple[str, str, str], tuple[str, dict[str, Any], dict[str, Any]]] = {}
         for spec in specs:
             key = f"{spec['namespace']}/{spec['name']}"
-            for container, probe in (spec.get("probes") or {}).items():
-                want[(key, container)] = (json.dumps([probe, spec["ipv4"], spec["netns"]], sort_keys=True), probe,
-                                          spec)
+            probes = {(c, "readiness"): p for c, p in (spec.get("probes") or {}).items()}
+            probes |= {(c, kind): p for c, both in (spec.get("lifecycle") or {}).items() for kind, p in both.items()}
+            for (container, kind), probe in probes.items():
+                want[(key, container, kind)] = (json.dumps([probe, spec["ipv4"], spec["netns"]], sort_keys=True),
+                                                probe, spec)
         for k in [k for k in self.tasks if k not in want or self.tasks[k][0] != want[k][0]]:
             self.tasks.pop(k)[1].cancel()
-            self.ready.pop(k, None)
+            if k[2] == "readiness":
+                self.ready.pop(k[:2], None)
+        containers = {k[:2] for k in want}
+        for pc in [pc for pc in self.started if pc not in containers]:
+            del self.started[pc]
         for k, (digest, probe, spec) in want.items():
-            if k not in self.tasks:
-                self.ready[k] = False
-                self.tasks[k] = (digest, asyncio.get_running_loop().create_task(self._loop(k, probe, spec)))
+            if k in self.tasks:
+                continue
+            gate = self.started.setdefault(k[:2], asyncio.Event())
+            if (k[0], k[1], "startup") not in want:
+                gate.set()
+            if k[2] == "readiness":
+                self.ready[k[:2]] = False
+            loop = {"readiness": self._readiness, "liveness": self._liveness, "startup": self._startup}[k[2]]
+            self.tasks[k] = (digest, asyncio.get_running_loop().create_task(loop(k, probe, spec)))
         self._write()
 
-    async def _loop(self, k: tuple[str, str], probe: dict[str, Any], spec: dict[str, Any]) -> None:
+    async def _results(self, probe: dict[str, Any], spec: dict[str, Any]) -> AsyncIterator[bool]:
+        """The probe's outcomes, one a period, from its initial delay on."""
         await asyncio.sleep(probe["initialDelay"])
-        passed = failed = 0
         while True:
             start = time.monotonic()
-            ok = await self._once(probe, spec)
-            passed, failed = (passed + 1, 0) if ok else (0, failed + 1)
-            state = self.ready.get(k, False)
-            if not state and passed >= probe["success"]:
-                self._set(k, True)
-            elif state and failed >= probe["failure"]:
-                self._set(k, False)
+            yield await self._once(probe, spec)
             await asyncio.sleep(max(0.0, probe["period"] - (time.monotonic() - start)))
+
+    async def _readiness(self, k: tuple[str, str, str], probe: dict[str, Any], spec: dict[str, Any]) -> None:
+        await self.started[k[:2]].wait()
+        passed = failed = 0
+        async for ok in self._results(probe, spec):
+            passed, failed = (passed + 1, 0) if ok else (0, failed + 1)
+            state = self.ready.get(k[:2], False)
+            if not state and passed >= probe["success"]:
+                self._set(k[:2], True)
+            elif state and failed >= probe["failure"]:
+                self._set(k[:2], False)
+
+    async def _liveness(self, k: tuple[str, str, str], probe: dict[str, Any], spec: dict[str, Any]) -> None:
+        await self.started[k[:2]].wait()
+        while True:
+            failed = 0
+            async for ok in self._results(probe, spec):
+                failed = 0 if ok else failed + 1
+                if failed >= probe["failure"]:
+                    break
+            if self.restart is not None:  # the kubelet kills the container; it comes back, and is probed anew
+                await self.restart(spec, k[1])
+
+    async def _startup(self, k: tuple[str, str, str], probe: dict[str, Any], spec: dict[str, Any]) -> None:
+        failed = 0
+        async for ok in self._results(probe, spec):
+            if ok:
+                self.started[k[:2]].set()
+                return
+            failed += 1
+            if failed >= probe["failure"] and self.restart is not None:
+                failed = 0
+                await self.restart(spec, k[1])
 
     @staticmethod
     async def _once(probe: dict[str, Any], spec: dict[str, Any]) -> bool:
@@ -132,3 +183,7 @@ class Prober:
         with open(tmp, "w") as f:
             json.dump({"pods": pods}, f)
         os.replace(tmp, self.path)
+        if pods != self.observed:
+            self.observed = pods
+            if self.on_change is not None:
+                self.on_change()

@@ -48,9 +48,9 @@ class Tracer:
     async def stop(self, protocol: str = "", sport: int = 0, addresses: list[str] | None = None) -> dict[str, Any]:
         with contextlib.suppress(RuntimeError):
             await self.nft(f"table {FAMILY} {TABLE}\ndelete table {FAMILY} {TABLE}\n")
-        if self.output:  # the monitor writes what the kernel queued for it, then the file stops growing
-            sizes: list[int] = []
-            await _until(lambda: _quiet(self.output or "", sizes), 0.5)
+        if self.output:  # the monitor writes what the kernel queued for it, then the file stops growing (a
+            sizes: list[int] = []  # machine the packet never crossed has nothing to write: it waits the longest)
+            await _until(lambda: _quiet(self.output or "", sizes), 0.4)
         if self.monitor is not None and self.monitor.returncode is None:
             self.monitor.terminate()
             await self.monitor.wait()
@@ -90,10 +90,11 @@ def _subscribed(pid: int) -> bool:
 
 
 def _quiet(path: str, sizes: list[int]) -> bool:
-    """Whether the file has not grown since the last look (and there was one)."""
+    """Whether the file holds something and has not grown over the last three looks (60 ms): a monitor slowed
+    by a busy machine writes late, and an empty file is no proof that nothing is coming."""
     with contextlib.suppress(OSError):
         sizes.append(os.path.getsize(path))
-    return len(sizes) >= 2 and sizes[-1] == sizes[-2]
+    return len(sizes) >= 4 and sizes[-1] > 0 and sizes[-1] == sizes[-2] == sizes[-3] == sizes[-4]
 
 
 async def _conntrack(protocol: str, sport: int) -> list[str]:

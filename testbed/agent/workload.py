@@ -76,11 +76,21 @@ class Http(asyncio.Protocol):
     """Just enough HTTP/1.1: requests in turn on one connection, kept alive unless the client says otherwise
     (HTTP/1.0 without keep-alive, `Connection: close`) or sends a body whose end it cannot tell (chunked)."""
 
-    def __init__(self, ident: Identity, port: int) -> None:
+    def __init__(self, ident: Identity, port: int, live: set[Http] | None = None) -> None:
         self.ident, self.port, self.buf = ident, port, b""
+        self.live = live if live is not None else set()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self.live.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.live.discard(self)
+
+    def drop(self) -> None:
+        """As a process that dies: its connection goes with it (the socket is released on the loop's next
+        turn, and until then it holds the pod's netns alive)."""
+        self.transport.abort()
 
     def data_received(self, data: bytes) -> None:
         self.buf += data
@@ -160,9 +170,24 @@ class Datagram:
         self.sock.close()
 
 
+class Stream:
+    """A listening socket whose close() also drops the connections it accepted (asyncio's Server.close
+    leaves them open before Python 3.13), as the pod's process dying would."""
+
+    def __init__(self, server: asyncio.AbstractServer, live: set[Http]) -> None:
+        self.server, self.live = server, live
+
+    def close(self) -> None:
+        self.server.close()
+        for conn in list(self.live):
+            conn.drop()
+
+
 async def serve(loop: asyncio.AbstractEventLoop, sock: socket.socket, ident: Identity,
-                port: int) -> Datagram | asyncio.AbstractServer:
+                port: int) -> Datagram | Stream:
     if sock.type == socket.SOCK_STREAM:
-        return await loop.create_server(lambda: Http(ident, port), sock=sock, start_serving=True)
+        live: set[Http] = set()
+        server = await loop.create_server(lambda: Http(ident, port, live), sock=sock, start_serving=True)
+        return Stream(server, live)
     transport, _ = await loop.create_datagram_endpoint(lambda: Udp(ident), sock=sock)
     return Datagram(transport, sock)

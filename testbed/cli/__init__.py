@@ -5,7 +5,7 @@ Exit codes: 0 ok, 1 failed while acting, 2 bad input or a refused request (nothi
 4 environment problem.
 """
 
-from testbed.cli import cni, edge, host, labs, net, observe, packets, pods
+from testbed.cli import cni, edge, faults, host, labs, net, observe, packets, pods
 from testbed.cli.base import main
 
-__all__ = ["cni", "edge", "host", "labs", "main", "net", "observe", "packets", "pods"]
+__all__ = ["cni", "edge", "faults", "host", "labs", "main", "net", "observe", "packets", "pods"]

@@ -26,11 +26,13 @@ def status(out: Console, data: dict[str, Any]) -> None:
         out.print(f"  ... and {len(data['reasons']) - 20} more (--json lists them all)")
     if data["hint"]:
         out.print(f"  hint: {data['hint']}")
-    nodes = Table("NODE", "CONTAINER", "STATE", "AGENT", "UNDERLAY IP", "POD CIDRS", title="nodes",
+    nodes = Table("NODE", "CONTAINER", "STATE", "AGENT", "CONDITION", "UNDERLAY IP", "POD CIDRS", title="nodes",
                   title_justify="left")
     for n in data["nodes"]:
+        cond = n.get("condition", {"ready": True})
+        word = "Ready" if cond["ready"] else "NotReady" + (", evicted" if cond.get("evicted") else "")
         nodes.add_row(n["name"], n["container"], _mark(n["state"], "running"), _mark(n["agent"], "answering"),
-                      n["underlayIP"], " ".join(n["podCIDRs"]))
+                      _mark(word, "Ready"), n["underlayIP"], " ".join(n["podCIDRs"]))
     out.print(nodes)
     machines = Table("MACHINE", "ROLE", "CONTAINER", "STATE", "IPS", title="router and external hosts",
                      title_justify="left")

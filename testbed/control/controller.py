@@ -1,50 +1,231 @@
-"""The lab's controller: what the endpoints controller and kube-proxy do together in a cluster when a pod's
-readiness changes. It compares, five times a second, what the nodes' agents observe of probed pods
-(readiness.json) with the readiness the lab's last sync used (its state), and on a difference re-syncs the
-installers (kube-proxy rules on every node, DNS records, policy) under the lab's lock. It ends by itself when
-the lab is gone.
+"""The lab's control plane: what the kubelet, the endpoints controller and the node lifecycle controller do in a
+cluster, told rather than polling.
 
-Run as `python -m testbed.control.controller LAB`, started by `up` and `apply` (testbed/readiness.py)."""
+- The nodes' agents push heartbeats (a lease with its time) and their pods' readiness, a line a second and at
+  once on a change, to a socket this process listens on in each node's run folder (agent/heartbeat.py). A
+  readiness change re-syncs the installers (endpoints, DNS, policy, ingress) on every node.
+- Docker's event stream says when a lab machine starts again (restarted, or recreated): the lab is converged
+  (kubelet: its pods, links, routes, rules and daemons come back with the same IPs).
+- A node whose heartbeat stops for controlPlane.nodeMonitorGracePeriod is NotReady: its pods are not ready, so
+  Services, DNS and the ingress stop sending to them. After controlPlane.podEvictionTimeout its Deployment pods
+  are recreated on healthy nodes under new names (bare pods are not); when it comes back, the converge removes
+  what it still holds of them.
+
+Run as `python -m testbed.control.controller LAB` by its supervisor (control/supervisor.py), which starts it
+again when it dies. It ends by itself when the lab is gone."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
+import os
 import signal
 import sys
 import threading
 import time
+from pathlib import Path
+from typing import Any
 
 from testbed import events, lab, state
-from testbed.runtime import readiness
 
-PERIOD = 0.2
+TICK = 0.25  # how often lease ages are compared with the grace period
+
+
+def _log(text: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {text}", flush=True)
+
+
+class Controller:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        st = state.load(name)
+        if st is None:
+            raise SystemExit(0)
+        cp = st.topology.get("controlPlane") or {}
+        self.grace = float(cp.get("nodeMonitorGracePeriod", 4.0))
+        self.eviction = float(cp.get("podEvictionTimeout", 10.0))
+        self.nodes = [n["name"] for n in self._nodes(st)]
+        self.leases = dict.fromkeys(self.nodes, time.time())  # a grace period from our own start
+        self.readiness: dict[str, dict[str, Any]] = {}
+        self.work: asyncio.Queue[str] = asyncio.Queue()
+        self.servers: dict[str, asyncio.AbstractServer] = {}
+
+    @staticmethod
+    def _nodes(st: state.LabState) -> list[dict[str, Any]]:
+        nodes = st.topology.get("nodes", [])
+        return nodes if isinstance(nodes, list) else []
+
+    async def listen(self) -> None:
+        """A socket for each node's agent, made again when its folder was made anew (the lab was replaced, or
+        a node was added by `up`) since it was last made."""
+        for node in self.nodes:
+            path = state.run_dir(self.name) / node / "control.sock"
+            if not path.parent.is_dir() or (node in self.servers and path.exists()):
+                continue
+            if (old := self.servers.pop(node, None)) is not None:
+                old.close()
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+            self.servers[node] = await asyncio.start_unix_server(self._beats, path=str(path))
+
+    async def _beats(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while line := await reader.readline():
+                beat = json.loads(line)
+                node = beat.get("node")
+                if node not in self.leases:
+                    continue
+                self.leases[node] = time.time()
+                if beat.get("readiness") != self.readiness.get(node):
+                    changed = node in self.readiness
+                    self.readiness[node] = beat.get("readiness") or {}
+                    if changed:
+                        self.work.put_nowait("sync")
+        except (ConnectionError, ValueError):
+            pass
+        finally:
+            writer.close()
+
+    def watch_docker(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Docker's events for this lab's machines, in a thread: a machine that starts again is converged."""
+        import docker
+
+        client = docker.from_env()
+        for event in client.events(decode=True, filters={"label": f"testbed.lab={self.name}", "type": "container"}):
+            if event.get("status") in ("start", "unpause"):
+                machine = event.get("Actor", {}).get("Attributes", {}).get("testbed.node", "")
+                loop.call_soon_threadsafe(self.work.put_nowait, f"heal {machine}")
+
+    async def tick(self) -> None:
+        """Node conditions from lease ages: NotReady past the grace period, evicted past the timeout, Ready
+        again when beats come back."""
+        while True:
+            await asyncio.sleep(TICK)
+            now = time.time()
+            st = state.load(self.name)
+            if st is None:
+                return  # the lab is gone: so is its control plane
+            self.nodes = [n["name"] for n in self._nodes(st)]
+            for node in self.nodes:
+                self.leases.setdefault(node, now)
+            await self.listen()
+            if any(f.get("until") and f["until"] <= now for f in st.faults):  # a fault's --for ran out
+                self.work.put_nowait("faults")
+            for node in self.nodes:
+                cond = st.conditions.get(node, {"ready": True, "since": now})
+                fresh = now - self.leases[node] < self.grace
+                if cond["ready"] and not fresh:
+                    self._condition(node, False, f"no heartbeat for {now - self.leases[node]:.1f} s")
+                    self.work.put_nowait("sync")
+                elif not cond["ready"] and fresh:
+                    self._condition(node, True, "heartbeats again")
+                    self.work.put_nowait(f"heal {node}")
+                elif not cond["ready"] and not cond.get("evicted") and now - cond["since"] >= self.eviction:
+                    self._evict(node)
+                    self.work.put_nowait("converge")
+
+    def _condition(self, node: str, ready: bool, why: str) -> None:
+        with state.locked(self.name):
+            st = state.load(self.name)
+            if st is None:
+                return
+            st.conditions[node] = {"ready": ready, "since": time.time(), "evicted": False}
+            st.save()
+        word = "Ready" if ready else "NotReady"
+        _log(f"node {node} is {word}: {why}")
+        events.emit(self.name, f"Node{word}", f"node/{node}", f"node {node} is {word}: {why}",
+                    kind="Normal" if ready else "Warning", node=node, ready=ready)
+
+    def _evict(self, node: str) -> None:
+        """Its Deployment pods get a new name, so the next converge places them on healthy nodes."""
+        with state.locked(self.name):
+            st = state.load(self.name)
+            if st is None:
+                return
+            _, plan = lab.current_plan(self.name)
+            gone = [p for p in plan.pods_on(node) if p.replica]
+            for pod in gone:
+                st.generations[pod.replica] = st.generations.get(pod.replica, 0) + 1  # type: ignore[index]
+            st.conditions[node] = {**st.conditions.get(node, {}), "evicted": True}
+            st.save()
+        _log(f"node {node}: evicting {len(gone)} pod(s)")
+        for pod in gone:
+            events.emit(self.name, "Evicted", f"pod/{pod.key}", f"{pod.key} evicted from NotReady node {node}; "
+                                                                "its Deployment recreates it elsewhere",
+                        kind="Warning", node=node)
+
+    async def work_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            jobs = {await self.work.get()}
+            while not self.work.empty():  # what piled up while the last job ran is done once
+                jobs.add(self.work.get_nowait())
+            start = time.monotonic()
+            try:
+                if "faults" in jobs:
+                    from testbed import faults
+
+                    cleared = await loop.run_in_executor(None, lambda: faults.clear(self.name, expired_only=True))
+                    jobs.discard("faults")
+                    _log(f"faults whose time ran out, undone: {', '.join(f['id'] for f in cleared) or 'none'}")
+                    if not jobs:
+                        continue
+                if any(j.startswith(("heal", "converge")) for j in jobs):
+                    machines = sorted(j.split(" ", 1)[1] for j in jobs if j.startswith("heal ") and " " in j)
+                    check = (lambda plan, names=tuple(machines): all(_intact(plan, m) for m in names)) \
+                        if machines and not any(j.startswith("converge") for j in jobs) else None
+                    done = await loop.run_in_executor(None, lab.heal, self.name, check)
+                    what = "converged" if done else "checked"
+                else:
+                    await loop.run_in_executor(None, lab.refresh, self.name)
+                    what = "re-synced endpoints, DNS and policies"
+                took = time.monotonic() - start
+                _log(f"{', '.join(sorted(jobs))}: {what} in {took:.2f}s")
+                events.emit(self.name, "Synced", "controller", f"{what} ({', '.join(sorted(jobs))}) in {took:.2f}s",
+                            duration=round(took, 4), jobs=sorted(jobs))
+            except Exception as err:  # the lab may be changing under us (down, up): try again next round
+                _log(f"{sorted(jobs)} failed: {type(err).__name__}: {err}")
+                events.emit(self.name, "Failed", "controller", f"{type(err).__name__}: {err}", kind="Warning")
+                if state.load(self.name) is None:
+                    return
+
+
+def _intact(plan: Any, machine: str) -> bool:
+    """A node whose agent answers and holds every pod planned on it: a start the lab made itself (`up`)."""
+    from testbed.runtime import agent
+
+    if machine not in {n.name for n in plan.nodes}:
+        return False
+    try:
+        reply = agent.call(state.run_dir(plan.lab) / machine, "status")
+    except Exception:
+        return False
+    present = {p["netns"] for p in reply.get("pods", []) if p.get("present")}
+    return all(p.netns in present for p in plan.pods_on(machine))
+
+
+async def run(name: str) -> None:
+    controller = Controller(name)
+    pid_file = state.run_dir(name) / "controller.pid"
+    pid_file.write_text(str(os.getpid()))
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    await controller.listen()
+    threading.Thread(target=controller.watch_docker, args=(loop,), daemon=True).start()
+    tasks = [loop.create_task(controller.tick()), loop.create_task(controller.work_loop())]
+    await asyncio.wait([*tasks, loop.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
+    for task in tasks:
+        task.cancel()
+    with contextlib.suppress(FileNotFoundError):
+        if Path(pid_file).read_text() == str(os.getpid()):
+            pid_file.unlink()
 
 
 def main(name: str) -> None:
-    stopping = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
-    while not stopping.is_set() and (st := state.load(name)) is not None:
-        seen = readiness.observed(name)
-        changed = sorted(k for k, ready in st.readiness.items() if seen.get(k, False) != ready)
-        if changed and st.phase == "ready":
-            start = time.monotonic()
-            for key in changed:
-                now = "ready" if seen.get(key, False) else "not ready"
-                events.emit(name, "Readiness", f"pod/{key}", f"{key} is {now}, as its node's agent observed",
-                            kind="Normal" if seen.get(key, False) else "Warning", ready=seen.get(key, False))
-            try:
-                lab.refresh(name)
-                took = time.monotonic() - start
-                print(f"{time.strftime('%H:%M:%S')} readiness of {', '.join(changed)}: synced in {took:.2f}s",
-                      flush=True)
-                events.emit(name, "Synced", "controller", f"endpoints, DNS and policies follow {len(changed)} "
-                                                          f"readiness change(s), in {took:.2f}s",
-                            duration=round(took, 4), pods=changed)
-            except Exception as err:  # the lab may be changing under us (down, up): try again next round
-                print(f"{time.strftime('%H:%M:%S')} sync failed: {type(err).__name__}: {err}", flush=True)
-                events.emit(name, "Failed", "controller", f"sync after a readiness change: {type(err).__name__}: "
-                                                          f"{err}", kind="Warning")
-                stopping.wait(1.0)
-        stopping.wait(PERIOD)
+    with contextlib.suppress(SystemExit):
+        asyncio.run(run(name))
 
 
 if __name__ == "__main__":

@@ -94,6 +94,14 @@ class CniPlugins(Strict):
     timeout: float = Field(10.0, gt=0, le=300, description="Seconds a plugin may run before it is killed")
 
 
+class ControlPlane(Strict):
+    nodeMonitorGracePeriod: float = Field(4.0, ge=1, le=300, description="Seconds without a node's heartbeat "
+                                                                        "before it is NotReady (Kubernetes: 40)")
+    podEvictionTimeout: float = Field(10.0, ge=0, le=3600, description="Seconds NotReady before a node's "
+                                                                      "Deployment pods are recreated elsewhere "
+                                                                      "(Kubernetes: 300)")
+
+
 class IngressSettings(Strict):
     enabled: Literal["auto"] | bool = Field(
         "auto", description="The ingress proxy (HAProxy pods in testbed-ingress): auto runs it while the lab holds "
@@ -155,6 +163,7 @@ class Topology(Strict):
     kubeProxy: KubeProxy = Field(default_factory=KubeProxy)
     loadBalancer: LoadBalancer = Field(default_factory=LoadBalancer)
     ingress: IngressSettings = Field(default_factory=IngressSettings)
+    controlPlane: ControlPlane = Field(default_factory=ControlPlane)
     cni: Literal["builtin", "reference"] | CniPlugins = Field(
         "builtin", description="How pods are wired: builtin (in the node's agent), reference (Debian's CNI "
                                "plugins: bridge, host-local, portmap, bandwidth, tuning) or your own plugins")

@@ -60,6 +60,8 @@ def pod_spec(pod: PodPlan, dns_ip: str, zone: str = "cluster.local", upstream: s
             spec["restart"] = pod.restart
     if pod.probes:
         spec["probes"] = pod.probes
+    if pod.lifecycle:
+        spec["lifecycle"] = pod.lifecycle
     return spec
 
 

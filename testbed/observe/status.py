@@ -5,6 +5,7 @@ reasons and a hint that `testbed up` heals it."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from testbed import checks, lab
@@ -77,7 +78,8 @@ def _pods(plan: Plan, agents: dict[str, Any]) -> list[dict[str, Any]]:
             ready = ready and p.ready
         out.append({"namespace": p.namespace, "name": p.name, "node": p.node,
                     "ips": [ip for ip in (p.ipv4, p.ipv6) if ip], "ports": [f"{x.port}/{x.protocol}" for x in p.ports],
-                    "present": present, "ready": ready, "restarts": sum(x["restarts"] for x in procs),
+                    "present": present, "ready": ready,
+                    "restarts": sum(x["restarts"] for x in procs) + (got.get("restarts", 0) if got else 0),
                     "processes": procs, "warnings": got.get("errors", []) if got else []})
     return out
 
@@ -94,9 +96,15 @@ def collect(name: str) -> dict[str, Any]:
         reply = agents.get(n.name)
         agent_state = "not answering" if reply is None else \
             "outdated" if reply.get("version") != code_version() else "answering"
+        cond = st.conditions.get(n.name, {"ready": True, "since": None})
         nodes.append({"name": n.name, "container": n.container, "state": obs.state(n.name), "agent": agent_state,
+                      "condition": {"ready": cond["ready"], "since": cond.get("since"),
+                                    "evicted": cond.get("evicted", False)},
                       "underlayIP": n.underlay_ip, "podCIDRs": [c for c in (n.cidr4, n.cidr6) if c],
                       "vtepMAC": n.vtep_mac, "labels": n.labels})
+        if not cond["ready"]:
+            reasons.append(f"node {n.name} is NotReady since {time.strftime('%H:%M:%S', time.localtime(cond['since']))}"
+                           + (", its Deployment pods evicted" if cond.get("evicted") else ""))
     machines = []
     for m in [*([plan.router] if plan.router else []), *plan.externals]:
         addresses = ([m.underlay_ip, m.external_ip, m.underlay_ip6, m.external_ip6] if m is plan.router
@@ -109,8 +117,8 @@ def collect(name: str) -> dict[str, Any]:
     network = plan.topology.networking.network
     extra = mode(network).status(plan, obs.run_dir)
     controller = readiness.running(name)
-    if any(p.probes for p in plan.pods) and controller is None and st.phase == "ready":
-        reasons.append("the readiness controller is not running: endpoints no longer follow readiness probes")
+    if controller is None and st.phase == "ready" and not readiness.supervised(name):
+        reasons.append("the lab's controller is not running: nothing follows probes, heartbeats or machines")
     if st.phase != "ready":
         phase, hint = st.phase, (f"the last command stopped before it finished; `testbed up {st.topology_file}` "
                                  f"finishes it, `testbed down {name}` removes it")
@@ -123,7 +131,7 @@ def collect(name: str) -> dict[str, Any]:
             "podMTU": plan.pod_mtu, "kubeProxy": plan.topology.kubeProxy.mode,
             "nodes": nodes, "machines": machines, "pods": _pods(plan, agents), "services": services(plan),
             "links": links, "controller": {"pid": controller}, network: extra,
-            "edge": {"status": plan.edge.status, "warnings": plan.edge.warnings},
+            "edge": {"status": plan.edge.status, "warnings": plan.edge.warnings}, "faults": st.faults,
             "checks": [f.as_json() for f in found]}
 
 

@@ -4,7 +4,7 @@ and overlay identities, namespaces, and pods with node and addresses."""
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from ipaddress import IPv4Network, IPv6Network, ip_address
 from typing import Any
 
@@ -28,6 +28,15 @@ class NetworkTraits:
 
     overhead: int = 0  # encapsulation bytes: pods get the underlay MTU minus this
     keeps_ip_on_move: bool = False  # pods may live outside their node's range (routes follow them)
+
+
+@dataclass(frozen=True)
+class Control:
+    """What the lab's control plane decided: nodes not ready (their pods are not ready, no new pod goes there),
+    and how often each Deployment replica was evicted (it is recreated elsewhere under a new name)."""
+
+    not_ready: set[str] = field(default_factory=set)
+    generations: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -66,6 +75,8 @@ class PodPlan:
     ready: bool = True  # a pod with probes: as its node's agent last observed them (not ready until they pass)
     restart: str = "Always"  # restartPolicy of its processes
     bandwidth: dict[str, int] = field(default_factory=dict)  # ingress/egress rates from its annotations
+    lifecycle: dict[str, dict[str, Any]] = field(default_factory=dict)  # container → liveness/startup probes
+    replica: str | None = None  # a Deployment replica's identity across evictions: ns/deployment/index
 
     @property
     def key(self) -> str:
@@ -101,6 +112,15 @@ class Plan:
     policies: list[NetworkPolicy] = field(default_factory=list)
     traits: NetworkTraits = field(default_factory=NetworkTraits)
     edge: EdgePlan = field(default_factory=EdgePlan)  # what the ingress proxy serves
+    unavailable: set[str] = field(default_factory=set)  # nodes the control plane calls NotReady
+
+    def available(self) -> Plan:
+        """The plan for the nodes that answer: what a sync can reach while a node is down (its pods, not ready
+        already, are left as they are; its machine is not started again)."""
+        if not self.unavailable:
+            return self
+        return replace(self, nodes=[n for n in self.nodes if n.name not in self.unavailable],
+                       pods=[p for p in self.pods if p.node not in self.unavailable])
 
     @property
     def pod_mtu(self) -> int:
@@ -194,11 +214,12 @@ def _blame(pod: PodIntent, manifests: list[Manifest], field: str, reason: str) -
 
 def build(topo: Topology, manifests: list[Manifest], underlay: IPv4Network,
           previous: dict[str, dict[str, str]] | None = None, readiness: dict[str, bool] | None = None,
-          traits: NetworkTraits | None = None) -> Plan:
+          traits: NetworkTraits | None = None, control: Control | None = None) -> Plan:
     """Raises InvalidInput (with file and field) when the manifests do not fit the topology. readiness: what
     the agents observed of pods with readiness probes (a probed pod not in it is not ready yet); traits: the
-    pod network mode's (from the network registry)."""
+    pod network mode's (from the network registry); control: what the lab's control plane decided."""
     traits = traits or NetworkTraits()
+    control = control or Control()
     readiness = readiness or {}
     held = previous or {}
     previous = {k: v for k, v in held.items() if "node" in v}  # pods' entries; Services' are theirs
@@ -208,10 +229,10 @@ def build(topo: Topology, manifests: list[Manifest], underlay: IPv4Network,
         if isinstance(m.obj, kube.Namespace):
             namespaces[m.obj.metadata.name] = m.obj.metadata.labels
     _check_references(manifests, set(namespaces), {n.name for n in nodes})
-    intents = expand([m.obj for m in manifests])
+    intents = expand([m.obj for m in manifests], control.generations)
     try:
         placement = schedule(intents, {n.name: n.labels for n in nodes},
-                         {k: v["node"] for k, v in previous.items()})
+                             {k: v["node"] for k, v in previous.items()}, control.not_ready)
     except Unschedulable as err:
         raise InvalidInput([_blame(err.pod, manifests, "nodeSelector", str(err))]) from None
     pods: list[PodPlan] = []
@@ -241,14 +262,16 @@ def build(topo: Topology, manifests: list[Manifest], underlay: IPv4Network,
                   if home.cidr6 else None)
             pods.append(PodPlan(p.namespace, p.name, node.name, p.labels, p.ports, ips[p.key], v6, p.owner,
                                 routed=home is not node, processes=p.processes, dns=p.dns, probes=p.probes,
-                                ready=readiness.get(p.key, False) if p.probes else readiness.get(p.key, True),
-                                restart=p.restart, bandwidth=p.bandwidth))
+                                ready=node.name not in control.not_ready and (
+                                    readiness.get(p.key, False) if p.probes else readiness.get(p.key, True)),
+                                restart=p.restart, bandwidth=p.bandwidth, lifecycle=p.lifecycle,
+                                replica=p.replica))
     order = {p.key: i for i, p in enumerate(intents)}
     pods.sort(key=lambda p: order[p.key])
     planned = services.build(topo, manifests, pods, held)
     return Plan(topo.name, topo, underlay, nodes, pods, namespaces, machines.router(topo, underlay),
                 machines.externals(topo), planned, [m.obj for m in manifests if isinstance(m.obj, NetworkPolicy)],
-                traits, _edge(manifests, planned, namespaces))
+                traits, _edge(manifests, planned, namespaces), set(control.not_ready))
 
 
 def _edge(manifests: list[Manifest], planned: list[ServicePlan], namespaces: dict[str, dict[str, str]]) -> EdgePlan:

@@ -37,6 +37,8 @@ class PodIntent:
     probes: dict[str, dict[str, Any]] = field(default_factory=dict)  # container name → readinessProbe
     restart: str = "Always"  # restartPolicy: what the node's agent does when a process exits
     bandwidth: dict[str, int] = field(default_factory=dict)  # the CNI bandwidth capability, from annotations
+    lifecycle: dict[str, dict[str, Any]] = field(default_factory=dict)  # container → liveness/startup probes
+    replica: str | None = None  # a Deployment replica's identity across evictions: ns/deployment/index
 
     @property
     def key(self) -> str:
@@ -53,9 +55,10 @@ def template_hash(template: kube.PodTemplate) -> str:
     return _safe(hashlib.sha256(raw).digest(), 10)
 
 
-def replica_name(deploy: str, thash: str, index: int) -> str:
-    suffix = _safe(hashlib.sha256(f"{deploy}/{thash}/{index}".encode()).digest(), 5)
-    return f"{deploy}-{thash}-{suffix}"
+def replica_name(deploy: str, thash: str, index: int, generation: int = 0) -> str:
+    """As a ReplicaSet names pods: a new one (after an eviction) gets a new suffix."""
+    seed = f"{deploy}/{thash}/{index}" + (f"/{generation}" if generation else "")
+    return f"{deploy}-{thash}-{_safe(hashlib.sha256(seed.encode()).digest(), 5)}"
 
 
 def _ports(spec: kube.PodSpec) -> list[Port]:
@@ -72,6 +75,18 @@ def _probes(spec: kube.PodSpec) -> dict[str, dict[str, Any]]:
             for c in spec.containers if c.readinessProbe is not None}
 
 
+def _lifecycle(spec: kube.PodSpec) -> dict[str, dict[str, Any]]:
+    """Each container's liveness and startup probes as the agent runs them."""
+    out: dict[str, dict[str, Any]] = {}
+    for c in spec.containers:
+        named = {p.name: p.containerPort for p in c.ports if p.name}
+        probes = {kind: probe.resolved(named) for kind, probe in (("liveness", c.livenessProbe),
+                                                                  ("startup", c.startupProbe)) if probe}
+        if probes:
+            out[c.name] = probes
+    return out
+
+
 def _dns(spec: kube.PodSpec) -> dict[str, Any]:
     out: dict[str, Any] = {"policy": spec.dnsPolicy}
     if spec.hostname:
@@ -83,24 +98,30 @@ def _dns(spec: kube.PodSpec) -> dict[str, Any]:
     return out
 
 
-def expand(objects: list[kube.Object]) -> list[PodIntent]:
+def expand(objects: list[kube.Object], generations: dict[str, int] | None = None) -> list[PodIntent]:
+    """The pods the objects ask for; generations: how often each Deployment replica was evicted (its name)."""
+    generations = generations or {}
     pods: list[PodIntent] = []
     for obj in objects:
         if isinstance(obj, kube.Pod):
             pods.append(PodIntent(obj.metadata.namespace or "default", obj.metadata.name, obj.metadata.labels,
                                   _ports(obj.spec), obj.spec.nodeName, obj.spec.nodeSelector,
                                   processes=_processes(obj.spec), dns=_dns(obj.spec), probes=_probes(obj.spec),
-                                  restart=obj.spec.restartPolicy, bandwidth=bandwidth(obj.metadata.annotations)))
+                                  restart=obj.spec.restartPolicy, bandwidth=bandwidth(obj.metadata.annotations),
+                                  lifecycle=_lifecycle(obj.spec)))
         elif isinstance(obj, kube.Deployment):
             tpl = obj.spec.template
             thash = template_hash(tpl)
             labels = {**tpl.metadata.labels, "pod-template-hash": thash}
+            ns = obj.metadata.namespace or "default"
             for i in range(obj.spec.replicas):
-                pods.append(PodIntent(obj.metadata.namespace or "default",
-                                      replica_name(obj.metadata.name, thash, i), labels, _ports(tpl.spec),
+                replica = f"{ns}/{obj.metadata.name}/{i}"
+                pods.append(PodIntent(ns, replica_name(obj.metadata.name, thash, i, generations.get(replica, 0)),
+                                      labels, _ports(tpl.spec),
                                       tpl.spec.nodeName, tpl.spec.nodeSelector,
                                       f"Deployment/{obj.metadata.name}", _processes(tpl.spec), _dns(tpl.spec),
-                                      _probes(tpl.spec), bandwidth=bandwidth(tpl.metadata.annotations)))
+                                      _probes(tpl.spec), bandwidth=bandwidth(tpl.metadata.annotations),
+                                      lifecycle=_lifecycle(tpl.spec), replica=replica))
     return pods
 
 
@@ -110,10 +131,13 @@ class Unschedulable(Exception):
         super().__init__(f"pod {pod.key}: no node matches nodeName/nodeSelector")
 
 
-def schedule(pods: list[PodIntent], nodes: dict[str, dict[str, str]], previous: dict[str, str]) -> dict[str, str]:
+def schedule(pods: list[PodIntent], nodes: dict[str, dict[str, str]], previous: dict[str, str],
+             unavailable: set[str] | None = None) -> dict[str, str]:
     """Pod key → node name. A placed pod stays put; a new one goes to the eligible node with the fewest pods
-    of its owner, then the fewest pods, then the first in order (spreading like topology spread)."""
+    of its owner, then the fewest pods, then the first in order (spreading like topology spread). A node the
+    control plane calls not ready takes no new pod (as its NoSchedule taint says), unless nothing else can."""
     placed: dict[str, str] = {}
+    unavailable = unavailable or set()
     load = dict.fromkeys(nodes, 0)
     owner_load: dict[tuple[str | None, str], int] = {}
 
@@ -138,6 +162,7 @@ def schedule(pods: list[PodIntent], nodes: dict[str, dict[str, str]], previous: 
         choices = eligible(p)
         if not choices:
             raise Unschedulable(p)
+        choices = [n for n in choices if n not in unavailable] or choices
         order = list(nodes)
         best = min(choices, key=lambda n: (owner_load.get((p.owner, n), 0) if p.owner else 0, load[n],
                                            order.index(n)))

@@ -25,7 +25,9 @@ KERNEL = {
     "CONFIG_IP_SET": ("NetworkPolicy with kube-proxy in iptables mode", False),
     "CONFIG_NETFILTER_XT_MATCH_STATISTIC": ("kube-proxy iptables mode", False),
     "CONFIG_IP_VS": ("IPVS (not used by testbed; tests skip what needs it)", False),
-    "CONFIG_NET_SCH_NETEM": ("netem delay/loss (tests skip what needs it)", False),
+    "CONFIG_NET_SCH_NETEM": ("netem: `testbed fault delay` uses it where present, else a userspace delayer fed "
+                             "by iptables NFQUEUE", False),
+    "CONFIG_NETFILTER_NETLINK_QUEUE": ("NFQUEUE: `testbed fault delay` without netem", False),
     "CONFIG_IP_SCTP": ("SCTP sockets (SCTP probes are skipped without them)", False),
 }
 

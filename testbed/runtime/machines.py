@@ -62,6 +62,16 @@ class Machine:
     def remove(self) -> None:
         self.container.remove(force=True)
 
+    def lifecycle(self, action: str) -> None:
+        """stop, start, restart, pause or unpause the container (a fault, or its end)."""
+        if action == "stop":
+            self.container.stop(timeout=0)
+        elif action == "restart":
+            self.container.restart(timeout=0)
+        else:
+            getattr(self.container, action)()
+        self.container.reload()
+
     def logs(self, tail: int = -1, follow: bool = False) -> Iterator[bytes]:
         """Its main process's output (the agent's), as the engine keeps it."""
         if follow:

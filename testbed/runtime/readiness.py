@@ -1,6 +1,7 @@
 """Pod readiness as the nodes' agents observe it (readiness.json in each node's run folder, written by the
 agent's prober), and the lab's controller process that turns its changes into endpoints: started here, one
-per lab with probed pods, stopped by `down`. The controller's loop itself is testbed/controller.py."""
+per lab, stopped by `down`. The controller itself is control/controller.py, kept running by
+control/supervisor.py."""
 
 from __future__ import annotations
 
@@ -40,42 +41,72 @@ def wait(name: str, pods: list[str], timeout: float = READY_TIMEOUT) -> dict[str
     return poll()
 
 
-def _pid_file(name: str) -> Path:
-    return state.run_dir(name) / "controller.pid"
+def _pid_file(name: str, what: str = "controller") -> Path:
+    return state.run_dir(name) / f"{what}.pid"
 
 
-def running(name: str) -> int | None:
-    """The controller's pid, if one runs for this lab (checked against its command line, not just the pid)."""
+def _alive(name: str, what: str) -> int | None:
+    """The pid of the lab's controller (or its supervisor), checked against its command line."""
     try:
-        pid = int(_pid_file(name).read_text())
+        pid = int(_pid_file(name, what).read_text())
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except (OSError, ValueError):
         return None
-    return pid if b"testbed.control.controller" in cmdline and name.encode() in cmdline else None
+    return pid if f"testbed.control.{what}".encode() in cmdline and name.encode() in cmdline else None
+
+
+def running(name: str) -> int | None:
+    """The controller's pid, if one runs for this lab."""
+    return _alive(name, "controller")
+
+
+def supervised(name: str) -> bool:
+    """Whether the lab's supervisor runs: its controller runs, or is being started again."""
+    return _alive(name, "supervisor") is not None
 
 
 def start(name: str) -> int:
-    """A controller for the lab, unless one runs; it outlives the command that started it."""
-    pid = running(name)
-    if pid:
+    """The lab's control plane (a supervisor that keeps its controller running), unless one runs; it outlives
+    the command that started it."""
+    version = state.run_dir(name) / "controller.version"
+    pid = _alive(name, "supervisor")
+    if pid and version.exists() and version.read_text() == code_version():
         return pid
+    if pid:  # running older code: replaced, as an agent re-executes itself
+        stop(name)
     run = state.run_dir(name)
     run.mkdir(parents=True, exist_ok=True)
     with open(run / "controller.log", "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "testbed.control.controller", name],
+        proc = subprocess.Popen([sys.executable, "-m", "testbed.control.supervisor", name],
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
                                 close_fds=True)
-    _pid_file(name).write_text(str(proc.pid))
+    _pid_file(name, "supervisor").write_text(str(proc.pid))
+    version.write_text(code_version())
     return proc.pid
 
 
+def code_version() -> str:
+    """A digest of the package's code: the controller runs all of it, so any change is news to it."""
+    import hashlib
+
+    import testbed
+
+    digest = hashlib.sha256()
+    for path in sorted(Path(testbed.__file__).parent.rglob("*.py")):
+        digest.update(str(path).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def stop(name: str) -> bool:
-    pid = running(name)
+    """The supervisor and its controller, together (they share a process group)."""
+    pid = _alive(name, "supervisor")
     if pid is None:
         return False
     with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
+        os.killpg(pid, signal.SIGTERM)
     _gone(pid)
+    with contextlib.suppress(ProcessLookupError):  # whatever of it is left
+        os.killpg(pid, signal.SIGKILL)
     return True
 
 
@@ -83,5 +114,4 @@ def stop(name: str) -> bool:
        retry_error_callback=lambda _: True)
 def _gone(pid: int) -> bool:
     """Waits for the process to end (it is not our child, so it cannot be waited for)."""
-    return Path(f"/proc/{pid}").exists() and b"testbed.control.controller" in \
-        Path(f"/proc/{pid}/cmdline").read_bytes()
+    return Path(f"/proc/{pid}").exists() and b"testbed.control" in Path(f"/proc/{pid}/cmdline").read_bytes()

@@ -90,10 +90,10 @@ def test_a_port_the_kernel_cannot_serve_is_reported_not_fatal(lab):
 
 
 def test_a_restarted_node_is_rebuilt_from_desired_state_by_up(lab):
+    """The controller heals it too (test_faults.py): an `up` racing that heal must leave the same lab."""
     import docker
 
     docker.from_env().containers.get(lab.plan.node("node2").container).restart(timeout=0)
-    assert lab.exec("a1", f"curl -s --max-time 2 http://{lab.pod('b').ipv4}:8080/").exit_code != 0
     labs.up(Path(__file__).parent / "topology.yaml", say=lambda _: None)
     for ref in ("b", "other/o1"):
         pod = lab.pod(ref)

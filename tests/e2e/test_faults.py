@@ -1,0 +1,215 @@
+"""Faults and the control plane, with real traffic: a restarted node's pods answer again (same IPs, no `up`); a
+stopped node's pods leave the endpoints, its Deployment pods come back on other nodes, and nothing of them stays
+when it returns; a failing liveness probe restarts a process; a partition blocks exactly the pairs across it;
+loss, a rate cap and a delay measured; a killed controller comes back and heals; scenarios from the command line
+and from pytest; bad input refused."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import docker
+import pytest
+from tenacity import retry, retry_if_result, stop_after_delay, wait_fixed
+
+from testbed import state
+from testbed.runtime import agent
+
+pytestmark = pytest.mark.topology("tests/e2e/faults.yaml")
+HERE = Path(__file__).parent
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "testbed", *args], capture_output=True, text=True, timeout=300)
+
+
+@retry(retry=retry_if_result(lambda ok: not ok), stop=stop_after_delay(40), wait=wait_fixed(0.25),
+       retry_error_callback=lambda _: False)
+def eventually(check) -> bool:
+    try:
+        return bool(check())
+    except Exception:
+        return False
+
+
+def connects(lab, source: str, target: str, protocol: str = "tcp") -> bool:
+    return lab.probe(source, target, protocol, timeout=1)["result"] == "connected"
+
+
+def test_a_restarted_node_gets_its_pods_back_with_their_ips(testbed_lab, testbed_fault):
+    lab = testbed_lab
+    b = lab.pod("default/b")
+    testbed_fault.inject("node-restart", node="node2")
+    assert eventually(lambda: connects(lab, "default/a", f"{b.ipv4}:8080"))  # no `up`
+    assert lab.pod("default/b").ipv4 == b.ipv4
+
+
+def test_a_killed_controller_comes_back_and_heals(testbed_lab, testbed_fault):
+    lab = testbed_lab
+    pid = int((state.run_dir(lab.name) / "controller.pid").read_text())
+    subprocess.run(["kill", "-9", str(pid)], check=True)
+    assert eventually(lambda: int((state.run_dir(lab.name) / "controller.pid").read_text()) != pid)
+    c = lab.pod("default/c")
+    testbed_fault.inject("node-restart", node="node3")
+    assert eventually(lambda: connects(lab, "default/a", f"{c.ipv4}:8080"))
+
+
+def test_a_stopped_node_loses_its_endpoints_then_its_deployment_pods(testbed_lab, testbed_fault):
+    lab = testbed_lab
+    before = {p.key for p in lab.pods("default", app="web") if p.node == "node2"}
+    assert before
+    testbed_fault.inject("node-stop", node="node2")
+    assert eventually(lambda: not [e for s in lab.plan.services if s.key == "default/web" for e in s.endpoints
+                                   if e.node == "node2" and e.ready])
+    status = lab.status()
+    assert not next(n for n in status["nodes"] if n["name"] == "node2")["condition"]["ready"]
+    # evicted: recreated elsewhere under new names, and the Service answers from them
+    assert eventually(lambda: len([p for p in lab.pods("default", app="web") if p.node != "node2"]) == 3)
+    assert not before & {p.key for p in lab.pods("default", app="web")}
+    assert eventually(lambda: connects(lab, "default/a", "svc/default/web:80"))
+    assert lab.pod("default/b").node == "node2"  # a bare pod is not recreated
+    testbed_fault.clear()  # node2 starts again
+    assert eventually(lambda: next(n for n in lab.status()["nodes"] if n["name"] == "node2")["condition"]["ready"])
+
+    def stale_gone() -> bool:
+        pods = agent.call(state.run_dir(lab.name) / "node2", "status")["pods"]
+        return not {f"{p['namespace']}/{p['name']}" for p in pods} & before
+
+    assert eventually(stale_gone)
+    assert eventually(lambda: connects(lab, "default/a", f"{lab.pod('default/b').ipv4}:8080"))
+
+
+def test_a_failing_liveness_probe_restarts_the_process(testbed_lab):
+    lab = testbed_lab
+    restarts = next(p for p in lab.status()["pods"] if p["name"] == "live")["restarts"]
+    lab.exec("default/live", ["rm", "-f", "/tmp/live/ok"])
+    assert eventually(lambda: next(p for p in lab.status()["pods"] if p["name"] == "live")["restarts"] > restarts)
+    assert eventually(lambda: connects(lab, "default/a", f"{lab.pod('default/live').ipv4}:8081"))
+
+
+def test_a_partition_blocks_exactly_the_pairs_across_it(testbed_lab, testbed_fault):
+    lab = testbed_lab
+    ip = {p: lab.pod(f"default/{p}").ipv4 for p in "abc"}
+    result = testbed_fault.inject("partition", nodes="node1", **{"from": "node2"})
+    assert not connects(lab, "default/a", f"{ip['b']}:8080")
+    assert not connects(lab, "default/b", f"{ip['a']}:8080")
+    assert connects(lab, "default/a", f"{ip['c']}:8080") and connects(lab, "default/b", f"{ip['c']}:8080")
+    testbed_fault.clear(result["fault"]["id"])
+    assert connects(lab, "default/a", f"{ip['b']}:8080")
+
+
+UDP_LOOP = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(0.05)
+lost = 0
+for i in range(2000):
+    s.sendto(b"hostname", (sys.argv[1], 5353))
+    try:
+        s.recvfrom(512)
+    except OSError:
+        lost += 1
+print(lost)
+"""
+
+
+def test_loss_drops_its_share_of_udp_probes(testbed_lab, testbed_fault):
+    lab = testbed_lab
+    testbed_fault.inject("loss", node="node1", percent="10")
+    lost = int(lab.exec("default/a", ["python3", "-c", UDP_LOOP, lab.pod("default/b").ipv4]).stdout)
+    # binomial(2000, 0.1): 200, within 4 standard deviations (13.4)
+    assert 146 <= lost <= 254, lost
+
+
+def test_a_rate_caps_iperf3(testbed_lab, testbed_fault):
+    lab = testbed_lab
+    testbed_fault.inject("rate", node="node2", rate="20mbit")
+    got = json.loads(lab.exec("default/a", ["iperf3", "-c", lab.pod("default/srv").ipv4, "-t", "4", "-J"]).stdout)
+    rate = got["end"]["sum_received"]["bits_per_second"]
+    assert abs(rate - 20e6) / 20e6 < 0.10, rate
+
+
+def _rtt(lab, target: str) -> float:
+    out = lab.exec("default/a", ["ping", "-c", "100", "-i", "0.01", "-q", target]).stdout
+    return float(out.split("min/avg/max/mdev = ")[1].split("/")[1])
+
+
+def test_a_delay_raises_the_round_trip_by_its_amount(testbed_lab, testbed_fault):
+    lab = testbed_lab
+    target = lab.pod("default/b").ipv4
+    base = _rtt(lab, target)
+    testbed_fault.inject("delay", node="node1", ms="20")
+    delayed = _rtt(lab, target)
+    assert abs(delayed - base - 20) <= 2, (base, delayed)
+    listed = json.loads(cli("fault", "list", "--lab", lab.name, "--json").stdout)
+    assert listed[0]["notes"]["passed"] >= 100 and listed[0]["notes"]["overflow"] == 0
+
+
+def test_a_scenario_runs_from_the_command_line_and_from_pytest(testbed_lab, testbed_scenario):
+    path = HERE / "scenarios" / "kill-one-endpoint.yaml"
+    done = cli("scenario", "run", "--lab", testbed_lab.name, str(path), "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert json.loads(done.stdout)["ok"]
+    report = testbed_scenario(path)
+    assert report["ok"] and report["measures"]["kill"]["outageSeconds"] <= 1.0
+
+
+@pytest.mark.parametrize(("args", "code", "words"), [
+    (["node-stop", "node9"], 3, "nodes: node1, node2, node3"),
+    (["loss", "node1", "150"], 2, "outside 0-100"),
+    (["rate", "node1", "fast"], 2, "is not a rate"),
+    (["partition", "node1,node2", "--from", "node2"], 2, "the groups overlap"),
+    (["node-stop", "node1", "--for", "soon"], 2, "is not a duration"),
+    (["clear", "nope"], 3, "no fault 'nope'"),
+])
+def test_bad_input_changes_nothing(testbed_lab, args, code, words):
+    done = cli("fault", *args, "--lab", testbed_lab.name)
+    assert done.returncode == code and words in done.stderr, done.stderr
+    assert json.loads(cli("fault", "list", "--lab", testbed_lab.name, "--json").stdout) == []
+
+
+def test_a_bad_scenario_names_its_line_and_field(testbed_lab, tmp_path):
+    (tmp_path / "bad.yaml").write_text("apiVersion: testbed/v1alpha1\nkind: Scenario\nsteps:\n  - wait: 1s\n"
+                                       "  - explode: now\n")
+    done = cli("scenario", "run", "--lab", testbed_lab.name, str(tmp_path / "bad.yaml"))
+    assert done.returncode == 2 and "bad.yaml:5" in done.stderr and "steps[1].explode" in done.stderr, done.stderr
+
+
+def test_down_during_faults_leaves_nothing(testbed_labs, tmp_path):
+    import yaml
+    from leftovers import of
+
+    topo = yaml.safe_load((HERE / "faults.yaml").read_text())
+    topo["name"] = "e2e-faults-down"
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump(topo))
+    lab = testbed_labs.get(tmp_path / "t.yaml")
+    for args in (["partition", "node1", "--from", "node2"], ["loss", "node3", "5"], ["rate", "node2", "50mbit"],
+                 ["delay", "node1", "5"], ["node-pause", "node3"]):
+        done = cli("fault", *args, "--lab", lab.name)
+        assert done.returncode == 0, done.stderr
+    assert cli("down", lab.name).returncode == 0
+    assert of(lab.name) == []
+    assert not docker.from_env().containers.list(all=True, filters={"label": f"testbed.lab={lab.name}"})
+
+
+@pytest.mark.parametrize("mode", ["vxlan", "host-gw", "bgp"])
+def test_a_restarted_node_heals_by_itself_in_each_network_mode(routed, mode):
+    from testbed.faults import session
+
+    lab = routed(mode)
+    b = lab.pod("default/b")
+    session.run(lab.name, "node-restart", {"node": "node2"})
+    assert eventually(lambda: connects(lab, "default/a", f"{b.ipv4}:8080"))
+    assert lab.pod("default/b").ipv4 == b.ipv4
+
+
+def test_a_router_restart_in_bgp_mode_reconverges(routed):
+    from testbed.faults import session
+
+    lab = routed("bgp")
+    c = lab.pod("default/c")
+    got = session.run(lab.name, "router-restart", {}, probe={"from": "default/a", "target": f"{c.ipv4}:8080",
+                                                             "period": 0.02}, timeout=30)
+    assert got["measure"]["recovered"], got["measure"]["outages"]
+    assert connects(lab, "default/a", f"{c.ipv4}:8080")

@@ -50,8 +50,14 @@ unit: venv
 e2e: images
 	$(VENV)/bin/pytest tests/e2e $(PYTEST_ARGS)
 
+# `make bench scale` (or any benchmark's name after `bench`): the names are arguments, not targets
+ifeq (bench,$(firstword $(MAKECMDGOALS)))
+  BENCH_ARGS := $(wordlist 2,$(words $(MAKECMDGOALS)),$(MAKECMDGOALS))
+  $(eval $(BENCH_ARGS):;@:)
+endif
+
 bench: images
-	$(VENV)/bin/python bench/run.py
+	$(VENV)/bin/python bench/run.py $(BENCH_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check testbed tests bench

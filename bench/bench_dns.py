@@ -34,14 +34,14 @@ def _dnsperf(bench: Lab, queries: list[str], server: str = "10.96.0.10") -> tupl
     return qps, avg * 1000, high * 1000
 
 
-def _p99_ms(bench: Lab, queries: list[str], rate: int | None = None) -> float:
+def _p99_ms(bench: Lab, queries: list[str], rate: int | None = None, server: str = "10.96.0.10") -> float:
     """The 99th percentile of every query's latency, from dnsperf's per-query report (-v) of a separate 5 s run
     (the report costs the client time, so the QPS run above goes without it). Without a rate the servers are
     saturated and the figure is mostly the client's own queue (200 queries in flight); with one, it is the
     latency at that load."""
     text = "\\n".join(queries)
     limit = f"-Q {rate} " if rate else ""
-    out = bench.exec("client", f"printf '{text}\\n' > /tmp/q && dnsperf -s 10.96.0.10 -d /tmp/q -l 5 -c 4 -q 200 "
+    out = bench.exec("client", f"printf '{text}\\n' > /tmp/q && dnsperf -s {server} -d /tmp/q -l 5 -c 4 -q 200 "
                                f"{limit}"
                                "-v 2>/dev/null | awk '/^>/ {print $NF}' | sort -n | "
                                "awk '{a[NR]=$1} END {print a[int(NR*0.99)]}'").stdout
@@ -86,6 +86,25 @@ def run() -> dict[str, float]:
             rss = node.exec_run(["sh", "-c", "ps -C named -o rss= | head -1"]).output.decode().strip()
             out["dns_server_rss_mib"] = int(rss) / 1024
             out |= _readiness(ctx, bench, server)
+    out |= _node_cache()
+    return out
+
+
+def _node_cache() -> dict[str, float]:
+    """The same queries from a pod to NodeLocal DNSCache on its own node (tests/e2e/nodelocal.yaml)."""
+    from testbed.model.topology import NODE_LOCAL_DNS
+
+    out: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        topo = Path(tmp) / "cache.yaml"
+        topo.write_text((ROOT / "tests" / "e2e" / "nodelocal.yaml").read_text()
+                        .replace("name: e2e-nodelocal", "name: bench-nodelocal"))
+        with lab_up(topo) as ctx:
+            bench = Lab(ctx.lab)
+            query = ["web.default.svc.cluster.local A"]
+            out["dns_node_cache_qps"], _, _ = _dnsperf(bench, query, NODE_LOCAL_DNS)
+            out["dns_node_cache_p99_at_10k_qps_ms"] = _p99_ms(bench, query, 10000, NODE_LOCAL_DNS)
+            out["dns_without_cache_same_lab_qps"], _, _ = _dnsperf(bench, query, ctx.plan.topology.dns_ip())
     return out
 
 

@@ -39,12 +39,12 @@ def _answers(name: str, target: str) -> bool:
     return probe(plan, "default/a", target, timeout=0.5)["result"] == "connected"
 
 
-def _delayer_rate(name: str) -> float:
+def _delayer_rate(ctx) -> float:
     """The highest offered rate (64-byte UDP datagrams, iperf3 from node1 to node2 with a 5 ms delay on node1)
     that the NFQUEUE delayer carries with under 1 % lost and no packet passed undelayed."""
-    _, plan = lab.current_plan(name)
+    name, plan = ctx.lab, ctx.plan
     client, server = podexec.find(plan, "default/a")[1], podexec.find(plan, "default/srv")[1]
-    box = next(n.container for n in plan.nodes if n.name == client.node)
+    box = ctx.machine(client.node).container
     fault = faults.inject(name, "delay", {"node": client.node, "ms": 5})
     best = 0.0
     try:
@@ -77,7 +77,7 @@ def run() -> dict[str, float]:
         path.write_text(yaml.safe_dump(topo))
         with lab_up(path) as ctx:
             name, plan = ctx.lab, ctx.plan
-            out["delayer_packets_per_s"] = _delayer_rate(name)
+            out["delayer_packets_per_s"] = _delayer_rate(ctx)
             web = next(p for p in plan.pods if p.labels.get("app") == "web" and p.node == "node2")
             out["outage_endpoint_pod_killed_s"] = _outage(name, "kill", {"pod": web.key}, "svc/default/web:80")
             out["outage_endpoint_node_stopped_s"] = _outage(name, "node-stop", {"node": "node2"},

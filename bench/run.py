@@ -19,6 +19,7 @@ import bench_pods
 import bench_policy
 import bench_proxy
 import bench_routing
+import bench_scale
 import bench_throughput
 import bench_up
 
@@ -48,6 +49,9 @@ TARGETS = {
     "dns_cluster_p99_ms": "< 5 ms",
     "dns_cluster_p99_at_10k_qps_ms": "< 5 ms",
     "dns_update_to_visible_s": "≤ 1 s",
+    "dns_node_cache_qps": "≥ 60,000",
+    "dns_node_cache_p99_at_10k_qps_ms": "< 5 ms",
+    "dns_without_cache_same_lab_qps": "≥ 30,000",
     "readiness_unready_observed_to_synced_s": "≤ 1 s",
     "readiness_ready_observed_to_synced_s": "≤ 1 s",
     "policy_apply_to_enforced_s": "≤ 1 s",
@@ -78,6 +82,10 @@ TARGETS = {
     "outage_router_restart_bgp_s": "≤ hold + 1 s (4 s)",
     "dns_failed_lookups_one_server_stopped_s": "≤ 2 s",
     "node_restart_until_pods_answer_s": "≤ 3 s",
+    "scale_up_s_200_nodes": "≤ 30 s",
+    "scale_down_s_200_nodes": "≤ 20 s",
+    "scale_resync_s_at_10000_pods": "≤ 0.5 s",
+    "scale_pods_apply_s_10000_pods_on_200": "≤ 20 s",
     "delayer_packets_per_s": "(measured: said in `fault delay --help`)",
     "image_load_s": "≤ 5 s",
     "image_build_from_nothing_s": "~30 s (for comparison)",
@@ -89,7 +97,7 @@ def main() -> None:
     for name, module in (("up", bench_up), ("pods", bench_pods), ("throughput", bench_throughput),
                          ("routing", bench_routing), ("proxy", bench_proxy), ("dns", bench_dns),
                          ("policy", bench_policy), ("observe", bench_observe), ("edge", bench_edge), ("cni", bench_cni),
-                         ("faults", bench_faults),
+                         ("faults", bench_faults), ("scale", bench_scale),
                          ("images", bench_images)):
         if len(sys.argv) > 1 and sys.argv[1] not in ("--json", name):
             continue

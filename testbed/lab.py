@@ -18,7 +18,7 @@ from testbed.kinds.node import Nodes
 from testbed.kinds.router import Router
 from testbed.model import kube, loader
 from testbed.model.loader import Doc, Manifest
-from testbed.model.topology import Topology
+from testbed.model.topology import Topology, underlay_holds
 from testbed.network import registry
 from testbed.network.bridge import Bridge
 from testbed.network.pods import Pods
@@ -38,6 +38,10 @@ Say = Callable[[str], object]
 def pipeline(topo: Topology) -> list[Action]:
     return [Nodes(), Underlay(), External(), Router(), Bridge(), PodNetwork(topo.networking.network), Prepare(),
             Pods(), *installers(), Settle()]
+
+
+def _steps(plan: Plan, manifests_only: bool) -> list[Action]:
+    return [a for a in pipeline(plan.topology) if not (manifests_only and getattr(a, "machines_only", False))]
 
 
 def _stored(st: state.LabState, origins: tuple[str, ...] = ("topology", "apply")) -> list[Manifest]:
@@ -80,8 +84,13 @@ def _underlay(loaded: loader.TopologyFile, st: state.LabState | None) -> IPv4Net
                     f"{wanted} overlaps the underlay {o.underlay} of lab {o.name} (from {o.topology_file})")])
         return wanted
     if st and st.underlay:
-        return IPv4Network(st.underlay)
-    return ipam.free_underlay([o.underlay for o in others])
+        held = IPv4Network(st.underlay)
+        if (fit := underlay_holds(held)) < len(topo.nodes):
+            raise InvalidInput([loaded.doc.problem(
+                ("nodes",), f"the lab's underlay {held} holds {fit} nodes, fewer than the {len(topo.nodes)} asked "
+                            f"for: `testbed down {topo.name}` and up again gives it a wider one")])
+        return held
+    return ipam.free_underlay([o.underlay for o in others], len(topo.nodes))
 
 
 def _check_names(provider: Provider, loaded: loader.TopologyFile, plan: Plan) -> None:
@@ -106,6 +115,8 @@ def _check_names(provider: Provider, loaded: loader.TopologyFile, plan: Plan) ->
 
 def _converge(plan: Plan, st: state.LabState, provider: Provider, say: Say, progress: Say | None,
               previous: Plan | None = None, verify: bool = False, command: str = "apply") -> Context:
+    # an apply or delete of manifests on a finished lab leaves the machines as they are: the controller heals them
+    manifests_only = command not in ("up", "heal") and previous is not None and st.phase == "ready"
     st.phase = "creating"
     st.save()  # before anything exists, so `down` after a crash finds the lab by its state too
     start = time.monotonic()
@@ -121,13 +132,13 @@ def _converge(plan: Plan, st: state.LabState, provider: Provider, say: Say, prog
         ctx = Context(plan, provider, say, previous=previous, verify=verify)
         # CNI plugins may give other addresses than planned, or none: the lab takes what is (a new plan, and
         # the pipeline from the start, where the pods are now as they are)
-        if not run_all(ctx, pipeline(plan.topology), progress, until=lambda c: bool(c.wiring)):
+        if not run_all(ctx, _steps(plan, manifests_only), progress, until=lambda c: bool(c.wiring)):
             st.allocations = {k: {**a, "ipv4": ctx.wiring[k]["ipv4"]} if "ipv4" in ctx.wiring.get(k, {}) else a
                               for k, a in whole.allocations().items()}
             whole = _plan(st, _stored(st))
             plan = whole if command == "up" else whole.available()
             ctx = Context(plan, provider, say, previous=previous, verify=verify)
-            run_all(ctx, pipeline(plan.topology), progress)
+            run_all(ctx, _steps(plan, manifests_only), progress)
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted: lab {plan.lab} is partly made (phase creating); `testbed up "
                           f"{st.topology_file}` finishes it, `testbed down {plan.lab}` removes it") from None
@@ -290,8 +301,9 @@ def _previous(st: state.LabState) -> Plan | None:
         return None
 
 
-def _change(st: state.LabState, manifests: list[Manifest], say: Say, progress: Say | None, command: str) -> Context:
-    previous = _previous(st)
+def _change(st: state.LabState, manifests: list[Manifest], say: Say, progress: Say | None, command: str,
+            previous: Plan | None = None) -> Context:
+    previous = previous or _previous(st)
     plan = _plan(st, manifests)
     st.manifests = _record(manifests)
     return _converge(plan, st, Provider(), say, progress, previous, command=command)
@@ -381,5 +393,6 @@ def move(name: str, ref: str, to: str, say: Say = print, progress: Say | None = 
         if wrong := {k: v for k, v in intent.node_selector.items() if target.labels.get(k) != v}:
             raise Refused(f"move of {key} refused, nothing was changed: node {to} does not match its nodeSelector "
                           f"({', '.join(f'{k}={v}' for k, v in wrong.items())})")
+        before = _previous(st)  # the pod where it is: the nodes it leaves and joins are told
         st.allocations = {**st.allocations, key: {**st.allocations[key], "node": to}}
-        return _change(st, manifests, say, progress, f"move {key} --to {to}")
+        return _change(st, manifests, say, progress, f"move {key} --to {to}", before)

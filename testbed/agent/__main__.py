@@ -91,7 +91,7 @@ class Agent:
 
     async def sync_daemons(self, req: protocol.Daemons) -> Any:
         async with self.lock:
-            return await self.daemons.sync(req.procs)
+            return await self.daemons.sync(req.procs, group=req.group)
 
     async def apply_rules(self, req: protocol.Rules) -> Any:
         async with self.lock:

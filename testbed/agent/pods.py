@@ -236,8 +236,9 @@ class PodManager:
             os.close(fd)
         # pod side, one write on a socket opened in the pod
         with nsutil.entered(path):
-            if spec.get("ipv6"):
-                nsutil.write_sysctl("net.ipv6.conf.all.disable_ipv6", 0)
+            # a single-stack pod has no IPv6 at all: link-local addresses, DAD and multicast reports would cost
+            # the kernel's workers milliseconds of CPU per pod (eth0 is not up yet, so none of it starts)
+            nsutil.write_sysctl("net.ipv6.conf.all.disable_ipv6", 0 if spec.get("ipv6") else 1)
             sock = nlbatch.open_socket()
         with sock:
             # in a fresh netns lo is 1 and the first device made there is 2; look it up if that ever differs

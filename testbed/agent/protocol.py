@@ -35,6 +35,7 @@ class Daemons:
     """The full list of daemons the machine should run: {name, argv, files: {path: text}, reload: argv}."""
 
     procs: list[dict[str, Any]]
+    group: str = "daemons"  # an installer's own daemons (the node cache) are a group of their own
 
 
 @dataclass

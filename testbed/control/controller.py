@@ -50,6 +50,10 @@ class Controller:
         self.readiness: dict[str, dict[str, Any]] = {}
         self.work: asyncio.Queue[str] = asyncio.Queue()
         self.servers: dict[str, asyncio.AbstractServer] = {}
+        # nodes whose container stopped: NotReady at once, as the cloud node lifecycle controller marks a node
+        # whose instance is shut down, rather than after the grace period (a hung node still takes that long)
+        self.stopped: set[str] = set()
+        self.pids: dict[str, Any] = {}  # each node's agent, by its beats: a new one means the node started again
 
     @staticmethod
     def _nodes(st: state.LabState) -> list[dict[str, Any]]:
@@ -77,6 +81,9 @@ class Controller:
                 if node not in self.leases:
                     continue
                 self.leases[node] = time.time()
+                if self.pids.get(node, beat.get("pid")) != beat.get("pid"):  # the node's agent started anew
+                    self.work.put_nowait(f"heal {node}")
+                self.pids[node] = beat.get("pid")
                 if beat.get("readiness") != self.readiness.get(node):
                     changed = node in self.readiness
                     self.readiness[node] = beat.get("readiness") or {}
@@ -93,9 +100,12 @@ class Controller:
 
         client = docker.from_env()
         for event in client.events(decode=True, filters={"label": f"testbed.lab={self.name}", "type": "container"}):
+            machine = event.get("Actor", {}).get("Attributes", {}).get("testbed.node", "")
             if event.get("status") in ("start", "unpause"):
-                machine = event.get("Actor", {}).get("Attributes", {}).get("testbed.node", "")
+                loop.call_soon_threadsafe(self.stopped.discard, machine)
                 loop.call_soon_threadsafe(self.work.put_nowait, f"heal {machine}")
+            elif event.get("status") == "die":
+                loop.call_soon_threadsafe(self.stopped.add, machine)
 
     async def tick(self) -> None:
         """Node conditions from lease ages: NotReady past the grace period, evicted past the timeout, Ready
@@ -114,9 +124,10 @@ class Controller:
                 self.work.put_nowait("faults")
             for node in self.nodes:
                 cond = st.conditions.get(node, {"ready": True, "since": now})
-                fresh = now - self.leases[node] < self.grace
+                fresh = now - self.leases[node] < self.grace and node not in self.stopped
                 if cond["ready"] and not fresh:
-                    self._condition(node, False, f"no heartbeat for {now - self.leases[node]:.1f} s")
+                    self._condition(node, False, "its container stopped" if node in self.stopped else
+                                    f"no heartbeat for {now - self.leases[node]:.1f} s")
                     self.work.put_nowait("sync")
                 elif not cond["ready"] and fresh:
                     self._condition(node, True, "heartbeats again")
@@ -215,6 +226,8 @@ async def run(name: str) -> None:
     await controller.listen()
     threading.Thread(target=controller.watch_docker, args=(loop,), daemon=True).start()
     tasks = [loop.create_task(controller.tick()), loop.create_task(controller.work_loop())]
+    for node in controller.nodes:  # a machine that started while no controller watched (its start, a crash)
+        controller.work.put_nowait(f"heal {node}")
     await asyncio.wait([*tasks, loop.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
     for task in tasks:
         task.cancel()

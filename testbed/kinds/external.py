@@ -80,6 +80,7 @@ def _ports(plan: Plan) -> list[Port]:
 class External:
     name = "external"
     title = "Wiring the external segment"
+    machines_only = True  # follows the topology alone: an apply of manifests skips it
 
     def check(self, obs: Observation, deep: bool) -> list[Finding]:
         """The segment's links, and each host's server: Knot running on a dns host."""

@@ -16,6 +16,7 @@ from testbed.runtime import agent
 class Nodes:
     name = "machines"
     title = "Starting containers"
+    machines_only = True  # follows the topology alone: an apply of manifests skips it
 
     def check(self, obs: Observation, deep: bool) -> list[Finding]:
         """Every machine's container runs and its agent answers (all asked at once, each for a bounded time)

@@ -11,7 +11,22 @@ from testbed.errors import show
 from testbed.model.names import Labels, dns_label, dns_subdomain
 
 UNDERLAY_POOL = IPv4Network("100.64.0.0/16")  # carrier-grade NAT space: never a real route on a lab machine
-MAX_NODES = 64
+MAX_NODES = 250
+NODE_LOCAL_DNS = "169.254.20.10"  # NodeLocal DNSCache's link-local address, the add-on's default
+UNDERLAY_NODE_OFFSET = 11  # on the underlay, .1 is kept for a lab router, .2-.10 for other lab hosts
+
+
+def underlay_holds(cidr: IPv4Network) -> int:
+    """Nodes an underlay range holds: from .11 up to the address before broadcast."""
+    return max(cidr.num_addresses - UNDERLAY_NODE_OFFSET - 1, 0)
+
+
+def underlay_prefix(nodes: int) -> int:
+    """The longest prefix (at most /24) whose range holds that many nodes."""
+    prefix = 24
+    while underlay_holds(IPv4Network(f"0.0.0.0/{prefix}")) < nodes:
+        prefix -= 1
+    return prefix
 RESERVED_NAMES = ("router",)  # machine names beside the nodes
 
 
@@ -94,6 +109,11 @@ class CniPlugins(Strict):
     timeout: float = Field(10.0, gt=0, le=300, description="Seconds a plugin may run before it is killed")
 
 
+class DnsSettings(Strict):
+    nodeLocalCache: bool = Field(False, description="NodeLocal DNSCache: a caching server on every node at "
+                                                    f"{NODE_LOCAL_DNS}, asked first by the pods, kube-dns second")
+
+
 class ControlPlane(Strict):
     nodeMonitorGracePeriod: float = Field(4.0, ge=1, le=300, description="Seconds without a node's heartbeat "
                                                                         "before it is NotReady (Kubernetes: 40)")
@@ -164,6 +184,7 @@ class Topology(Strict):
     loadBalancer: LoadBalancer = Field(default_factory=LoadBalancer)
     ingress: IngressSettings = Field(default_factory=IngressSettings)
     controlPlane: ControlPlane = Field(default_factory=ControlPlane)
+    dns: DnsSettings = Field(default_factory=DnsSettings)
     cni: Literal["builtin", "reference"] | CniPlugins = Field(
         "builtin", description="How pods are wired: builtin (in the node's agent), reference (Debian's CNI "
                                "plugins: bridge, host-local, portmap, bandwidth, tuning) or your own plugins")
@@ -198,9 +219,13 @@ class Topology(Strict):
         if net.nodeMaskSize <= net.podCIDR.prefixlen:
             raise ValueError(f"networking.nodeMaskSize {net.nodeMaskSize} must be longer than podCIDR's "
                              f"/{net.podCIDR.prefixlen}")
-        if 2 ** (net.nodeMaskSize - net.podCIDR.prefixlen) < count:
-            raise ValueError(f"networking.podCIDR {net.podCIDR} holds fewer than {count} /{net.nodeMaskSize} "
-                             "node ranges")
+        if (fit := 2 ** (net.nodeMaskSize - net.podCIDR.prefixlen)) < count:
+            raise ValueError(f"networking.podCIDR {net.podCIDR} holds {fit} /{net.nodeMaskSize} node ranges, "
+                             f"fewer than the {count} nodes")
+        if net.underlayCIDR is not None and (fit := underlay_holds(net.underlayCIDR)) < count:
+            raise ValueError(f"networking.underlayCIDR {net.underlayCIDR} holds {fit} nodes (from "
+                             f".{UNDERLAY_NODE_OFFSET}), fewer than the {count} nodes: give it a "
+                             f"/{underlay_prefix(count)}")
         # the cluster DNS Service takes the 10th address of each service range, as kubeadm picks it
         for name, cidr in [("serviceCIDR", net.serviceCIDR)] + ([("serviceCIDRv6", net.serviceCIDRv6)]
                                                                 if net.dualStack else []):
@@ -215,8 +240,9 @@ class Topology(Strict):
             if net.nodeMaskSizeV6 <= net.podCIDRv6.prefixlen:
                 raise ValueError(f"networking.nodeMaskSizeV6 {net.nodeMaskSizeV6} must be longer than "
                                  f"podCIDRv6's /{net.podCIDRv6.prefixlen}")
-            if 2 ** (net.nodeMaskSizeV6 - net.podCIDRv6.prefixlen) < count:
-                raise ValueError(f"networking.podCIDRv6 {net.podCIDRv6} holds fewer than {count} node ranges")
+            if (fit := 2 ** (net.nodeMaskSizeV6 - net.podCIDRv6.prefixlen)) < count:
+                raise ValueError(f"networking.podCIDRv6 {net.podCIDRv6} holds {fit} node ranges, fewer than the "
+                                 f"{count} nodes")
             if 128 - net.nodeMaskSizeV6 < 32 - net.nodeMaskSize:
                 raise ValueError("networking.nodeMaskSizeV6 leaves fewer pod addresses than nodeMaskSize")
             ranges += [("podCIDRv6", net.podCIDRv6), ("serviceCIDRv6", net.serviceCIDRv6)]
@@ -255,6 +281,10 @@ class Topology(Strict):
     def dns_ip(self) -> str:
         """The cluster DNS address pods are given, as kubeadm picks it: the 10th of the service range."""
         return str(self.networking.serviceCIDR[10])
+
+    def dns_servers(self) -> list[str]:
+        """What pods ask, in order: the node's cache first when there is one, then kube-dns."""
+        return ([NODE_LOCAL_DNS] if self.dns.nodeLocalCache else []) + [self.dns_ip()]
 
 
 def json_schema(networks: list[str] | None = None) -> dict[str, Any]:

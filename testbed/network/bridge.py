@@ -19,6 +19,7 @@ def bridge_mac(gateway4: str) -> str:
 
 class Bridge:
     title = "Creating pod bridges"
+    machines_only = True  # follows the topology alone: an apply of manifests skips it
 
     def run(self, ctx: Context) -> None:
         mtu = ctx.plan.pod_mtu

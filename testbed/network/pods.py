@@ -15,7 +15,7 @@ from testbed.plan.cluster import NodePlan, Plan, PodPlan
 from testbed.runtime import agent
 
 
-def resolv_conf(pod: PodPlan, dns_ip: str, zone: str, upstream: str | None) -> str:
+def resolv_conf(pod: PodPlan, dns: str | list[str], zone: str, upstream: str | None) -> str:
     """As the kubelet writes it for the pod's dnsPolicy, merged with its dnsConfig: ClusterFirst (the cluster
     DNS and its search path), Default (what the node uses: the lab's external DNS server), None (dnsConfig
     alone)."""
@@ -24,7 +24,10 @@ def resolv_conf(pod: PodPlan, dns_ip: str, zone: str, upstream: str | None) -> s
     searches: list[str] = []
     options: dict[str, str | None] = {}
     if policy in ("ClusterFirst", "ClusterFirstWithHostNet"):
-        servers, searches, options = [dns_ip], [f"{pod.namespace}.svc.{zone}", f"svc.{zone}", zone], {"ndots": "5"}
+        servers = [dns] if isinstance(dns, str) else list(dns)
+        searches, options = [f"{pod.namespace}.svc.{zone}", f"svc.{zone}", zone], {"ndots": "5"}
+        if len(servers) > 1:  # a node cache first: a hung one costs one second before kube-dns answers
+            options["timeout"] = "1"
     elif policy == "Default" and upstream:
         servers = [upstream]
     servers = list(dict.fromkeys(servers + config.get("nameservers", [])))[:3]
@@ -46,7 +49,8 @@ def node_net(node: NodePlan, mtu: int, wiring: dict[str, Any] | None = None) -> 
     return net
 
 
-def pod_spec(pod: PodPlan, dns_ip: str, zone: str = "cluster.local", upstream: str | None = None) -> dict[str, Any]:
+def pod_spec(pod: PodPlan, dns_ip: str | list[str], zone: str = "cluster.local",
+             upstream: str | None = None) -> dict[str, Any]:
     spec = {"netns": pod.netns, "namespace": pod.namespace, "name": pod.name, "hostname": pod.hostname,
             "ipv4": pod.ipv4, "ipv6": pod.ipv6, "resolv": resolv_conf(pod, dns_ip, zone, upstream),
             "routed": pod.routed,
@@ -163,8 +167,7 @@ class Pods:
         return check_pods(obs, deep)
 
     def run(self, ctx: Context) -> None:
-        mtu = ctx.plan.pod_mtu
-        dns_ip = ctx.plan.topology.dns_ip()
+        dns_ip = ctx.plan.topology.dns_servers()
         zone = ctx.plan.topology.networking.clusterDomain
         upstream = next((h.ip for h in ctx.plan.externals if h.role == "dns"), None)
 
@@ -172,12 +175,20 @@ class Pods:
         if wiring:
             cni.prepare(ctx)
 
-        def one(node: NodePlan) -> dict[str, Any]:
-            specs = [pod_spec(p, dns_ip, zone, upstream) for p in ctx.plan.pods_on(node.name)]
-            return agent.call(ctx.run_dir(node.name), "sync_pods", net=node_net(node, mtu, wiring), pods=specs,
-                              verify=ctx.verify)
+        def wanted(plan: Plan, node: NodePlan) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+            return (node_net(node, plan.pod_mtu, wiring),
+                    [pod_spec(p, dns_ip, zone, upstream) for p in plan.pods_on(node.name)])
 
-        results = each(one, ctx.plan.nodes)
+        def one(node: NodePlan) -> dict[str, Any]:
+            net, specs = wanted(ctx.plan, node)
+            return agent.call(ctx.run_dir(node.name), "sync_pods", net=net, pods=specs, verify=ctx.verify)
+
+        nodes = ctx.plan.nodes
+        before = ctx.previous
+        if before is not None and not ctx.verify and not wiring:  # O(changes): a node whose pods are as they were
+            known = {n.name: n for n in before.nodes}       # is told nothing (`up` reads every node's kernel)
+            nodes = [n for n in nodes if n.name not in known or wanted(before, known[n.name]) != wanted(ctx.plan, n)]
+        results = each(one, nodes)
         if wiring:
             _wiring(ctx, results)
         created = sum(r["created"] for r in results)

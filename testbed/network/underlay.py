@@ -136,6 +136,7 @@ def lab_netns(ctx: Context) -> str:
 class Underlay:
     name = "underlay"
     title = "Wiring the underlay"
+    machines_only = True  # follows the topology alone: an apply of manifests skips it
 
     @staticmethod
     def ports(plan: Plan) -> list[Port]:

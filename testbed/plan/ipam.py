@@ -6,9 +6,7 @@ import hashlib
 import ipaddress
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
-from testbed.model.topology import UNDERLAY_POOL
-
-UNDERLAY_NODE_OFFSET = 11  # .1 is kept for a lab router, .2-.10 for other lab hosts
+from testbed.model.topology import UNDERLAY_NODE_OFFSET, UNDERLAY_POOL, underlay_prefix
 
 
 class Exhausted(Exception):
@@ -70,13 +68,15 @@ def underlay_address(cidr: IPv4Network, index: int) -> IPv4Address:
     return cidr[UNDERLAY_NODE_OFFSET + index]
 
 
-def free_underlay(used: list[str]) -> IPv4Network:
-    """The first /24 of the pool that no other lab holds, so labs side by side never share addresses."""
+def free_underlay(used: list[str], nodes: int = 1) -> IPv4Network:
+    """The first range of the pool that no other lab holds, so labs side by side never share addresses: a /24,
+    or a wider one for a lab of more than 244 nodes."""
     taken = [ipaddress.ip_network(u) for u in used]
-    for candidate in UNDERLAY_POOL.subnets(new_prefix=24):
+    prefix = underlay_prefix(nodes)
+    for candidate in UNDERLAY_POOL.subnets(new_prefix=prefix):
         if not any(candidate.overlaps(t) for t in taken):
             return candidate
-    raise Exhausted("every underlay /24 in 100.64.0.0/16 is taken by a lab")
+    raise Exhausted(f"every underlay /{prefix} in {UNDERLAY_POOL} is taken by a lab")
 
 
 def vtep_mac(lab: str, node: str) -> str:

@@ -40,6 +40,52 @@ def test_apply_then_delete_a_pod_frees_its_ip_netns_and_veth(lab, node_host):
         lab.delete(MANIFESTS / "late-pod.yaml")
 
 
+def _steps_of_last(name: str, command: str) -> set[str]:
+    from testbed import events
+
+    seen = events.read(name)
+    start = max(i for i, e in enumerate(seen) if e["reason"] == "Started" and e["message"].startswith(command))
+    return {e["step"] for e in seen[start:] if e["reason"] == "Step"}
+
+
+def test_an_apply_of_manifests_leaves_the_machines_alone(lab):
+    """O(changes): the machines follow the topology, so an apply of manifests runs no machine step; `up` does."""
+    machine_steps = {"Starting containers", "Wiring the underlay", "Wiring the external segment",
+                     "Creating pod bridges"}
+    lab.apply(MANIFESTS / "extra-pod.yaml")
+    try:
+        steps = _steps_of_last(lab.name, "apply")
+        assert "Creating pods" in steps and not steps & machine_steps, steps
+        assert curl(lab, "a1", url(lab.pod("extra").ipv4, 9090, "/hostname")) == "extra"
+    finally:
+        lab.delete(MANIFESTS / "extra-pod.yaml")
+    assert not _steps_of_last(lab.name, "delete") & machine_steps
+    labs.up(Path(__file__).parent / "topology.yaml", say=lambda _: None)
+    assert machine_steps <= _steps_of_last(lab.name, "up")
+
+
+def _pod_syncs(lab) -> dict[str, int]:
+    """How many pod syncs each node's agent has logged."""
+    import docker
+
+    client = docker.from_env()
+    return {n.name: client.containers.get(n.container).logs().decode().count("sync_pods done")
+            for n in lab.plan.nodes}
+
+
+def test_an_apply_tells_only_the_nodes_whose_pods_change(lab):
+    before = _pod_syncs(lab)
+    lab.apply(MANIFESTS / "extra-pod.yaml")  # a pod on node2
+    try:
+        after = _pod_syncs(lab)
+        assert after["node2"] == before["node2"] + 1
+        assert {n: c for n, c in after.items() if n != "node2"} == {n: c for n, c in before.items() if n != "node2"}
+        lab.apply(MANIFESTS / "extra-pod.yaml")  # nothing changes: no node is told
+        assert _pod_syncs(lab) == after
+    finally:
+        lab.delete(MANIFESTS / "extra-pod.yaml")
+
+
 def test_deployment_replicas_follow_apply(lab):
     try:
         lab.apply(MANIFESTS / "web-5.yaml")

@@ -1,0 +1,122 @@
+"""How testbed grows: `up`, a 1-pod `apply`, a no-change re-sync and `down`, through the CLI, at several node
+counts; then pods by the thousand on the largest lab. Machine memory is MemAvailable's drop (the containers'
+cgroups, the pods' kernel objects and the host-side processes together). A log-log plot of each series, with
+its fitted exponent (1.0: linear), shows growth at a glance.
+
+The sizes: TESTBED_BENCH_NODES (default 10,50,100; the issue's full series is 10,50,100,200,250) and
+TESTBED_BENCH_PODS (default 1000,5000; add 10000 on a machine with the memory for it)."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import ROOT, deployment
+
+PLOT = Path(os.environ.get("TESTBED_BENCH_PLOT", "/tmp/testbed-scale.png"))
+ONE_POD = """apiVersion: v1
+kind: Pod
+metadata: {name: one}
+spec: {containers: [{name: c, ports: [{containerPort: 8080}]}]}
+"""
+
+
+def _sizes(var: str, default: str) -> list[int]:
+    return [int(x) for x in os.environ.get(var, default).split(",") if x.strip()]
+
+
+def _cli(*args: str) -> float:
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "testbed", *args], check=True, capture_output=True, cwd=ROOT,
+                   timeout=1800)
+    return time.perf_counter() - start
+
+
+def _available_mib() -> float:
+    with open("/proc/meminfo") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("MemAvailable:")) / 1024
+
+
+def _topology(path: Path, nodes: int) -> None:
+    path.write_text(f"apiVersion: testbed/v1alpha1\nkind: Topology\nname: bench-scale\nnodes: {nodes}\n")
+
+
+def _exponent(xs: list[float], ys: list[float]) -> float:
+    """The slope of log y against log x, by least squares."""
+    lx, ly = [math.log(x) for x in xs], [math.log(max(y, 1e-6)) for y in ys]
+    mx, my = sum(lx) / len(lx), sum(ly) / len(ly)
+    den = sum((x - mx) ** 2 for x in lx)
+    return sum((x - mx) * (y - my) for x, y in zip(lx, ly, strict=True)) / den if den else 0.0
+
+
+def _plot(series: dict[str, tuple[list[int], list[float]]]) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("  (no plot: matplotlib is a dev dependency, `make venv` installs it)", file=sys.stderr)
+        return
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for label, (xs, ys) in series.items():
+        if len(xs) > 1:
+            ax.loglog(xs, ys, marker="o", label=f"{label} (exponent {_exponent(xs, ys):.2f})")
+    ax.set_xlabel("nodes, or pods for the pod series")
+    ax.set_ylabel("seconds, or MiB for memory")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(PLOT, dpi=100)
+    print(f"  plot: {PLOT}", file=sys.stderr)
+
+
+def run() -> dict[str, float]:
+    out: dict[str, float] = {}
+    nodes, pods = _sizes("TESTBED_BENCH_NODES", "10,50,100"), _sizes("TESTBED_BENCH_PODS", "1000,5000")
+    series: dict[str, tuple[list[int], list[float]]] = {}
+
+    def note(key: str, label: str, x: int, value: float) -> None:
+        out[key] = value
+        series.setdefault(label, ([], []))[0].append(x)
+        series[label][1].append(value)
+        print(f"  {key}: {value:.2f}", file=sys.stderr, flush=True)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        topo, one = Path(tmp) / "scale.yaml", Path(tmp) / "one.yaml"
+        one.write_text(ONE_POD)
+        for i, count in enumerate(nodes):
+            _topology(topo, count)
+            free = _available_mib()
+            note(f"scale_up_s_{count}_nodes", "up (s)", count, _cli("up", "-q", str(topo)))
+            time.sleep(2)  # let the kernel's and the agents' first work settle before memory is read
+            note(f"scale_mem_mib_{count}_nodes", "memory (MiB)", count, free - _available_mib())
+            note(f"scale_one_pod_apply_s_{count}_nodes", "1-pod apply (s)", count,
+                 _cli("apply", "--lab", "bench-scale", "-f", str(one)))
+            note(f"scale_resync_s_{count}_nodes", "no-change re-sync (s)", count,
+                 _cli("apply", "--lab", "bench-scale", "-f", str(one)))
+            if i == len(nodes) - 1:  # pods by the thousand on the largest lab
+                many = Path(tmp) / "many.yaml"
+                for n in pods:
+                    many.write_text(deployment(n))
+                    free = _available_mib()
+                    note(f"scale_pods_apply_s_{n}_pods_on_{count}", "pods apply (s)", n,
+                         _cli("apply", "--lab", "bench-scale", "-f", str(many)))
+                    note(f"scale_pods_mem_mib_{n}_pods", "pods memory (MiB)", n, free - _available_mib())
+                    note(f"scale_resync_s_at_{n}_pods", "re-sync at pods (s)", n,
+                         _cli("apply", "--lab", "bench-scale", "-f", str(many)))
+            note(f"scale_down_s_{count}_nodes", "down (s)", count, _cli("down", "bench-scale"))
+    for label, (xs, ys) in series.items():
+        if len(xs) > 1:
+            out[f"exponent {label}"] = _exponent([float(x) for x in xs], ys)
+    _plot(series)
+    return out
+
+
+if __name__ == "__main__":
+    print(run())

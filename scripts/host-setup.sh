@@ -26,6 +26,17 @@ if ((${#need[@]})); then
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
+# The kernel's neighbour tables are shared by every network namespace, and a big lab's pods hold thousands of
+# entries (5,000 pods overflowed the default 1,024 here); raised, never lowered, as large clusters' nodes do.
+# Not the firewall: nothing of the host's packet filtering changes.
+for family in ipv4 ipv6; do
+  for pair in gc_thresh1:8192 gc_thresh2:32768 gc_thresh3:65536; do
+    key="net.${family}.neigh.default.${pair%%:*}"
+    now=$(sysctl -n "$key" 2>/dev/null || echo 0)
+    ((now >= ${pair##*:})) || sysctl -qw "$key=${pair##*:}"
+  done
+done
+
 engine_up() { timeout 10 docker version --format '{{.Server.Version}}' >/dev/null 2>&1; }
 
 if ! engine_up; then

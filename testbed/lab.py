@@ -190,12 +190,14 @@ def up(path: str | Path, say: Say = print, progress: Say | None = None, replace:
 def _settle_readiness(ctx: Context, progress: Say | None) -> None:
     """`up` hands over a ready lab: it waits for probed pods (the DNS servers) to pass, then syncs the
     endpoints they bring."""
-    planned = _probed(ctx.plan)
+    # only pods whose probes can pass: a NotReady node's pods wait for the control plane, not for `up`
+    planned = {p.key: p.ready for p in ctx.plan.pods if p.probes and p.node not in ctx.plan.unavailable}
     if not planned:
         return
     if progress:
         progress("Waiting for readiness probes")
-    if readiness.wait(ctx.plan.lab, list(planned)) != planned:
+    seen = readiness.wait(ctx.plan.lab, list(planned))
+    if {k: seen.get(k, False) for k in planned} != planned:
         ctx.plan = refresh(ctx.plan.lab).plan
 
 

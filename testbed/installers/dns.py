@@ -30,16 +30,23 @@ NAMESPACE, NAME, LABEL = "kube-system", "kube-dns", {"k8s-app": "kube-dns"}
 KEY = "dGVzdGJlZC1jbHVzdGVyLWRucy1rZXktZml4ZWQtMzJi"  # rndc's key; the control channel is the pod's loopback
 
 
-def named_conf(plan: Plan, zones: list[str]) -> str:
+def options(plan: Plan, folder: str, listen: str = "any", listen6: str = "any", extra: str = "") -> str:
+    """BIND's options as testbed runs it: recursive for anyone, every name it does not hold forwarded to the
+    lab's external DNS server, no DNSSEC validation, no files of its own beyond folder."""
     upstream = next((h.ip for h in plan.externals if h.role == "dns"), None)
     forward = f"  forwarders {{ {upstream}; }};\n  forward only;\n" if upstream else ""
     return (
         "options {\n"
-        f'  directory "{DIR}";\n  listen-on {{ any; }};\n  listen-on-v6 {{ any; }};\n'
+        f'  directory "{folder}";\n  listen-on {{ {listen}; }};\n  listen-on-v6 {{ {listen6}; }};\n'
         "  recursion yes;\n  allow-query { any; };\n  allow-recursion { any; };\n"
         f"{forward}  dnssec-validation no;\n  pid-file none;\n  session-keyfile none;\n  minimal-responses yes;\n"
-        "};\n"
-        f'key "testbed" {{ algorithm hmac-sha256; secret "{KEY}"; }};\n'
+        f"{extra}}};\n")
+
+
+def named_conf(plan: Plan, zones: list[str]) -> str:
+    return (
+        options(plan, DIR)
+        + f'key "testbed" {{ algorithm hmac-sha256; secret "{KEY}"; }};\n'
         'controls { inet 127.0.0.1 port 953 allow { 127.0.0.1; } keys { "testbed"; }; };\n'
         + "".join(f'zone "{z}" {{ type primary; file "{DIR}/{z}.zone"; }};\n' for z in zones))
 

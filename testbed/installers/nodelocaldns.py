@@ -18,7 +18,7 @@ from typing import Any
 from testbed import netns
 from testbed.actions import Change, Context, each
 from testbed.checks import HEAL, Finding, Observation, compared, fail, ok
-from testbed.installers import Installer, register, report
+from testbed.installers import Installer, dns, register, report
 from testbed.model.topology import NODE_LOCAL_DNS as ADDRESS
 from testbed.model.topology import Topology
 from testbed.plan.cluster import Plan
@@ -47,17 +47,11 @@ def cluster_zones(plan: Plan) -> list[str]:
 
 def named_conf(plan: Plan) -> str:
     kube_dns = plan.topology.dns_ip()
-    upstream = next((h.ip for h in plan.externals if h.role == "dns"), None)
-    forward = f"  forwarders {{ {upstream}; }};\n  forward only;\n" if upstream else ""
     return (
-        "options {\n"
-        f'  directory "{DIR}";\n  listen-on {{ {ADDRESS}; }};\n  listen-on-v6 {{ none; }};\n'
-        "  recursion yes;\n  allow-query { any; };\n  allow-recursion { any; };\n"
-        f"{forward}  dnssec-validation no;\n  pid-file none;\n  session-keyfile none;\n"
-        "  max-cache-ttl 30;\n  max-ncache-ttl 5;\n  minimal-responses yes;\n"  # the add-on's 30 s and 5 s
-        "  max-cache-size 32m;\n"  # BIND's default is 90 % of the machine's memory, per node
-        "};\n"
-        "controls { };\n"
+        dns.options(plan, DIR, ADDRESS, "none",
+                    "  max-cache-ttl 30;\n  max-ncache-ttl 5;\n"  # the add-on's 30 s and 5 s
+                    "  max-cache-size 32m;\n")  # BIND's default is 90 % of the machine's memory, per node
+        + "controls { };\n"
         f"server {kube_dns} {{ tcp-only yes; }};\n"  # to kube-dns over TCP, as the add-on's force_tcp
         + "".join(f'zone "{z}" {{ type forward; forward only; forwarders {{ {kube_dns}; }}; }};\n'
                   for z in cluster_zones(plan)))

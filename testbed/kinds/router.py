@@ -34,6 +34,7 @@ def _static(plan: Plan) -> dict[str, str]:
 class Router:
     name = "router"
     title = "Routing through the router"
+    machines_only = True  # follows the nodes alone: an apply of manifests skips it
 
     def check(self, obs: Observation, deep: bool) -> list[Finding]:
         """Nodes route through the router by default; the router routes every node's pod range (static routes

@@ -28,6 +28,7 @@ class NetworkMode:
     name: ClassVar[str]
     overhead: ClassVar[int] = 0  # encapsulation bytes: pods get the underlay MTU minus this
     keeps_ip_on_move: ClassVar[bool] = False  # pods may live outside their node's range (routes follow them)
+    follows_objects: ClassVar[bool] = False  # what it programs depends on pods or Services, not on nodes alone
     device: ClassVar[str | None] = None  # the node link that carries it, shown in status
     title: ClassVar[str] = ""
 
@@ -92,6 +93,8 @@ class PodNetwork:
         self.chosen = chosen
         self.name = chosen
         self.title = f"Pod network ({chosen})"
+        # a mode that follows the nodes alone is a machine step: an apply of manifests skips it
+        self.machines_only = not mode(chosen).follows_objects
 
     def check(self, obs: Observation, deep: bool) -> list[Finding]:
         """The lab's mode's own checks, then (deep) real traffic between one pod of each pair of nodes."""

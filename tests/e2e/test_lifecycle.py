@@ -51,7 +51,7 @@ def _steps_of_last(name: str, command: str) -> set[str]:
 def test_an_apply_of_manifests_leaves_the_machines_alone(lab):
     """O(changes): the machines follow the topology, so an apply of manifests runs no machine step; `up` does."""
     machine_steps = {"Starting containers", "Wiring the underlay", "Wiring the external segment",
-                     "Creating pod bridges"}
+                     "Routing through the router", "Creating pod bridges", "Pod network (vxlan)"}
     lab.apply(MANIFESTS / "extra-pod.yaml")
     try:
         steps = _steps_of_last(lab.name, "apply")

@@ -176,6 +176,7 @@ def _bridge_proxies(ctx: Context, node: NodePlan, on: bool) -> None:
 class Bgp(NetworkMode):
     name = "bgp"
     keeps_ip_on_move = True
+    follows_objects = True  # it announces moved pods and LoadBalancer IPs
     title = "BGP (BIRD on every node, the router as peer)"
 
     def router_learns(self, plan: Plan) -> bool:

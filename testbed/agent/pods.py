@@ -303,8 +303,10 @@ class PodManager:
         for pod in leaving:
             for server in pod.servers:
                 server.close()  # sockets hold the netns alive, so they go first, with their connections
-        for _ in range(2):  # a dropped connection's socket is closed on the loop's next turn
-            await asyncio.sleep(0)
+        # a dropped connection's socket is closed by a callback the loop runs next, in order: ours comes after it
+        turn = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_soon(turn.set_result, None)
+        await turn
         with IPRoute() as monitor:
             monitor.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
             monitor.bind(groups=RTMGRP_LINK)  # before unpinning, so no deletion event is missed

@@ -15,7 +15,7 @@ from testbed.plan.cluster import NodePlan, Plan, PodPlan
 from testbed.runtime import agent
 
 
-def resolv_conf(pod: PodPlan, dns: str | list[str], zone: str, upstream: str | None) -> str:
+def resolv_conf(pod: PodPlan, dns: list[str], zone: str, upstream: str | None) -> str:
     """As the kubelet writes it for the pod's dnsPolicy, merged with its dnsConfig: ClusterFirst (the cluster
     DNS and its search path), Default (what the node uses: the lab's external DNS server), None (dnsConfig
     alone)."""
@@ -24,7 +24,7 @@ def resolv_conf(pod: PodPlan, dns: str | list[str], zone: str, upstream: str | N
     searches: list[str] = []
     options: dict[str, str | None] = {}
     if policy in ("ClusterFirst", "ClusterFirstWithHostNet"):
-        servers = [dns] if isinstance(dns, str) else list(dns)
+        servers = list(dns)
         searches, options = [f"{pod.namespace}.svc.{zone}", f"svc.{zone}", zone], {"ndots": "5"}
         if len(servers) > 1:  # a node cache first: a hung one costs one second before kube-dns answers
             options["timeout"] = "1"
@@ -49,10 +49,10 @@ def node_net(node: NodePlan, mtu: int, wiring: dict[str, Any] | None = None) -> 
     return net
 
 
-def pod_spec(pod: PodPlan, dns_ip: str | list[str], zone: str = "cluster.local",
+def pod_spec(pod: PodPlan, dns: list[str], zone: str = "cluster.local",
              upstream: str | None = None) -> dict[str, Any]:
     spec = {"netns": pod.netns, "namespace": pod.namespace, "name": pod.name, "hostname": pod.hostname,
-            "ipv4": pod.ipv4, "ipv6": pod.ipv6, "resolv": resolv_conf(pod, dns_ip, zone, upstream),
+            "ipv4": pod.ipv4, "ipv6": pod.ipv6, "resolv": resolv_conf(pod, dns, zone, upstream),
             "routed": pod.routed,
             "ports": [{"port": p.port, "protocol": p.protocol, **({"hostPort": p.host_port} if p.host_port else {})}
                       for p in pod.ports]}
@@ -167,7 +167,7 @@ class Pods:
         return check_pods(obs, deep)
 
     def run(self, ctx: Context) -> None:
-        dns_ip = ctx.plan.topology.dns_servers()
+        dns = ctx.plan.topology.dns_servers()
         zone = ctx.plan.topology.networking.clusterDomain
         upstream = next((h.ip for h in ctx.plan.externals if h.role == "dns"), None)
 
@@ -177,7 +177,7 @@ class Pods:
 
         def wanted(plan: Plan, node: NodePlan) -> tuple[dict[str, Any], list[dict[str, Any]]]:
             return (node_net(node, plan.pod_mtu, wiring),
-                    [pod_spec(p, dns_ip, zone, upstream) for p in plan.pods_on(node.name)])
+                    [pod_spec(p, dns, zone, upstream) for p in plan.pods_on(node.name)])
 
         def one(node: NodePlan) -> dict[str, Any]:
             net, specs = wanted(ctx.plan, node)

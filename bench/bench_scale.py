@@ -21,8 +21,14 @@ from common import ROOT, deployment
 PLOT = Path(os.environ.get("TESTBED_BENCH_PLOT", "/tmp/testbed-scale.png"))
 ONE_POD = """apiVersion: v1
 kind: Pod
-metadata: {name: one}
+metadata: {name: one, labels: {app: one}}
 spec: {containers: [{name: c, ports: [{containerPort: 8080}]}]}
+"""
+ONE_SERVICE = ONE_POD + """---
+apiVersion: v1
+kind: Service
+metadata: {name: one}
+spec: {selector: {app: one}, ports: [{port: 80, targetPort: 8080}]}
 """
 
 
@@ -88,18 +94,23 @@ def run() -> dict[str, float]:
         print(f"  {key}: {value:.2f}", file=sys.stderr, flush=True)
 
     with tempfile.TemporaryDirectory() as tmp:
-        topo, one = Path(tmp) / "scale.yaml", Path(tmp) / "one.yaml"
+        topo, one, service = Path(tmp) / "scale.yaml", Path(tmp) / "one.yaml", Path(tmp) / "service.yaml"
         one.write_text(ONE_POD)
+        service.write_text(ONE_SERVICE)
         for i, count in enumerate(nodes):
             _topology(topo, count)
             free = _available_mib()
             note(f"scale_up_s_{count}_nodes", "up (s)", count, _cli("up", "-q", str(topo)))
             time.sleep(2)  # let the kernel's and the agents' first work settle before memory is read
-            note(f"scale_mem_mib_{count}_nodes", "memory (MiB)", count, free - _available_mib())
+            note(f"scale_mem_mib_{count}_nodes", "memory (MiB)", count, used := free - _available_mib())
+            note(f"scale_mem_mib_per_node_{count}_nodes", "memory a node (MiB)", count, used / count)
             note(f"scale_one_pod_apply_s_{count}_nodes", "1-pod apply (s)", count,
                  _cli("apply", "--lab", "bench-scale", "-f", str(one)))
             note(f"scale_resync_s_{count}_nodes", "no-change re-sync (s)", count,
                  _cli("apply", "--lab", "bench-scale", "-f", str(one)))
+            # a new Service: every node's kube-proxy rules change, in parallel; apply returns once all hold them
+            note(f"scale_one_service_apply_s_{count}_nodes", "1-Service apply (s)", count,
+                 _cli("apply", "--lab", "bench-scale", "-f", str(service)))
             if i == len(nodes) - 1:  # pods by the thousand on the largest lab
                 many = Path(tmp) / "many.yaml"
                 for n in pods:

@@ -42,8 +42,10 @@ class Context:
     timings: dict[str, float] = field(default_factory=dict)
     changes: dict[str, Change] = field(default_factory=dict)
     previous: Plan | None = None  # the plan before this change, when the lab existed (to see what went away)
-    notes: dict[str, int] = field(default_factory=dict)  # what one step tells a later one of the same sync
+    notes: dict[str, Any] = field(default_factory=dict)  # what one step tells a later one of the same sync
     verify: bool = False  # read the kernel instead of trusting the agents' memory of their last sync (`up`)
+    # previous is what the nodes hold (its sync finished): what renders the same from both plans is not sent again
+    incremental: bool = False
     wiring: dict[str, dict[str, Any]] = field(default_factory=dict)  # pods the CNI plugins wired otherwise
     _machines: dict[str, Machine] = field(default_factory=dict)
     _pids: dict[str, int] = field(default_factory=dict)
@@ -63,6 +65,21 @@ class Context:
                 raise RuntimeError(f"container {container} is missing")
             self._machines[name] = found
         return self._machines[name]
+
+    @property
+    def trusted(self) -> bool:
+        """Whether the nodes hold what the previous plan renders."""
+        return self.incremental and not self.verify and self.previous is not None
+
+    def unchanged(self, render: Callable[[Plan], object]) -> bool:
+        """Whether render gives the same from the previous plan as from this one, when the nodes hold the previous
+        one: a sync with nothing to change then sends nothing, as kube-proxy skips a sync with no change."""
+        if not self.trusted:
+            return False
+        try:
+            return render(self.previous) == render(self.plan)
+        except (KeyError, StopIteration):  # a node or pod the previous plan did not have
+            return False
 
     def netns(self, machine: str) -> str:
         """The machine's network namespace, as a path the host can open (its init's, which never moves). Its PID

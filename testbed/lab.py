@@ -129,7 +129,7 @@ def _converge(plan: Plan, st: state.LabState, provider: Provider, say: Say, prog
                 m.remove()
         whole = plan
         plan = plan if command == "up" else plan.available()  # only `up` starts a node that is down
-        ctx = Context(plan, provider, say, previous=previous, verify=verify)
+        ctx = Context(plan, provider, say, previous=previous, verify=verify, incremental=manifests_only)
         # CNI plugins may give other addresses than planned, or none: the lab takes what is (a new plan, and
         # the pipeline from the start, where the pods are now as they are)
         if not run_all(ctx, _steps(plan, manifests_only), progress, until=lambda c: bool(c.wiring)):
@@ -137,7 +137,7 @@ def _converge(plan: Plan, st: state.LabState, provider: Provider, say: Say, prog
                               for k, a in whole.allocations().items()}
             whole = _plan(st, _stored(st))
             plan = whole if command == "up" else whole.available()
-            ctx = Context(plan, provider, say, previous=previous, verify=verify)
+            ctx = Context(plan, provider, say, previous=previous, verify=verify, incremental=manifests_only)
             run_all(ctx, _steps(plan, manifests_only), progress)
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted: lab {plan.lab} is partly made (phase creating); `testbed up "
@@ -227,7 +227,7 @@ def refresh(name: str) -> Context:
         manifests = _stored(st)
         plan = _plan(st, manifests)
         ctx = Context(plan.available(), Provider(), lambda _: None,
-                      previous=_plan(st, manifests, st.readiness).available())
+                      previous=_plan(st, manifests, st.readiness).available(), incremental=st.phase == "ready")
         run_all(ctx, installers())
         st.readiness = _probed(plan)
         st.save()
@@ -296,9 +296,10 @@ def synced_plan(name: str) -> tuple[state.LabState, Plan]:
 
 
 def _previous(st: state.LabState) -> Plan | None:
-    """The plan the lab runs now, if it still plans (a state from an older testbed may not)."""
+    """The plan the lab's last sync made (with the readiness it used), if it still plans (a state from an older
+    testbed may not)."""
     try:
-        return _plan(st, _stored(st))
+        return _plan(st, _stored(st), st.readiness)
     except Exception:
         return None
 

@@ -3,7 +3,13 @@
 A JSON-lines control socket in the run directory the host bind-mounts; one request per line, one reply per line.
 """
 
+# ruff: noqa: E402 (what the agent leaves out of memory is left out before anything imports it)
 from __future__ import annotations
+
+from testbed.agent.light import bare_pyroute2, no_ssl
+
+bare_pyroute2()  # before the modules below import the parts of pyroute2 they use
+no_ssl()
 
 import asyncio
 import contextlib
@@ -16,7 +22,7 @@ import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from testbed.agent import cniplugin, podhealth, protocol, workload
+from testbed.agent import cniplugin, protocol, workload
 from testbed.agent.delayer import Delayer
 from testbed.agent.heartbeat import Heartbeat
 from testbed.agent.processes import pod_processes, process_name
@@ -44,6 +50,7 @@ class Agent:
         self.version = code_version()
         self.reexec = False
         self.served: list[Any] = []
+        self.received: dict[str, int] = {}  # requests by op, the quiet ones aside: what a sync really sent
         self.ops: dict[str, Callable[[Any], Awaitable[Any]]] = {
             "ping": self.ping, "reexec": self.do_reexec, "status": self.status, "sync_pods": self.sync_pods,
             "daemons": self.sync_daemons, "rules": self.apply_rules, "serve": self.serve,
@@ -174,6 +181,8 @@ class Agent:
 
     async def cni_check(self, _: protocol.CniCheck) -> Any:
         async with self.lock:
+            from testbed.agent import podhealth  # pyroute2: machines with pods alone need it
+
             return {"pods": await podhealth.cni_check(self.pods)}
 
     async def conntrack(self, req: protocol.Conntrack) -> Any:
@@ -195,7 +204,7 @@ class Agent:
     async def status(self, _: protocol.Status) -> Any:
         return {"node": self.node, "pods": self.pods.status(), "links": self.pods.links(),
                 "routes": self.pods.routes(), "daemons": self.daemons.status(), "rss_kib": _rss_kib(),
-                "version": self.version}
+                "version": self.version, "received": self.received}
 
     async def client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -204,6 +213,8 @@ class Agent:
                 req: dict[str, Any] = {}
                 try:
                     req = json.loads(line)
+                    if req.get("op") not in QUIET:
+                        self.received[req.get("op")] = self.received.get(req.get("op"), 0) + 1
                     reply = {"ok": True, "result": await self.handle(req)}
                     if req.get("op") not in QUIET:
                         log(f"{req.get('op')} done in {(time.monotonic() - start) * 1000:.1f} ms")

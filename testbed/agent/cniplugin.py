@@ -242,4 +242,7 @@ def install(path: str = "/opt/cni/bin/testbed") -> None:
 
 
 if __name__ == "__main__":
+    from testbed.agent.light import bare_pyroute2
+
+    bare_pyroute2()  # a plugin runs once a pod: its start-up is the pod's
     main()

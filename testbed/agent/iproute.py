@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import pyroute2
+from pyroute2.iproute.linux import IPRoute as _IPRoute
 from pyroute2.netlink import NLM_F_DUMP, NLM_F_REQUEST
 from pyroute2.netlink.exceptions import NetlinkDumpInterrupted
 
 ATTEMPTS = 50  # each attempt is a fresh dump; interruptions come from bursts of changes, which end
 
 
-class IPRoute(pyroute2.IPRoute):
+class IPRoute(_IPRoute):
     def nlm_request(self, msg: Any, msg_type: int, msg_flags: int = NLM_F_REQUEST | NLM_F_DUMP, *args: Any,
                     **kwargs: Any) -> Any:
         parent = super().nlm_request

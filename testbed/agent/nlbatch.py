@@ -10,7 +10,7 @@ from __future__ import annotations
 import socket
 import struct
 
-from pyroute2 import IPBatch
+from pyroute2.iproute.linux import IPBatch
 
 NETLINK_ROUTE = 0
 NLMSG_ERROR = 2

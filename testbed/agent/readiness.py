@@ -34,8 +34,9 @@ async def _http(ip: str, port: int, path: str, timeout: float, tls: bool = False
     """200-399 is success, as for the kubelet, which does not verify an HTTPS probe's certificate either."""
     context = None
     if tls:
-        import ssl  # only for HTTPS probes: the agent stays small without it
+        from testbed.agent.light import ssl_module  # only for HTTPS probes: the agent stays small without it
 
+        ssl = ssl_module()
         context = ssl.create_default_context()
         context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
     try:

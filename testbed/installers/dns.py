@@ -4,7 +4,8 @@
 BIND, not Knot: it is authoritative for the cluster zone and the reverse zones and, for every other name,
 forwards to the lab's external DNS server, in one daemon (Knot is authoritative only). Records are rendered from
 the plan (testbed/plan/dns.py) into zone files on each node; on every sync BIND reloads what changed
-(`rndc reload`), so a Service or pod change is answered within the sync, with no restart.
+(`rndc reload` of those zones alone), so a Service or pod change is answered within the sync, with no restart;
+a sync that changes no record sends nothing.
 """
 
 from __future__ import annotations
@@ -101,36 +102,53 @@ class ClusterDNS(Installer):
                                 {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53}]}}]
 
     @staticmethod
-    def _write(ctx: Context) -> int:
-        """The configuration and zones on every node that runs a DNS pod; how many nodes had them changed."""
+    def _write(ctx: Context) -> dict[str, list[str]]:
+        """The configuration and zones on every node that runs a DNS pod: only the files that changed since the
+        last sync, to a node that holds it; {node: the files written (["*"]: all, as they were unknown)}."""
         wanted = files(ctx.plan)
+        before = files(ctx.previous) if ctx.trusted and ctx.previous is not None else {}
+        held = {p.node for p in _servers(ctx.previous)} if before and ctx.previous is not None else set()
+        delta = {path: text for path, text in wanted.items() if before.get(path) != text}
+
+        def one(node: str) -> list[str]:
+            send = delta if node in held else wanted
+            if not send or not agent.call(ctx.run_dir(node), "files", files=send)["changed"]:
+                return []
+            return sorted(send) if node in held else ["*"]
+
         nodes = sorted({p.node for p in _servers(ctx.plan)})
-
-        def one(node: str) -> bool:
-            return bool(agent.call(ctx.run_dir(node), "files", files=wanted)["changed"])
-
-        return sum(each(one, nodes))
+        return {node: changed for node, changed in zip(nodes, each(one, nodes), strict=True) if changed}
 
     def prepare(self, ctx: Context) -> Change:
         """BIND exits at once without its configuration: it is written before the pods start."""
-        changed = self._write(ctx)
-        ctx.notes[self.name] = changed
-        return Change(changed=changed)
+        written = self._write(ctx)
+        ctx.notes[self.name] = written  # news to the servers already running: install has them reload it
+        return Change(changed=len(written))
 
     def install(self, ctx: Context) -> Change:
-        # what prepare wrote in this sync is news to servers that were already running
-        changed = self._write(ctx) + ctx.notes.pop(self.name, 0)
+        written: dict[str, list[str]] = ctx.notes.pop(self.name, None) or {}
+        for node, paths in self._write(ctx).items():  # a plan changed since prepare (CNI wiring re-plans)
+            written[node] = sorted({*written.get(node, []), *paths})
         healed = _heal(ctx) if ctx.verify else 0
-        if not changed:
+        if not written:
             return Change(changed=healed)
 
         def reload(pod: PodPlan) -> None:
+            paths = written.get(pod.node)
+            if not paths:
+                return
+            # only the zones whose files changed; the whole server when its configuration did
+            zones = [p.removeprefix(f"{DIR}/").removesuffix(".zone") for p in paths if p.endswith(".zone")]
+            whole = "*" in paths or f"{DIR}/named.conf" in paths
+            rndc = f"rndc -c {DIR}/rndc.conf reload"
+            script = rndc if whole else " && ".join(f"{rndc} {zone}" for zone in zones)
             machine = podexec.running(ctx.plan.node(pod.node).container, pod)
-            machine.exec(podexec.wrap(pod, ["rndc", "-c", f"{DIR}/rndc.conf", "reload"]))
+            if script:
+                machine.exec(podexec.wrap(pod, ["sh", "-c", script]))
             _answering(machine, pod, ctx.plan.topology.networking.clusterDomain)
 
         each(reload, _servers(ctx.plan))
-        return Change(changed=changed)
+        return Change(changed=len(written))
 
     def uninstall(self, ctx: Context) -> Change:
         return Change()  # its pods and Service go with its manifests

@@ -56,6 +56,8 @@ class HostPorts(Installer):
 
     def _apply(self, ctx: Context, rendered: bool) -> Change:
         def one(node: NodePlan) -> bool:
+            if rendered and ctx.unchanged(lambda p: render(p, p.node(node.name))):
+                return False  # the node holds this table: nothing is sent
             start = time.monotonic()
             text = render(ctx.plan, node) if rendered else None
             answer = agent.call(ctx.run_dir(node.name), "rules", family=FAMILY, table=TABLE, text=text,

@@ -185,7 +185,7 @@ class Pods:
 
         nodes = ctx.plan.nodes
         before = ctx.previous
-        if before is not None and not ctx.verify and not wiring:  # O(changes): a node whose pods are as they were
+        if before is not None and ctx.trusted and not wiring:  # O(changes): a node whose pods are as they were
             known = {n.name: n for n in before.nodes}       # is told nothing (`up` reads every node's kernel)
             nodes = [n for n in nodes if n.name not in known or wanted(before, known[n.name]) != wanted(ctx.plan, n)]
         results = each(one, nodes)

@@ -80,6 +80,7 @@ def _node(name: str, plan: Plan, node: str) -> dict[str, Any]:
             "underlayIP": n.underlay_ip, "podCIDRs": [c for c in (n.cidr4, n.cidr6) if c], "labels": n.labels,
             "agent": "not answering" if ping is None else "outdated" if ping["version"] != code_version()
             else "answering", "agentRssKiB": (state or {}).get("rss_kib"),
+            "agentRequests": (state or {}).get("received", {}),
             "pods": [p.key for p in plan.pods_on(node)], "routes": (state or {}).get("routes", []),
             "bgp": extra, "events": _recent(name, f"node/{node}")}
 

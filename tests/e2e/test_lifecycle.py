@@ -86,6 +86,33 @@ def test_an_apply_tells_only_the_nodes_whose_pods_change(lab):
         lab.delete(MANIFESTS / "extra-pod.yaml")
 
 
+def _received(lab) -> dict[str, dict[str, int]]:
+    """The requests each machine's agent has received, by op (status and other reads aside)."""
+    from testbed import state
+    from testbed.runtime import agent
+
+    return {m.name: agent.call(state.run_dir(lab.name) / m.name, "status")["received"] for m in lab.plan.machines()}
+
+
+def test_a_resync_with_no_change_sends_nothing_to_any_agent(lab):
+    """O(changes): an apply that changes nothing reaches no agent (pods, rules, DNS files, daemons); a change is
+    still sent, to the nodes it is for, and the DNS servers answer it (their changed zones reloaded)."""
+    dns = lab.plan.topology.dns_ip()
+    lab.apply(MANIFESTS / "extra-pod.yaml")
+    name = f"{lab.pod('extra').ipv4.replace('.', '-')}.default.pod.cluster.local"
+    dig = f"dig +short +time=1 +tries=2 @{dns} {name}"
+    try:
+        assert lab.exec("a1", dig).stdout.strip() == lab.pod("extra").ipv4
+        before = _received(lab)
+        lab.apply(MANIFESTS / "extra-pod.yaml")
+        assert _received(lab) == before
+    finally:
+        lab.delete(MANIFESTS / "extra-pod.yaml")
+    after = _received(lab)
+    assert after["node2"]["sync_pods"] == before["node2"]["sync_pods"] + 1
+    assert lab.exec("a1", dig).stdout.strip() == ""
+
+
 def test_deployment_replicas_follow_apply(lab):
     try:
         lab.apply(MANIFESTS / "web-5.yaml")

@@ -72,3 +72,49 @@ def test_the_prober_follows_a_command_and_a_socket(tmp_path):
     assert first == {"ready": True, "containers": {"sock": True}}
     assert second == {"ready": False, "containers": {"sock": False}}
     assert after == {}  # a pod that is gone is forgotten
+
+
+HTTPS_PROBE = """
+import sys
+from testbed.agent.light import no_ssl
+no_ssl()
+import asyncio.base_events
+assert sys.modules["ssl"] is None, "asyncio took ssl"
+from testbed.agent.readiness import _http
+print(asyncio.run(_http("127.0.0.1", int(sys.argv[1]), "/ready", 2, tls=True)))
+"""
+
+
+def test_an_https_probe_works_in_an_agent_that_started_without_ssl(tmp_path):
+    """The agent leaves OpenSSL out of memory until an HTTPS probe asks for it: that probe still passes."""
+    import ssl
+    import subprocess
+    import sys
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from testbed import tls
+
+    chain, key = tls.issue("unit", ["127.0.0.1"])
+    (tmp_path / "c.pem").write_bytes(chain)
+    (tmp_path / "k.pem").write_bytes(key)
+
+    class Ready(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200 if self.path == "/ready" else 404)
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Ready)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(tmp_path / "c.pem", tmp_path / "k.pem")
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        out = subprocess.run([sys.executable, "-c", HTTPS_PROBE, str(server.server_address[1])], capture_output=True,
+                             text=True, timeout=30)
+        assert out.stdout.strip() == "True", out.stderr
+    finally:
+        server.shutdown()

@@ -46,6 +46,12 @@ def proxies(plan: Plan) -> list[PodPlan]:
             == LABEL["app.kubernetes.io/name"]]
 
 
+def _served(plan: Plan) -> object:
+    """What the proxies are given: their files, and where they run."""
+    return (haproxy.files(plan.edge, plan.topology.networking.dualStack),
+            sorted((p.key, p.node) for p in proxies(plan)))
+
+
 def _digest(files: dict[str, str]) -> str:
     return hashlib.sha256("".join(f"{k}\n{v}" for k, v in sorted(files.items())
                                   if k != haproxy.CONFIG).encode()).hexdigest()[:16]
@@ -148,7 +154,7 @@ class IngressProxy(Installer):
         proxies stop sending to the pods this sync deletes, before they go (through the runtime API: a change
         that needs a reload waits for install)."""
         pods = proxies(ctx.plan)
-        if not pods:
+        if not pods or ctx.unchanged(_served):
             return None
         self._write(ctx)
         if ctx.previous is None:
@@ -174,6 +180,8 @@ class IngressProxy(Installer):
         pods = proxies(ctx.plan)
         if not pods:
             return self.uninstall(ctx)
+        if ctx.unchanged(_served):
+            return Change()  # the proxies run this configuration: nothing is sent
         files = self._write(ctx)
         config, digest = files[haproxy.CONFIG], _digest(files)
 

@@ -25,7 +25,7 @@ from testbed.installers.kube_proxy.view import NodeView, node_view
 from testbed.network.registry import mode
 from testbed.network.underlay import NODE_IF
 from testbed.plan import services
-from testbed.plan.cluster import NodePlan
+from testbed.plan.cluster import NodePlan, Plan
 from testbed.runtime import agent
 
 LOOPBACK = 1  # ifindex of lo
@@ -55,14 +55,27 @@ class KubeProxy(Installer):
     def install(self, ctx: Context) -> Change:
         plan, previous = ctx.plan, ctx.previous
         use_nft = plan.topology.kubeProxy.mode == "nftables"
-        holders = {} if mode(plan.topology.networking.network).router_learns(plan) else \
-            services.l2_holders(plan.services, [n.name for n in plan.nodes])
         dual = plan.topology.networking.dualStack
+
+        def holders(p: Plan) -> dict[str, list[str]]:
+            """The LoadBalancer addresses each node answers ARP/NDP for, when no router learns them."""
+            out: dict[str, list[str]] = {}
+            if not mode(p.topology.networking.network).router_learns(p):
+                for ip, holder in sorted(services.l2_holders(p.services, [n.name for n in p.nodes]).items()):
+                    out.setdefault(holder, []).append(ip)
+            return out
+
+        held = holders(plan)
+        held_before = holders(previous) if ctx.trusted and previous is not None else None
 
         def one(node: NodePlan) -> bool:
             view = node_view(plan, node)
             old = node_view(previous, previous.node(node.name)) \
                 if previous is not None and node.name in {n.name for n in previous.nodes} else None
+            if old is not None and held_before is not None and old.fingerprint == view.fingerprint and \
+                    held_before.get(node.name) == held.get(node.name) and \
+                    ctx.unchanged(lambda p: p.topology.kubeProxy.mode):
+                return False  # the node holds these rules and addresses: nothing is sent
             run_dir = ctx.run_dir(node.name)
             # the other mode's rules go first: iptables-restore reads every table there is
             # `up` reads the kernel and sends the whole table (a table changed behind the agent's back heals)
@@ -75,7 +88,7 @@ class KubeProxy(Installer):
                 agent.call(run_dir, "rules", family=nft.FAMILY, table=nft.TABLE, text=None, verify=ctx.verify)
                 done = sync.iptables(run_dir, view, old, dual, ctx.verify)
             agent.call(run_dir, "conntrack", flows=_udp_flows_gone(old, view))
-            _l2(ctx, node, sorted(ip for ip, holder in holders.items() if holder == node.name))
+            _l2(ctx, node, held.get(node.name, []))
             if done.changed:
                 events.emit(ctx.lab, "Synced", f"node/{node.name}", f"kube-proxy ({plan.topology.kubeProxy.mode}): "
                             f"{done} in {time.monotonic() - start:.3f}s", installer=self.name, node=node.name,

@@ -13,7 +13,7 @@ from testbed.checks import Finding, Observation, compared
 from testbed.installers import Installer, register, report
 from testbed.installers.policy import ipt, nft
 from testbed.installers.policy.view import node_view
-from testbed.plan.cluster import NodePlan
+from testbed.plan.cluster import NodePlan, Plan
 from testbed.runtime import agent
 
 
@@ -28,8 +28,15 @@ class NetworkPolicies(Installer):
         use_nft = plan.topology.kubeProxy.mode == "nftables"
         dual = plan.topology.networking.dualStack
         peers: dict = {}  # computed once for all nodes
+        caches: dict[int, dict] = {id(plan): peers}
+
+        def rendered(p: Plan, node: str) -> object:
+            view = node_view(p, node, p.policies, caches.setdefault(id(p), {})) if p.policies else None
+            return None if view is None else nft.render(view) if use_nft else ipt.render(view)
 
         def one(node: NodePlan) -> bool:
+            if render and ctx.unchanged(lambda p: rendered(p, node.name)):
+                return False  # the node holds these rules: nothing is sent
             run_dir = ctx.run_dir(node.name)
             view = node_view(plan, node.name, policies, peers) if policies else None
             text = nft.render(view) if view and use_nft else None

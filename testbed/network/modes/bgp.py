@@ -152,6 +152,13 @@ def proxied(plan: Plan, node: NodePlan) -> set[str]:
             and plan.home(p.ipv4) is node}
 
 
+def _speakers(plan: Plan) -> object:
+    """What the mode gives the machines: each BIRD's configuration, each bridge's proxied addresses."""
+    assert plan.router is not None
+    return (router_config(plan, plan.router),
+            [(n.name, node_config(plan, n), sorted(proxied(plan, n)), n.cidr6) for n in plan.nodes])
+
+
 def _bridge_proxies(ctx: Context, node: NodePlan, on: bool) -> None:
     """Proxy ARP on the bridge (the kernel answers for addresses routed elsewhere) and proxy NDP entries."""
     path = ctx.netns(node.name)
@@ -185,6 +192,8 @@ class Bgp(NetworkMode):
     def install(self, ctx: Context) -> Change:
         plan = ctx.plan
         assert plan.router is not None
+        if ctx.unchanged(_speakers):
+            return Change()  # every BIRD runs this configuration, every bridge proxies these: nothing is sent
         for node in plan.nodes:
             _bridge_proxies(ctx, node, True)
         # the router first, passive: it is listening when the nodes' first connection comes, which spares them

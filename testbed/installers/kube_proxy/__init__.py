@@ -36,7 +36,7 @@ def _l2(ctx: Context, node: NodePlan, ips: list[str]) -> None:
     kernel has no dummy driver): the node answers ARP for them on the underlay, and proxy NDP for IPv6 ones."""
     path = ctx.netns(node.name)
     with netns.ipr(path) as nd:
-        netns.sync_addresses(nd, LOOPBACK, [(ip, 32 if ":" not in ip else 128) for ip in ips])
+        netns.sync_addresses(nd, LOOPBACK, [(ip, 32 if ":" not in ip else 128) for ip in ips], link_local=False)
         eth0 = netns.one(nd, NODE_IF)
         for ip in ips:
             if ":" in ip:

@@ -124,7 +124,7 @@ def _converge(plan: Plan, st: state.LabState, provider: Provider, say: Say, prog
                                                         f"{len(plan.pods)} pod(s)", command=command)
     try:
         planned = {m.name for m in plan.machines()}
-        for m in provider.machines(plan.lab):
+        for m in [] if manifests_only else provider.machines(plan.lab):
             if m.name not in planned:  # machines the topology no longer has
                 m.remove()
         whole = plan

@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +93,9 @@ class LabState:
         d = lab_dir(self.name)
         d.mkdir(parents=True, exist_ok=True)
         d.chmod(0o700)
-        write_private(d / "state.json", json.dumps(asdict(self), indent=1, sort_keys=True))
+        # its fields are plain JSON already: asdict's deep copy would cost more than the writing
+        write_private(d / "state.json", json.dumps({f.name: getattr(self, f.name) for f in fields(self)},
+                                                   indent=1, sort_keys=True))
 
 
 def write_private(path: Path, text: str) -> None:

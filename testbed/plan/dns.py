@@ -32,7 +32,7 @@ def reverse_zone(cidr: IPv4Network | IPv6Network) -> str:
 
 
 def _rtype(ip: str) -> str:
-    return "A" if ip_address(ip).version == 4 else "AAAA"
+    return "AAAA" if ":" in ip else "A"
 
 
 def records(plan: Plan, zone: str) -> tuple[list[str], dict[str, list[str]]]:

@@ -141,11 +141,21 @@ def schedule(pods: list[PodIntent], nodes: dict[str, dict[str, str]], previous: 
     load = dict.fromkeys(nodes, 0)
     owner_load: dict[tuple[str | None, str], int] = {}
 
+    rank = {n: i for i, n in enumerate(nodes)}
+    chosen: dict[tuple[tuple[str, str], ...], list[str]] = {}  # the nodes each selector picks, asked once
+
+    def fits(p: PodIntent, node: str) -> bool:
+        if p.node_name:
+            return node == p.node_name and node in nodes
+        return node in nodes and all(nodes[node].get(k) == v for k, v in p.node_selector.items())
+
     def eligible(p: PodIntent) -> list[str]:
         if p.node_name:
             return [p.node_name] if p.node_name in nodes else []
-        return [n for n, labels in nodes.items()
-                if all(labels.get(k) == v for k, v in p.node_selector.items())]
+        key = tuple(sorted(p.node_selector.items()))
+        if key not in chosen:
+            chosen[key] = [n for n, labels in nodes.items() if all(labels.get(k) == v for k, v in key)]
+        return chosen[key]
 
     def put(p: PodIntent, node: str) -> None:
         placed[p.key] = node
@@ -154,7 +164,7 @@ def schedule(pods: list[PodIntent], nodes: dict[str, dict[str, str]], previous: 
 
     for p in pods:
         prev = previous.get(p.key)
-        if prev and prev in eligible(p):
+        if prev and fits(p, prev):
             put(p, prev)
     for p in pods:
         if p.key in placed:
@@ -163,8 +173,6 @@ def schedule(pods: list[PodIntent], nodes: dict[str, dict[str, str]], previous: 
         if not choices:
             raise Unschedulable(p)
         choices = [n for n in choices if n not in unavailable] or choices
-        order = list(nodes)
-        best = min(choices, key=lambda n: (owner_load.get((p.owner, n), 0) if p.owner else 0, load[n],
-                                           order.index(n)))
+        best = min(choices, key=lambda n: (owner_load.get((p.owner, n), 0) if p.owner else 0, load[n], rank[n]))
         put(p, best)
     return placed

@@ -120,7 +120,7 @@ def node_view(plan: Plan, node: NodePlan) -> NodeView:
     net = plan.topology.networking
     view = NodeView(node.name, {4: str(net.podCIDR), **({6: str(net.podCIDRv6)} if net.dualStack else {})})
     view.service_cidrs = {4: str(net.serviceCIDR), **({6: str(net.serviceCIDRv6)} if net.dualStack else {})}
-    view.pods = sorted(ip for p in plan.pods if p.node == node.name for ip in (p.ipv4, p.ipv6) if ip)
+    view.pods = sorted(ip for p in plan.pods_on(node.name) for ip in (p.ipv4, p.ipv6) if ip)
     zones = {n.name: n.labels[ZONE] for n in plan.nodes if ZONE in n.labels}
     for svc in plan.services:
         if svc.type == "ExternalName" or svc.headless:

@@ -7,6 +7,9 @@ import sys
 
 
 def main() -> None:
+    from testbed.agent.light import bare_pyroute2
+
+    bare_pyroute2()  # the command line uses pyroute2's rtnetlink socket alone, as the agent does
     try:
         from testbed.cli import main as cli
     except KeyboardInterrupt:

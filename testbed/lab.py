@@ -196,7 +196,7 @@ def _settle_readiness(ctx: Context, progress: Say | None) -> None:
         return
     if progress:
         progress("Waiting for readiness probes")
-    seen = readiness.wait(ctx.plan.lab, list(planned))
+    seen = readiness.wait(ctx.plan.lab, {p.key: p.node for p in ctx.plan.pods if p.key in planned})
     if {k: seen.get(k, False) for k in planned} != planned:
         ctx.plan = refresh(ctx.plan.lab).plan
 

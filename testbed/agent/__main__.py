@@ -56,6 +56,7 @@ class Agent:
             "daemons": self.sync_daemons, "rules": self.apply_rules, "serve": self.serve,
             "iptables": self.apply_iptables, "ipsets": self.apply_ipsets, "conntrack": self.conntrack,
             "files": self.write_files, "cni_check": self.cni_check, "kill_pod": self.kill_pod, "delay": self.delay,
+            "probe": self.probe,
             "compare": self.compare, "inspect": self.inspect,
             "restart": self.restart, "trace_start": self.trace_start, "trace_stop": self.trace_stop}
 
@@ -163,6 +164,10 @@ class Agent:
         if req.ms is None:
             return self.delayer.counters()
         return await self.delayer.set(req.ms, req.jitter)
+
+    async def probe(self, req: protocol.Probe) -> Any:
+        self.prober.now(req.pods)
+        return {}
 
     async def kill_pod(self, req: protocol.KillPod) -> Any:
         pod = self.pods.pods.get(req.netns)

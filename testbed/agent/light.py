@@ -13,7 +13,8 @@ import types
 
 
 def bare_pyroute2() -> None:
-    """Only for a process of its own (the agent): elsewhere `from pyroute2 import X` must keep working."""
+    """Only for a process of its own (the agent, the command line): where other code may import the library
+    (pytest and its plugins), `from pyroute2 import X` must keep working."""
     if "pyroute2" in sys.modules:
         return
     spec = importlib.util.find_spec("pyroute2")

@@ -142,6 +142,14 @@ class KillPod:
 
 
 @dataclass
+class Probe:
+    """Probe these pods' containers now rather than at their next period: `up` asks it of pods whose servers it
+    has seen answer, instead of waiting up to a period for their first passing probe."""
+
+    pods: list[str]
+
+
+@dataclass
 class Delay:
     """Delay what leaves the node's underlay link (ms 0: stop; None: only say how the delayer fares)."""
 
@@ -176,7 +184,7 @@ class Serve:
 OPS: dict[str, type] = {"ping": Ping, "reexec": Reexec, "status": Status, "sync_pods": SyncPods,
                         "daemons": Daemons, "rules": Rules, "serve": Serve, "iptables": Iptables,
                         "ipsets": Ipsets, "conntrack": Conntrack, "files": Files,
-                        "cni_check": CniCheck, "kill_pod": KillPod, "delay": Delay,
+                        "cni_check": CniCheck, "kill_pod": KillPod, "delay": Delay, "probe": Probe,
                         "compare": Compare,
                         "inspect": Inspect, "restart": Restart, "trace_start": TraceStart,
                         "trace_stop": TraceStop}

@@ -6,10 +6,10 @@ from __future__ import annotations
 import compileall
 import contextlib
 import functools
+import importlib.util
 from pathlib import Path
 
 import docker
-import pyroute2
 from docker.errors import DockerException, NotFound
 from docker.models.containers import Container
 from docker.types import Mount
@@ -55,6 +55,9 @@ def lab_names(client: docker.DockerClient) -> set[str]:
     return names - {""}
 
 
+_PYROUTE2 = str(Path(importlib.util.find_spec("pyroute2").origin or "").parent)  # type: ignore[union-attr]
+
+
 @functools.cache
 def _compiled() -> None:
     """The agent's modules as bytecode beside their sources, as pip leaves an installed package: every machine's
@@ -72,7 +75,7 @@ def agent_mounts(run_dir: Path) -> list[Mount]:
     _compiled()
     return [
         Mount("/opt/testbed/testbed", str(Path(testbed.__file__).parent), type="bind", read_only=True),
-        Mount("/opt/testbed/lib/pyroute2", str(Path(pyroute2.__file__).parent), type="bind", read_only=True),
+        Mount("/opt/testbed/lib/pyroute2", _PYROUTE2, type="bind", read_only=True),
         Mount("/run/testbed", str(run_dir), type="bind"),
     ]
 

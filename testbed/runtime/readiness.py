@@ -30,8 +30,18 @@ def observed(name: str) -> dict[str, bool]:
     return out
 
 
-def wait(name: str, pods: list[str], timeout: float = READY_TIMEOUT) -> dict[str, bool]:
-    """Until every pod of pods is reported ready, or timeout: what was observed last."""
+def wait(name: str, pods: dict[str, str], timeout: float = READY_TIMEOUT) -> dict[str, bool]:
+    """Until every pod of pods (key → its node) is reported ready, or timeout: what was observed last. Their
+    agents probe them at once first: the installers have seen their servers answer, and a probe's next period
+    may be a second away."""
+    from testbed.runtime import agent
+
+    by_node: dict[str, list[str]] = {}
+    for pod, node in pods.items():
+        by_node.setdefault(node, []).append(pod)
+    for node, keys in by_node.items():
+        with contextlib.suppress(OSError, agent.AgentError):
+            agent.call(state.run_dir(name) / node, "probe", pods=keys, timeout=5)
 
     @retry(retry=retry_if_result(lambda seen: not all(seen.get(k) for k in pods)), stop=stop_after_delay(timeout),
            wait=wait_fixed(0.05), retry_error_callback=lambda s: s.outcome.result() if s.outcome else {})

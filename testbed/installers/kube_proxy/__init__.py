@@ -77,18 +77,25 @@ class KubeProxy(Installer):
                     ctx.unchanged(lambda p: p.topology.kubeProxy.mode):
                 return False  # the node holds these rules and addresses: nothing is sent
             run_dir = ctx.run_dir(node.name)
-            # the other mode's rules go first: iptables-restore reads every table there is
+            # the other mode's rules go first: iptables-restore reads every table there is (gone already when
+            # the last sync ran this mode)
             # `up` reads the kernel and sends the whole table (a table changed behind the agent's back heals)
             old = None if ctx.verify else old
             start = time.monotonic()
+            other_gone = ctx.unchanged(lambda p: p.topology.kubeProxy.mode)
             if use_nft:
-                agent.call(run_dir, "iptables", v4=ipt.empty(), v6=ipt.empty() if dual else None, verify=ctx.verify)
+                if not other_gone:
+                    agent.call(run_dir, "iptables", v4=ipt.empty(), v6=ipt.empty() if dual else None,
+                               verify=ctx.verify)
                 done = sync.nftables(run_dir, view, old, ctx.verify)
             else:
-                agent.call(run_dir, "rules", family=nft.FAMILY, table=nft.TABLE, text=None, verify=ctx.verify)
+                if not other_gone:
+                    agent.call(run_dir, "rules", family=nft.FAMILY, table=nft.TABLE, text=None, verify=ctx.verify)
                 done = sync.iptables(run_dir, view, old, dual, ctx.verify)
-            agent.call(run_dir, "conntrack", flows=_udp_flows_gone(old, view))
-            _l2(ctx, node, held.get(node.name, []))
+            if flows := _udp_flows_gone(old, view):
+                agent.call(run_dir, "conntrack", flows=flows)
+            if held_before is None or held_before.get(node.name) != held.get(node.name):
+                _l2(ctx, node, held.get(node.name, []))
             if done.changed:
                 events.emit(ctx.lab, "Synced", f"node/{node.name}", f"kube-proxy ({plan.topology.kubeProxy.mode}): "
                             f"{done} in {time.monotonic() - start:.3f}s", installer=self.name, node=node.name,

@@ -7,6 +7,7 @@ import compileall
 import contextlib
 import functools
 import importlib.util
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import docker
@@ -119,9 +120,14 @@ def get(client: docker.DockerClient, name: str) -> Container | None:
 
 def remove_lab(client: docker.DockerClient, lab: str) -> int:
     found = containers(client, lab)
-    for c in found:
+
+    def remove(c: Container) -> None:
         with contextlib.suppress(NotFound):
             c.remove(force=True)
+
+    # at once: each removal mostly waits on the engine (a killed init, its namespaces torn down)
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        list(pool.map(remove, found))
     for n in client.networks.list(filters={"label": f"{LAB}={lab}"}):
         with contextlib.suppress(NotFound):
             n.remove()

@@ -60,6 +60,10 @@ def test_egress_deny_keeps_dns_when_a_rule_allows_kube_dns(vxlan_nft, tmp_path):
                   lambda s, d, pr, po: s.split("/")[0] != "x")
     path = apply_case(vxlan_nft, no_dns, tmp_path)
     try:
+        # a flow the last case allowed goes on (README, Limits): a new query from a source port an earlier one
+        # used within conntrack's UDP timeout would still pass, so the earlier queries' entries go first
+        for node in vxlan_nft.plan.nodes:
+            vxlan_nft.node_host(node.name).run("conntrack -D -p udp --orig-port-dst 53")
         check(vxlan_nft, no_dns, "dns", resolves=False)  # from x nothing resolves, so nothing connects
         check(vxlan_nft, Case("same-by-ip", no_dns.policies, case.allows))  # by IP, y is still reachable
     finally:

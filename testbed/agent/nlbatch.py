@@ -1,16 +1,14 @@
 """Send several rtnetlink requests in one write and collect their acknowledgements.
 
-The requests are compiled by pyroute2's IPBatch; what this module adds is a plain netlink socket (cheap to
-open inside a pod's netns) and the reading of one ACK per request. Per pod this replaces half a dozen round
-trips through pyroute2's request machinery, which cost more than the kernel work itself.
+The requests are packed by nlmsg; what this module adds is a plain netlink socket (cheap to open inside a pod's
+netns) and the reading of one ACK per request. Per pod this replaces half a dozen round trips through
+pyroute2's request machinery, which cost more than the kernel work itself.
 """
 
 from __future__ import annotations
 
 import socket
 import struct
-
-from pyroute2.iproute.linux import IPBatch
 
 NETLINK_ROUTE = 0
 NLMSG_ERROR = 2
@@ -45,15 +43,3 @@ def open_socket() -> socket.socket:
     sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
     sock.bind((0, 0))
     return sock
-
-
-class Compiler:
-    """An IPBatch that hands over its buffer and starts afresh."""
-
-    def __init__(self) -> None:
-        self.ipb = IPBatch()
-
-    def take(self) -> bytes:
-        data = bytes(self.ipb.batch)
-        self.ipb.reset()
-        return data

@@ -22,7 +22,7 @@ from typing import Any
 from pyroute2.netlink.rtnl import RTMGRP_LINK
 from pyroute2.netlink.rtnl.ndmsg import NUD_REACHABLE
 
-from testbed.agent import cniwire, netstate, nlbatch, nsutil, podhealth, workload
+from testbed.agent import cniwire, netstate, nlbatch, nlmsg, nsutil, podhealth, workload
 from testbed.agent.cni import Runtime, addresses
 from testbed.agent.iproute import IPRoute
 from testbed.agent.macs import ip_mac
@@ -78,7 +78,6 @@ class PodManager:
         self.node_fd = nsutil.self_fd()
         self.ipr = IPRoute()
         self.nl = nlbatch.open_socket()
-        self.compiler = nlbatch.Compiler()
         self.cni: Runtime | None = None  # set when the node's pods are wired through CNI plugins
         self._net: dict[str, Any] = {}  # the node's network as the last sync gave it
         nsutil.ensure_run_dir(NETNS_DIR)
@@ -220,18 +219,15 @@ class PodManager:
         # the pod existed) would fail the next connections until it gives up
         fd = os.open(path, os.O_RDONLY)
         try:
-            b = self.compiler.ipb
-            b.link("add", ifname=host_veth(spec["netns"]), kind="veth", mtu=mtu, master=bridge_idx, state="up",
-                   peer={"ifname": "eth0", "net_ns_fd": fd, "mtu": mtu, "address": mac})
-            # hairpin, as the CNI bridge plugin's hairpinMode: a pod that reaches its own Service and is sent back
-            # to itself leaves the bridge by the port it came in on (br_netfilter DNATs at the bridge)
-            b.link("set", ifname=host_veth(spec["netns"]), kind="bridge_slave", mode=1)
+            batch = [nlmsg.veth(host_veth(spec["netns"]), mtu, bridge_idx, "eth0", fd, mac),
+                     # hairpin, as the CNI bridge plugin's hairpinMode: a pod that reaches its own Service and is
+                     # sent back to itself leaves the bridge by the port it came in on (br_netfilter DNATs there)
+                     nlmsg.hairpin(host_veth(spec["netns"]))]
             for ip in ips:
-                b.neigh("replace", dst=ip, lladdr=mac, ifindex=bridge_idx, state=NUD_REACHABLE, family=_family(ip))
+                batch.append(nlmsg.neigh(bridge_idx, ip, mac, NUD_REACHABLE))
                 if spec.get("routed"):  # a pod from another node's range: reached by a host route (bgp mode)
-                    b.route("replace", dst=ip, dst_len=128 if ":" in ip else 32, oif=bridge_idx,
-                            family=_family(ip), proto=PROTO_POD)
-            _check(nlbatch.send(self.nl, self.compiler.take()), spec["netns"], "node side")
+                    batch.append(nlmsg.route(f"{ip}/{128 if ':' in ip else 32}", None, bridge_idx, proto=PROTO_POD))
+            _check(nlbatch.send(self.nl, b"".join(batch)), spec["netns"], "node side")
         finally:
             os.close(fd)
         # pod side, one write on a socket opened in the pod
@@ -252,19 +248,16 @@ class PodManager:
     def _pod_side(self, spec: dict[str, Any], net: dict[str, Any], eth0: int) -> bytes:
         """A routed pod (its IP is from another node's range) gets a /32 (/128) and its default route onlink
         through this node's bridge address, as Calico wires pods; the others get the bridge's subnet."""
-        b = self.compiler.ipb
         routed = bool(spec.get("routed"))
-        b.link("set", index=1, state="up")
-        b.addr("add", index=eth0, address=spec["ipv4"], prefixlen=32 if routed else net["prefix4"])
+        batch = [nlmsg.link_up(1), nlmsg.addr(eth0, spec["ipv4"], 32 if routed else net["prefix4"])]
         if spec.get("ipv6"):
-            b.addr("add", index=eth0, address=spec["ipv6"], prefixlen=128 if routed else net["prefix6"],
-                   flags=IFA_F_NODAD)
-        b.link("set", index=eth0, state="up")
-        onlink = {"oif": eth0, "flags": RTNH_F_ONLINK} if routed else {}
-        b.route("add", dst="0.0.0.0/0", gateway=net["gateway4"], **onlink)
+            batch.append(nlmsg.addr(eth0, spec["ipv6"], 128 if routed else net["prefix6"], IFA_F_NODAD))
+        batch.append(nlmsg.link_up(eth0))
+        oif, flags = (eth0, RTNH_F_ONLINK) if routed else (None, 0)
+        batch.append(nlmsg.route("0.0.0.0/0", net["gateway4"], oif, flags, how=nlmsg.ADD))
         if spec.get("ipv6"):
-            b.route("add", dst="::/0", gateway=net["gateway6"], family=socket.AF_INET6, **onlink)
-        return self.compiler.take()
+            batch.append(nlmsg.route("::/0", net["gateway6"], oif, flags, how=nlmsg.ADD))
+        return b"".join(batch)
 
     async def _listen(self, loop: asyncio.AbstractEventLoop, pod: Pod, net: dict[str, Any]) -> None:
         spec = pod.spec

@@ -7,6 +7,7 @@ policies pays nothing for them."""
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from testbed.actions import Change, Context, each
 from testbed.checks import Finding, Observation, compared
@@ -28,22 +29,24 @@ class NetworkPolicies(Installer):
         use_nft = plan.topology.kubeProxy.mode == "nftables"
         dual = plan.topology.networking.dualStack
         peers: dict = {}  # computed once for all nodes
-        caches: dict[int, dict] = {id(plan): peers}
+        before: dict = {}  # the same, of the previous plan
 
-        def rendered(p: Plan, node: str) -> object:
-            view = node_view(p, node, p.policies, caches.setdefault(id(p), {})) if p.policies else None
-            return None if view is None else nft.render(view) if use_nft else ipt.render(view)
+        def rendered(p: Plan, node: str, policies: list[Any], cache: dict) -> tuple[str | None, tuple[dict, dict]]:
+            """The node's nftables table, or its ipsets and mangle tables."""
+            view = node_view(p, node, policies, cache) if policies else None
+            if view is None:
+                return None, ({}, {})
+            return (nft.render(view), ({}, {})) if use_nft else (None, ipt.render(view))
 
         def one(node: NodePlan) -> bool:
-            if render and ctx.unchanged(lambda p: rendered(p, node.name)):
+            text, (sets, tables) = now = rendered(plan, node.name, policies, peers)
+            if render and ctx.unchanged(
+                    lambda p: now if p is plan else rendered(p, node.name, p.policies, before)):
                 return False  # the node holds these rules: nothing is sent
             run_dir = ctx.run_dir(node.name)
-            view = node_view(plan, node.name, policies, peers) if policies else None
-            text = nft.render(view) if view and use_nft else None
             verify, start = ctx.verify, time.monotonic()
             answer = agent.call(run_dir, "rules", family=nft.FAMILY, table=nft.TABLE, text=text, verify=verify)
             changed = report(ctx, self.name, node.name, f"table {nft.FAMILY} {nft.TABLE}", answer, start)
-            sets, tables = ipt.render(view) if view and not use_nft else ({}, {})
             if sets:
                 changed |= bool(agent.call(run_dir, "ipsets", prefix=ipt.PREFIX, sets=sets, verify=verify)["changed"])
             answer = agent.call(run_dir, "iptables", owner="policy", v4=tables.get(4, ipt.empty()),

@@ -296,8 +296,7 @@ def synced_plan(name: str) -> tuple[state.LabState, Plan]:
 
 
 def _previous(st: state.LabState) -> Plan | None:
-    """The plan the lab's last sync made (with the readiness it used), if it still plans (a state from an older
-    testbed may not)."""
+    """The plan of the lab's last sync (with its readiness), if it still plans (an older testbed's may not)."""
     try:
         return _plan(st, _stored(st), st.readiness)
     except Exception:

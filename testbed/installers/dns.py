@@ -126,9 +126,9 @@ class ClusterDNS(Installer):
         return Change(changed=len(written))
 
     def install(self, ctx: Context) -> Change:
-        written: dict[str, list[str]] = ctx.notes.pop(self.name, None) or {}
-        for node, paths in self._write(ctx).items():  # a plan changed since prepare (CNI wiring re-plans)
-            written[node] = sorted({*written.get(node, []), *paths})
+        # what prepare wrote in this sync is news to the servers already running; a sync without prepare (the
+        # control plane's, on a readiness change) writes here
+        written: dict[str, list[str]] = ctx.notes.pop(self.name) if self.name in ctx.notes else self._write(ctx)
         healed = _heal(ctx) if ctx.verify else 0
         if not written:
             return Change(changed=healed)

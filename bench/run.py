@@ -9,6 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import bench_cluster
 import bench_cni
 import bench_dns
 import bench_edge
@@ -89,6 +90,10 @@ TARGETS = {
     **{f"scale_mem_mib_per_node_{n}_nodes": "≤ 12 MiB" for n in (10, 50, 100, 200, 250)},
     **{f"scale_resync_s_{n}_nodes": "≤ 0.5 s" for n in (10, 50, 100, 200, 250)},
     **{f"scale_one_service_apply_s_{n}_nodes": "≤ 1 s" for n in (10, 50, 100, 200, 250)},
+    "cluster_apply_services_s": "every node programmed: ≤ 1 s a node's sync (nft 1,000 x 10), plus the CLI",
+    "cluster_apply_policies_s": "every node programmed: ≤ 1 s a node's sync (200 policies), plus the CLI",
+    "cluster_resync_s": "≤ 0.5 s",
+    "cluster_dns_answered": "1000 (every Service)",
     "delayer_packets_per_s": "(measured: said in `fault delay --help`)",
     "image_load_s": "≤ 5 s",
     "image_build_from_nothing_s": "~30 s (for comparison)",
@@ -100,7 +105,7 @@ def main() -> None:
     for name, module in (("up", bench_up), ("pods", bench_pods), ("throughput", bench_throughput),
                          ("routing", bench_routing), ("proxy", bench_proxy), ("dns", bench_dns),
                          ("policy", bench_policy), ("observe", bench_observe), ("edge", bench_edge), ("cni", bench_cni),
-                         ("faults", bench_faults), ("scale", bench_scale),
+                         ("faults", bench_faults), ("scale", bench_scale), ("cluster", bench_cluster),
                          ("images", bench_images)):
         if len(sys.argv) > 1 and sys.argv[1] not in ("--json", name):
             continue

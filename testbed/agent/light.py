@@ -25,6 +25,11 @@ def bare_pyroute2() -> None:
     package.__spec__ = spec
     package.__file__ = spec.origin
     sys.modules["pyroute2"] = package
+    # IPRoute's mixin for pyroute2's own tests: inert unless they switch it on, and it imports unittest.mock
+    lab = types.ModuleType("pyroute2.lab")
+    lab.LAB_API = type("LAB_API", (), {})  # type: ignore[attr-defined]
+    lab.use_mock, lab.registry = False, []  # type: ignore[attr-defined]
+    sys.modules["pyroute2.lab"] = lab
 
 
 def no_ssl() -> None:

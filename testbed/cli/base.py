@@ -57,8 +57,6 @@ def _fail(e: TestbedError) -> None:
 
 class Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
-        from testbed.runtime.machines import ENGINE_ERRORS
-
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt:
@@ -67,7 +65,11 @@ class Group(click.Group):
             sys.exit(Interrupted.exit_code)
         except TestbedError as e:
             _fail(e)
-        except ENGINE_ERRORS as e:
+        except Exception as e:
+            from testbed.runtime.machines import engine_errors
+
+            if not isinstance(e, engine_errors()):
+                raise
             err.print(styled(("error:", "red"), f" Docker engine: {e}"))
             sys.exit(errors.EXIT_FAILED)
 

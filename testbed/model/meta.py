@@ -22,7 +22,7 @@ from testbed.model.names import (
 class Loose(BaseModel):
     """Real manifests carry many fields testbed does not act on; accept them."""
 
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    model_config = ConfigDict(extra="allow", populate_by_name=True, defer_build=True)
 
 
 class ObjectMeta(Loose):

@@ -38,26 +38,31 @@ def query(path: Path, command: str, timeout: float = 3.0) -> list[str]:
     return out
 
 
-def exported(path: Path, protocols: list[str]) -> list[str] | None:
+def exported(path: Path, protocols: list[str], timeout: float = 3.0) -> list[str] | None:
     """The prefixes BIRD really exports to these sessions (`show route export`), or None when it does not
     answer."""
     out: list[str] = []
     try:
         for proto in protocols:
-            out += [line.split()[0] for line in query(path, f"show route export {proto}")
+            out += [line.split()[0] for line in query(path, f"show route export {proto}", timeout)
                     if line and "/" in line.split()[0]]
     except OSError:
         return None
     return sorted(set(out))
 
 
-def sessions(path: Path) -> list[dict[str, Any]]:
+def sessions(path: Path, timeout: float = 3.0) -> list[dict[str, Any]]:
     """BGP sessions as `show protocols` lists them: name, state (up/start/...), info (Established, Active...)."""
+    return answered(path, timeout) or []
+
+
+def answered(path: Path, timeout: float = 3.0) -> list[dict[str, Any]] | None:
+    """The sessions, or None when this BIRD does not answer (stopped, hung, or not there)."""
     out = []
     try:
-        lines = query(path, "show protocols")
+        lines = query(path, "show protocols", timeout)
     except OSError:
-        return []
+        return None
     for line in lines:
         parts = line.split()
         if len(parts) >= 5 and parts[1] == "BGP":

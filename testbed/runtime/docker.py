@@ -9,16 +9,14 @@ import functools
 import importlib.util
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-
-import docker
-from docker.errors import DockerException, NotFound
-from docker.models.containers import Container
-from docker.types import Mount
+from typing import TYPE_CHECKING, Any
 
 import testbed
 from testbed.errors import EnvironmentProblem
 
-ENGINE_ERRORS = (DockerException,)  # what the engine raises: the command line names them, without the SDK
+if TYPE_CHECKING:  # the SDK (with requests and urllib3) costs a command ~0.15 s to import: only when it is used
+    import docker
+    from docker.models.containers import Container
 LAB = "testbed.lab"
 ROLE = "testbed.role"
 NODE = "testbed.node"
@@ -35,7 +33,17 @@ SECURITY = {
 UNMASKED = {"MaskedPaths": [], "ReadonlyPaths": []}
 
 
+def engine_errors() -> tuple[type[Exception], ...]:
+    """What the engine raises: the command line names them, without the SDK."""
+    from docker.errors import DockerException
+
+    return (DockerException,)
+
+
 def connect() -> docker.DockerClient:
+    import docker
+    from docker.errors import DockerException
+
     try:
         client = docker.from_env(timeout=120)
         client.ping()
@@ -71,8 +79,10 @@ def _compiled() -> None:
         compileall.compile_dir(str(agent), quiet=2, maxlevels=0)
 
 
-def agent_mounts(run_dir: Path) -> list[Mount]:
+def agent_mounts(run_dir: Path) -> list[Any]:
     """The agent's code and its pyroute2, read-only from this install, and the node's run folder."""
+    from docker.types import Mount
+
     _compiled()
     return [
         Mount("/opt/testbed/testbed", str(Path(testbed.__file__).parent), type="bind", read_only=True),
@@ -112,6 +122,8 @@ def pid(container: Container) -> int:
 
 
 def get(client: docker.DockerClient, name: str) -> Container | None:
+    from docker.errors import NotFound
+
     try:
         return client.containers.get(name)
     except NotFound:
@@ -119,6 +131,8 @@ def get(client: docker.DockerClient, name: str) -> Container | None:
 
 
 def remove_lab(client: docker.DockerClient, lab: str) -> int:
+    from docker.errors import NotFound
+
     found = containers(client, lab)
 
     def remove(c: Container) -> None:

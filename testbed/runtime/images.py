@@ -16,12 +16,12 @@ import tarfile
 import tempfile
 from collections.abc import Callable
 from importlib import resources
-from typing import Any
-
-import docker
-from docker.errors import ImageNotFound
+from typing import TYPE_CHECKING, Any
 
 from testbed.errors import EnvironmentProblem, InvalidInput, NotFound, Problem, TestbedError
+
+if TYPE_CHECKING:
+    import docker
 
 REPOSITORY = "testbed-node"
 SUITE = "bookworm"
@@ -53,6 +53,8 @@ def reference() -> str:
 
 
 def present(client: docker.DockerClient) -> bool:
+    from docker.errors import ImageNotFound
+
     try:
         client.images.get(reference())
         return True

@@ -11,15 +11,16 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
-
-import docker
-from docker.models.containers import Container
+from typing import TYPE_CHECKING, BinaryIO
 
 from testbed.errors import EnvironmentProblem
 from testbed.runtime import docker as rt
 from testbed.runtime import images
 from testbed.runtime.terminal import Terminal
+
+if TYPE_CHECKING:
+    import docker
+    from docker.models.containers import Container
 
 
 @dataclass
@@ -171,4 +172,4 @@ class Provider:
         images.check_buildable(self.client)
 
 
-ENGINE_ERRORS = rt.ENGINE_ERRORS
+engine_errors = rt.engine_errors

@@ -107,9 +107,11 @@ def test_a_bad_topology_fails_the_step_with_file_line_and_field(runner, wheel, u
     bad = user_repo / "bad.yaml"
     bad.write_text("apiVersion: testbed/v1alpha1\nkind: Topology\nname: gha-bad\nnodes: 2\nnetworking:\n"
                    "  mtu: 70000\n")
+    runner.log = ""
     with pytest.raises(StepFailed) as invalid:
         runner.run({"topology": "bad.yaml", "package": str(wheel)})
     assert invalid.value.code == 2 and "bad.yaml:6: networking.mtu:" in invalid.value.log
+    assert "already installed" in invalid.value.log  # the first use's virtualenv, same package
     assert state.load("gha-bad") is None
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -222,12 +223,22 @@ class Bgp(NetworkMode):
 
     def status(self, plan: Plan, run_dir: Path) -> dict[str, Any]:
         """Each speaker's sessions, and what each node's BIRD really exports to the router."""
+        nodes = {n.name for n in plan.nodes}
+
+        def one(machine: str) -> dict[str, Any]:
+            # BIRD answers its socket within milliseconds; a stopped or hung one never does, and must not hold
+            # up `status` (or `graph`, `diagnose`) for the others
+            ctl = run_dir / machine / bird.CTL
+            found = bird.answered(ctl, timeout=1.0)
+            out: dict[str, Any] = {"sessions": found or []}
+            if machine in nodes:
+                out["announces"] = (bird.exported(ctl, ["router4", "router6"], timeout=1.0) if found is not None
+                                    else None) or []
+            return out
+
         machines = [*([plan.router.name] if plan.router else []), *(n.name for n in plan.nodes)]
-        out: dict[str, Any] = {m: {"sessions": bird.sessions(run_dir / m / bird.CTL)} for m in machines}
-        for node in plan.nodes:
-            out[node.name]["announces"] = bird.exported(run_dir / node.name / bird.CTL, ["router4", "router6"]) \
-                or []
-        return out
+        with ThreadPoolExecutor(max(1, min(16, len(machines)))) as pool:
+            return dict(zip(machines, pool.map(one, machines), strict=True))
 
     def check(self, obs: Observation, deep: bool) -> list[Finding]:
         """Every speaker's BIRD runs with its sessions established; each node exports what the plan announces,
@@ -236,29 +247,33 @@ class Bgp(NetworkMode):
         machines = [*([plan.router] if plan.router else []), *plan.nodes]
         states = obs.ask_all("inspect", [m.name for m in machines])
         statuses = obs.ask_all("status", [m.name for m in machines])
-        out = []
-        for m in machines:
+
+        def one(m: NodePlan | RouterPlan) -> Finding | None:
             if states[m.name] is None:
-                continue
+                return None
             daemon = next((d for d in statuses[m.name]["daemons"] if d["name"] == "bird"), None) \
                 if statuses[m.name] else None
             if daemon is None or daemon["state"] != "running":
-                out.append(fail("bgp", m.name, f"BIRD on {m.name} is {daemon['state'] if daemon else 'missing'}",
-                                hint=f"`testbed logs {m.name}/bird`; its agent restarts it, {HEAL}"))
-                continue
+                return fail("bgp", m.name, f"BIRD on {m.name} is {daemon['state'] if daemon else 'missing'}",
+                            hint=f"`testbed logs {m.name}/bird`; its agent restarts it, {HEAL}")
             lacking = self._lacking(obs, m, states[m.name])
-            out.append(fail("bgp", m.name, f"{m.name}: {lacking[0]}", lacking, HEAL) if lacking else
-                       ok("bgp", m.name, f"{m.name}: sessions established, routes exchanged"))
-        return out
+            return fail("bgp", m.name, f"{m.name}: {lacking[0]}", lacking, HEAL) if lacking else \
+                ok("bgp", m.name, f"{m.name}: sessions established, routes exchanged")
+
+        with ThreadPoolExecutor(max(1, min(16, len(machines)))) as pool:
+            return [f for f in pool.map(one, machines) if f is not None]
 
     @staticmethod
     def _lacking(obs: Observation, m: NodePlan | RouterPlan, state: dict[str, Any]) -> list[str]:
         plan, ctl = obs.plan, obs.machine_dir(m.name) / bird.CTL
-        out = [f"session {s['name']} is {s['info']}" for s in bird.sessions(ctl) if s["info"] != "Established"]
+        found = bird.answered(ctl, timeout=1.0)  # within milliseconds when it runs
+        if found is None:
+            return ["BIRD runs but does not answer its control socket within 1 s (stopped or hung)"]
+        out = [f"session {s['name']} is {s['info']}" for s in found if s["info"] != "Established"]
         learnt = {r["dst"] for r in state["routes"] if r["proto"] == PROTO_BIRD}
         if isinstance(m, NodePlan):
             v4, v6 = announced(plan, m)
-            exports = bird.exported(ctl, ["router4", "router6"]) or []
+            exports = bird.exported(ctl, ["router4", "router6"], timeout=1.0) or []
             out += [f"BIRD does not export {p}" for p in v4 + v6 if p not in exports]
             out += [f"BIRD exports {p}, which the plan does not announce" for p in exports if p not in v4 + v6]
             want = expected_routes(plan, m)

@@ -76,6 +76,8 @@ class Context:
         one: a sync with nothing to change then sends nothing, as kube-proxy skips a sync with no change."""
         if not self.trusted:
             return False
+        if self.previous is self.plan:  # nothing changed since the last sync: it is the same plan
+            return True
         try:
             return render(self.previous) == render(self.plan)
         except (KeyError, StopIteration):  # a node or pod the previous plan did not have

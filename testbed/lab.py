@@ -19,13 +19,11 @@ from testbed.kinds.router import Router
 from testbed.model import kube, loader
 from testbed.model.loader import Doc, Manifest
 from testbed.model.topology import Topology, underlay_holds
-from testbed.network import registry
+from testbed.network import registry, underlay
 from testbed.network.bridge import Bridge
 from testbed.network.pods import Pods
 from testbed.network.registry import PodNetwork, Settle
 from testbed.network.underlay import Underlay
-from testbed.network.underlay import lab_names as underlay_labs
-from testbed.network.underlay import remove as remove_underlay
 from testbed.plan import cluster, ipam
 from testbed.plan.cluster import Plan
 from testbed.plan.workloads import expand
@@ -68,13 +66,9 @@ def _merge(old: list[Manifest], new: list[Manifest]) -> list[Manifest]:
     return [m for m in old if m.key not in keys] + new
 
 
-def _others() -> list[state.LabState]:
-    return [s for n in state.names() if (s := state.load(n))]
-
-
 def _underlay(loaded: loader.TopologyFile, st: state.LabState | None) -> IPv4Network:
     topo = loaded.topology
-    others = [o for o in _others() if o.name != topo.name and o.underlay]
+    others = [o for n in state.names() if (o := state.load(n)) and o.name != topo.name and o.underlay]
     wanted = topo.networking.underlayCIDR
     if wanted is not None:
         for o in others:
@@ -305,9 +299,12 @@ def _previous(st: state.LabState) -> Plan | None:
 
 def _change(st: state.LabState, manifests: list[Manifest], say: Say, progress: Say | None, command: str,
             previous: Plan | None = None) -> Context:
-    previous = previous or _previous(st)
-    plan = _plan(st, manifests)
-    st.manifests = _record(manifests)
+    seen, record, last = readiness.observed(st.name), _record(manifests), previous or _previous(st)
+    # the same objects again, the same readiness, nothing moved (move passes its before): it is the last plan
+    plan = last if last and not previous and record == st.manifests and seen == st.readiness else \
+        _plan(st, manifests, seen)
+    previous = last
+    st.manifests = record
     return _converge(plan, st, Provider(), say, progress, previous, command=command)
 
 
@@ -335,7 +332,7 @@ def delete(name: str, path: str | Path, say: Say = print, progress: Say | None =
 
 def known_labs() -> set[str]:
     """Every lab something of which is on this machine, found by each kind of thing a lab makes."""
-    names = set(state.names()) | underlay_labs()
+    names = set(state.names()) | underlay.lab_names()
     if state.run_root().is_dir():
         names |= {p.name for p in state.run_root().iterdir() if p.is_dir()}
     with contextlib.suppress(Exception):
@@ -351,7 +348,7 @@ def down(name: str, say: Say = print) -> bool:
     events.forget(name)
     with state.locked(name):
         found = provider.remove_lab(name) > 0
-        found |= remove_underlay(name)
+        found |= underlay.remove(name)
         found |= state.remove_run_dir(name)
         found |= state.load(name) is not None
         state.remove(name)

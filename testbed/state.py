@@ -93,9 +93,10 @@ class LabState:
         d = lab_dir(self.name)
         d.mkdir(parents=True, exist_ok=True)
         d.chmod(0o700)
-        # its fields are plain JSON already: asdict's deep copy would cost more than the writing
+        # its fields are plain JSON already: asdict's deep copy would cost more than the writing; no indent, so
+        # that json's C encoder writes it (an indented dump is written in Python, 0.2 s at 10,000 pods)
         write_private(d / "state.json", json.dumps({f.name: getattr(self, f.name) for f in fields(self)},
-                                                   indent=1, sort_keys=True))
+                                                   separators=(",", ":"), sort_keys=True))
 
 
 def write_private(path: Path, text: str) -> None:

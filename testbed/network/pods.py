@@ -187,7 +187,8 @@ class Pods:
         before = ctx.previous
         if before is not None and ctx.trusted and not wiring:  # O(changes): a node whose pods are as they were
             known = {n.name: n for n in before.nodes}       # is told nothing (`up` reads every node's kernel)
-            nodes = [n for n in nodes if n.name not in known or wanted(before, known[n.name]) != wanted(ctx.plan, n)]
+            nodes = [] if before is ctx.plan else \
+                [n for n in nodes if n.name not in known or wanted(before, known[n.name]) != wanted(ctx.plan, n)]
         results = each(one, nodes)
         if wiring:
             _wiring(ctx, results)

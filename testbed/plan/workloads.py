@@ -114,14 +114,15 @@ def expand(objects: list[kube.Object], generations: dict[str, int] | None = None
             thash = template_hash(tpl)
             labels = {**tpl.metadata.labels, "pod-template-hash": thash}
             ns = obj.metadata.namespace or "default"
+            # read from the template once: the replicas share these (nothing changes a planned pod's fields)
+            ports, processes, dns, probes = _ports(tpl.spec), _processes(tpl.spec), _dns(tpl.spec), _probes(tpl.spec)
+            shaped, lifecycle = bandwidth(tpl.metadata.annotations), _lifecycle(tpl.spec)
             for i in range(obj.spec.replicas):
                 replica = f"{ns}/{obj.metadata.name}/{i}"
                 pods.append(PodIntent(ns, replica_name(obj.metadata.name, thash, i, generations.get(replica, 0)),
-                                      labels, _ports(tpl.spec),
-                                      tpl.spec.nodeName, tpl.spec.nodeSelector,
-                                      f"Deployment/{obj.metadata.name}", _processes(tpl.spec), _dns(tpl.spec),
-                                      _probes(tpl.spec), bandwidth=bandwidth(tpl.metadata.annotations),
-                                      lifecycle=_lifecycle(tpl.spec), replica=replica))
+                                      labels, ports, tpl.spec.nodeName, tpl.spec.nodeSelector,
+                                      f"Deployment/{obj.metadata.name}", processes, dns, probes,
+                                      bandwidth=shaped, lifecycle=lifecycle, replica=replica))
     return pods
 
 

@@ -140,7 +140,14 @@ class Provider:
     """One engine: the labs' machines and the node image as it has them."""
 
     def __init__(self, client: docker.DockerClient | None = None) -> None:
-        self.client = client or rt.connect()
+        self._client = client
+
+    @property
+    def client(self) -> docker.DockerClient:
+        """Connected when first asked: an apply that changes only manifests talks to the agents alone."""
+        if self._client is None:
+            self._client = rt.connect()
+        return self._client
 
     def get(self, container_name: str) -> Machine | None:
         c = rt.get(self.client, container_name)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from ipaddress import IPv4Network
 from pathlib import Path
 
-from testbed import events, state
+from testbed import events, lastplan, state
 from testbed.actions import Action, Context, run_all
 from testbed.errors import Interrupted, InvalidInput, NotFound, Refused, show
 from testbed.installers import Prepare, addons, installers
@@ -140,6 +140,7 @@ def _converge(plan: Plan, st: state.LabState, provider: Provider, say: Say, prog
     st.readiness = _probed(whole)
     st.phase = "ready"
     st.save()
+    lastplan.save(st, whole)
     events.emit(plan.lab, "Ready", f"lab/{plan.lab}", f"{command} done in {time.monotonic() - start:.2f}s",
                 command=command, duration=round(time.monotonic() - start, 4))
     readiness.start(plan.lab)  # the control plane follows probes, heartbeats and machines from now on
@@ -219,12 +220,13 @@ def refresh(name: str) -> Context:
     with state.locked(name):
         st = _require(name)
         manifests = _stored(st)
-        plan = _plan(st, manifests)
-        ctx = Context(plan.available(), Provider(), lambda _: None,
-                      previous=_plan(st, manifests, st.readiness).available(), incremental=st.phase == "ready")
+        plan, last = _plan(st, manifests), lastplan.load(st) or _plan(st, manifests, st.readiness)
+        ctx = Context(plan.available(), Provider(), lambda _: None, previous=last.available(),
+                      incremental=st.phase == "ready")
         run_all(ctx, installers())
         st.readiness = _probed(plan)
         st.save()
+        lastplan.save(st, plan)
         return ctx
 
 
@@ -292,7 +294,7 @@ def synced_plan(name: str) -> tuple[state.LabState, Plan]:
 def _previous(st: state.LabState) -> Plan | None:
     """The plan of the lab's last sync (with its readiness), if it still plans (an older testbed's may not)."""
     try:
-        return _plan(st, _stored(st), st.readiness)
+        return lastplan.load(st) or _plan(st, _stored(st), st.readiness)
     except Exception:
         return None
 

@@ -99,12 +99,12 @@ class LabState:
                                                    separators=(",", ":"), sort_keys=True))
 
 
-def write_private(path: Path, text: str) -> None:
-    """path replaced at once by text, mode 0600."""
+def write_private(path: Path, content: str | bytes) -> None:
+    """path replaced at once by content, mode 0600."""
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
+    with os.fdopen(fd, "wb" if isinstance(content, bytes) else "w") as f:
+        f.write(content)
     tmp.replace(path)
 
 
@@ -128,7 +128,9 @@ def names() -> list[str]:
     return sorted(n for p in root().glob("*/state.json") if valid(n := p.parent.name))
 
 
-PRIVATE_FILES = ("state.json", "state.json.tmp", "ca.crt", "ca.key", "ca.crt.tmp", "ca.key.tmp")  # the lab's CA too
+# the lab's CA too, and the last sync's plan (lastplan.py)
+PRIVATE_FILES = ("state.json", "state.json.tmp", "ca.crt", "ca.key", "ca.crt.tmp", "ca.key.tmp", "plan.pickle",
+                 "plan.pickle.tmp")
 
 
 def remove(name: str) -> None:

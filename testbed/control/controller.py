@@ -89,10 +89,12 @@ class Controller:
                     self.readiness[node] = beat.get("readiness") or {}
                     if changed:
                         self.work.put_nowait("sync")
-        except (ConnectionError, ValueError):
+        # the controller stopping cancels every connection: its log should not fill with their tracebacks
+        except (ConnectionError, ValueError, asyncio.CancelledError):
             pass
         finally:
-            writer.close()
+            with contextlib.suppress(RuntimeError):  # the loop already closed
+                writer.close()
 
     def watch_docker(self, loop: asyncio.AbstractEventLoop) -> None:
         """Docker's events for this lab's machines, in a thread: a machine that starts again is converged."""
@@ -231,6 +233,8 @@ async def run(name: str) -> None:
     await asyncio.wait([*tasks, loop.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
     for task in tasks:
         task.cancel()
+    for server in controller.servers.values():
+        server.close()
     with contextlib.suppress(FileNotFoundError):
         if Path(pid_file).read_text() == str(os.getpid()):
             pid_file.unlink()

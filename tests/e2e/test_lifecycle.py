@@ -113,6 +113,24 @@ def test_a_resync_with_no_change_sends_nothing_to_any_agent(lab):
     assert lab.exec("a1", dig).stdout.strip() == ""
 
 
+def test_the_kept_plan_of_the_last_sync_is_the_one_planning_gives(lab):
+    """The next apply compares with the plan the last sync kept (lastplan.py) instead of planning it again: the
+    two must be the same, after an apply and after a delete."""
+    from testbed import lastplan, state
+
+    def kept_is_planned() -> bool:
+        st = state.load(lab.name)
+        kept = lastplan.load(st)
+        return kept is not None and kept == labs._plan(st, labs._stored(st), st.readiness)
+
+    lab.apply(MANIFESTS / "extra-pod.yaml")
+    try:
+        assert kept_is_planned()
+    finally:
+        lab.delete(MANIFESTS / "extra-pod.yaml")
+    assert kept_is_planned()
+
+
 def test_deployment_replicas_follow_apply(lab):
     try:
         lab.apply(MANIFESTS / "web-5.yaml")

@@ -157,7 +157,7 @@ def up(path: str | Path, say: Say = print, progress: Say | None = None, replace:
         loaded.topology = loaded.topology.model_copy(update={"name": state.check_name(name, "--name")})
     topo, source = loaded.topology, str(Path(path).resolve())
     provider = Provider()  # the machine must be able to run labs before anything is recorded
-    provider.check_image()
+    provider.check_usable()
     with state.locked(topo.name):
         st = state.load(topo.name)
         if st and st.topology_file != source and not replace:
@@ -288,7 +288,7 @@ def synced_plan(name: str) -> tuple[state.LabState, Plan]:
     """The plan as the lab's last sync made it (with the readiness it used, not the one the agents see now):
     what the nodes' rules and records hold, for checks to compare against."""
     st = _require(name)
-    return st, _plan(st, _stored(st), st.readiness)
+    return st, lastplan.load(st) or _plan(st, _stored(st), st.readiness)
 
 
 def _previous(st: state.LabState) -> Plan | None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -108,10 +109,15 @@ class Labs:
             self.up[path] = Lab(ctx.lab)
         return self.up[path]
 
+    def adopt(self, name: str) -> None:
+        """A lab the session made some other way, removed with the session's own at its end."""
+        self.made.add(name)
+
     def close(self) -> None:
-        if not self.keep:
-            for name in self.made:
-                lab.down(name, say=lambda _: None)
+        """Every lab the session made, removed at once: each `down` mostly waits on the engine."""
+        if not self.keep and self.made:
+            with ThreadPoolExecutor(len(self.made)) as pool:
+                list(pool.map(lambda name: lab.down(name, say=lambda _: None), sorted(self.made)))
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -98,15 +98,13 @@ class Controller:
 
     def watch_docker(self, loop: asyncio.AbstractEventLoop) -> None:
         """Docker's events for this lab's machines, in a thread: a machine that starts again is converged."""
-        import docker
+        from testbed.runtime.machines import Provider
 
-        client = docker.from_env()
-        for event in client.events(decode=True, filters={"label": f"testbed.lab={self.name}", "type": "container"}):
-            machine = event.get("Actor", {}).get("Attributes", {}).get("testbed.node", "")
-            if event.get("status") in ("start", "unpause"):
+        for machine, status in Provider().events(self.name):
+            if status in ("start", "unpause"):
                 loop.call_soon_threadsafe(self.stopped.discard, machine)
                 loop.call_soon_threadsafe(self.work.put_nowait, f"heal {machine}")
-            elif event.get("status") == "die":
+            elif status == "die":
                 loop.call_soon_threadsafe(self.stopped.add, machine)
 
     async def tick(self) -> None:

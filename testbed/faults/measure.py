@@ -72,7 +72,7 @@ class Probe:
         machine = podexec.running(self.container, self.pod)
         command = podexec.wrap(self.pod, ["env", "RES_OPTIONS=timeout:1 attempts:1", "python3", "-c", LOOP,
                                           *self.args, self.inside])
-        machine.container.exec_run(command, detach=True)
+        machine.spawn(command)
 
     def samples(self) -> list[tuple[float, bool]]:
         try:

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import testbed
 from testbed.errors import EnvironmentProblem
+from testbed.runtime import engines
+from testbed.runtime.engines import Endpoint
 
 if TYPE_CHECKING:  # the SDK (with requests and urllib3) costs a command ~0.15 s to import: only when it is used
     import docker
@@ -40,16 +42,22 @@ def engine_errors() -> tuple[type[Exception], ...]:
     return (DockerException,)
 
 
-def connect() -> docker.DockerClient:
+def connect(endpoint: Endpoint | None = None) -> docker.DockerClient:
+    """The engine at endpoint (default: as the docker CLI picks it, engines.resolve)."""
     import docker
     from docker.errors import DockerException
+    from docker.tls import TLSConfig
 
+    ep = endpoint or engines.resolve()
     try:
-        client = docker.from_env(timeout=120)
+        tls = TLSConfig(client_cert=(f"{ep.tls}/cert.pem", f"{ep.tls}/key.pem"), ca_cert=f"{ep.tls}/ca.pem",
+                        verify=True) if ep.tls else None
+        client = docker.DockerClient(base_url=ep.host, tls=tls, timeout=120)
         client.ping()
         return client
     except DockerException as err:
-        raise EnvironmentProblem(f"no Docker engine is reachable ({err}); `make up` installs and starts one") \
+        local = "; `make up` installs and starts one" if ep.host == engines.LOCAL else ""
+        raise EnvironmentProblem(f"no Docker engine is reachable at {ep.host} ({ep.source}): {err}{local}") \
             from None
 
 

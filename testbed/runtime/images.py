@@ -139,6 +139,30 @@ def load(client: docker.DockerClient, path: str, say: Callable[[str], None] = pr
     return ref
 
 
+def copy(source: docker.DockerClient, target: docker.DockerClient, say: Callable[[str], None] = print,
+         ref: str | None = None) -> bool:
+    """An image (default: the current node image) put on another engine through both engines' APIs, streamed
+    (`docker save | docker -H ... load`), when that engine lacks it; whether it was copied."""
+    from docker.errors import ImageNotFound
+
+    ref = ref or reference()
+
+    def has(client: docker.DockerClient) -> bool:
+        try:
+            client.images.get(ref)
+            return True
+        except ImageNotFound:
+            return False
+
+    if has(target):
+        return False
+    if not has(source):
+        raise NotFound(f"no image {ref} to copy (`testbed images build` makes the node image)")
+    say(f"copying {ref} to {target.api.base_url}")
+    target.api.load_image(source.api.get_image(ref))  # requests sends a generator as a chunked body
+    return True
+
+
 def _is_gzip(path: str) -> bool:
     with open(path, "rb") as f:
         return f.read(2) == b"\x1f\x8b"

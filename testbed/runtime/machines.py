@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from testbed.errors import EnvironmentProblem
 from testbed.runtime import docker as rt
-from testbed.runtime import images
+from testbed.runtime import engines, images
 from testbed.runtime.terminal import Terminal
 
 if TYPE_CHECKING:
@@ -117,6 +117,10 @@ class Machine:
                       b"".join(kept[2]).decode(errors="replace"))
 
 
+    def spawn(self, command: list[str]) -> None:
+        """Starts command in the machine and returns at once; it runs on by itself."""
+        self.client.api.exec_start(self.client.api.exec_create(self.container.id, command)["Id"], detach=True)
+
     def attach(self, command: list[str]) -> int:
         """Runs command on a pseudo-terminal of the machine's own (as `kubectl exec -it` and `docker exec -it`
         give one), wired to this process's terminal in raw mode and kept to its size; returns the exit code."""
@@ -139,15 +143,22 @@ class Machine:
 class Provider:
     """One engine: the labs' machines and the node image as it has them."""
 
-    def __init__(self, client: docker.DockerClient | None = None) -> None:
-        self._client = client
+    def __init__(self, client: docker.DockerClient | None = None, endpoint: str | None = None) -> None:
+        """endpoint: unix://, tcp:// or ssh://, or context:NAME (default: as the docker CLI picks the engine)."""
+        self._client, self.endpoint = client, engines.resolve(endpoint)
 
     @property
     def client(self) -> docker.DockerClient:
         """Connected when first asked: an apply that changes only manifests talks to the agents alone."""
         if self._client is None:
-            self._client = rt.connect()
+            self._client = rt.connect(self.endpoint)
         return self._client
+
+    def events(self, lab: str) -> Iterator[tuple[str, str]]:
+        """The lab's machines as the engine sees them change, as they come: (machine, start|unpause|die|...)."""
+        for event in self.client.events(decode=True, filters={"label": f"{rt.LAB}={lab}", "type": "container"}):
+            attributes = event.get("Actor", {}).get("Attributes", {})
+            yield attributes.get(rt.NODE, ""), event.get("status", "")
 
     def get(self, container_name: str) -> Machine | None:
         c = rt.get(self.client, container_name)
@@ -175,7 +186,18 @@ class Provider:
             images.build(self.client, say)
         return images.reference()
 
-    def check_image(self) -> None:
+    def copy_image_to(self, other: Provider, say: Callable[[str], None], ref: str | None = None) -> bool:
+        """An image (default: the node image) onto another engine that lacks it, through both APIs; whether it
+        was copied."""
+        return images.copy(self.client, other.client, say, ref)
+
+    def check_usable(self) -> None:
+        """That this engine can run a lab's machines: it runs on this machine (the command line wires their
+        namespaces, by their PIDs here) and has, or can build, the node image."""
+        if not self.endpoint.local:
+            raise EnvironmentProblem(f"the Docker engine at {self.endpoint.host} ({self.endpoint.source}) is not "
+                                     "on this machine: a lab's machines are wired from here, so they need a local "
+                                     "engine (unset DOCKER_HOST, or `docker context use default`)")
         images.check_buildable(self.client)
 
 

@@ -3,7 +3,6 @@ import pytest
 import routedlab
 import svclab
 
-from testbed import lab as labs
 from testbed.pytest_plugin import Lab
 
 
@@ -24,11 +23,11 @@ def lab(testbed_lab: Lab) -> Lab:
 
 
 @pytest.fixture(scope="session")
-def services(tmp_path_factory):
+def services(tmp_path_factory, testbed_labs):
     """The Services lab, brought up (or switched) to a kube-proxy mode; one for the session."""
     folder = tmp_path_factory.mktemp("svc")
     yield lambda mode: svclab.bring_up(folder, mode)
-    labs.down(svclab.NAME, say=lambda _: None)
+    testbed_labs.adopt(svclab.NAME)  # removed with the session's other labs, all at once
 
 
 @pytest.fixture(params=["nftables", "iptables"])
@@ -37,16 +36,16 @@ def svc(request, services) -> Lab:
 
 
 @pytest.fixture(scope="session")
-def routed(tmp_path_factory):
+def routed(tmp_path_factory, testbed_labs):
     """The routed lab, brought up (or switched) to a pod network mode; one for the session."""
     folder = tmp_path_factory.mktemp("routed")
     yield lambda mode, nat=True: routedlab.bring_up(folder, mode, nat)
-    labs.down(routedlab.NAME, say=lambda _: None)
+    testbed_labs.adopt(routedlab.NAME)
 
 
 @pytest.fixture(scope="session")
-def modes(tmp_path_factory):
+def modes(tmp_path_factory, testbed_labs):
     """The NetworkPolicy lab (the upstream x, y, z model) in a pod network and a kube-proxy mode."""
     folder = tmp_path_factory.mktemp("pol")
     yield lambda network, proxy: policylab.bring_up(folder, network, proxy)
-    labs.down(policylab.NAME, say=lambda _: None)
+    testbed_labs.adopt(policylab.NAME)

@@ -68,6 +68,12 @@ class Step:
         return self.installer.check(obs, deep)
 
     def run(self, ctx: Context) -> Change:
+        from testbed.actions import Change
+
+        if ctx.trusted and ctx.previous is ctx.plan:
+            # the nodes hold what this very plan renders: no node's share is rendered at all (1,000 Services on
+            # 200 nodes took kube-proxy a minute of rendering to find nothing to send)
+            return Change()
         if self.installer.enabled(ctx.plan.topology):
             return self.installer.install(ctx)
         return self.installer.uninstall(ctx)

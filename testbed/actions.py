@@ -71,12 +71,18 @@ class Context:
         """Whether the nodes hold what the previous plan renders."""
         return self.incremental and not self.verify and self.previous is not None
 
+    @property
+    def as_last(self) -> bool:
+        """Whether this sync's plan is the last sync's (the same objects, the same readiness), held by the nodes:
+        there is nothing to render, compare or send."""
+        return self.trusted and self.previous is self.plan
+
     def unchanged(self, render: Callable[[Plan], object]) -> bool:
         """Whether render gives the same from the previous plan as from this one, when the nodes hold the previous
         one: a sync with nothing to change then sends nothing, as kube-proxy skips a sync with no change."""
         if not self.trusted:
             return False
-        if self.previous is self.plan:  # nothing changed since the last sync: it is the same plan
+        if self.as_last:
             return True
         try:
             return render(self.previous) == render(self.plan)

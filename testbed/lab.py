@@ -100,9 +100,8 @@ def _check_names(provider: Provider, loaded: loader.TopologyFile, plan: Plan) ->
         who = (f"lab {owner}" + (f" (from {other.topology_file})" if other else "")) if owner \
             else "a container testbed did not make"
         where = ("nodes", i) if i < len(plan.nodes) and "nodes" in loaded.doc.data else ("name",)
-        problems.append(loaded.doc.problem(where,
-                                           f"container name {node.container} is taken by {who}; rename the lab "
-                                           "or the node"))
+        problems.append(loaded.doc.problem(where, f"container name {node.container} is taken by {who}; rename "
+                                                  "the lab or the node"))
     if problems:
         raise InvalidInput(problems)
 
@@ -219,9 +218,8 @@ def refresh(name: str) -> Context:
     controller calls when a probe flips."""
     with state.locked(name):
         st = _require(name)
-        manifests = _stored(st)
-        plan, last = _plan(st, manifests), lastplan.load(st) or _plan(st, manifests, st.readiness)
-        ctx = Context(plan.available(), Provider(), lambda _: None, previous=last.available(),
+        plan = _plan(st, _stored(st))
+        ctx = Context(plan.available(), Provider(), lambda _: None, previous=_last(st).available(),
                       incremental=st.phase == "ready")
         run_all(ctx, installers())
         st.readiness = _probed(plan)
@@ -288,13 +286,16 @@ def synced_plan(name: str) -> tuple[state.LabState, Plan]:
     """The plan as the lab's last sync made it (with the readiness it used, not the one the agents see now):
     what the nodes' rules and records hold, for checks to compare against."""
     st = _require(name)
-    return st, lastplan.load(st) or _plan(st, _stored(st), st.readiness)
+    return st, _last(st)
 
 
-def _previous(st: state.LabState) -> Plan | None:
-    """The plan of the lab's last sync (with its readiness), if it still plans (an older testbed's may not)."""
+def _last(st: state.LabState) -> Plan:  # with the readiness it used: kept beside the state, else planned again
+    return lastplan.load(st) or _plan(st, _stored(st), st.readiness)
+
+
+def _previous(st: state.LabState) -> Plan | None:  # _last, if it still plans (an older testbed's may not)
     try:
-        return lastplan.load(st) or _plan(st, _stored(st), st.readiness)
+        return _last(st)
     except Exception:
         return None
 

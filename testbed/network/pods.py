@@ -187,7 +187,7 @@ class Pods:
         before = ctx.previous
         if before is not None and ctx.trusted and not wiring:  # O(changes): a node whose pods are as they were
             known = {n.name: n for n in before.nodes}       # is told nothing (`up` reads every node's kernel)
-            nodes = [] if before is ctx.plan else \
+            nodes = [] if ctx.as_last else \
                 [n for n in nodes if n.name not in known or wanted(before, known[n.name]) != wanted(ctx.plan, n)]
         results = each(one, nodes)
         if wiring:

@@ -85,8 +85,9 @@ print(asyncio.run(_http("127.0.0.1", int(sys.argv[1]), "/ready", 2, tls=True)))
 """
 
 
-def test_an_https_probe_works_in_an_agent_that_started_without_ssl(tmp_path):
+def test_an_https_probe_works_in_an_agent_that_started_without_ssl(tmp_path, monkeypatch):
     """The agent leaves OpenSSL out of memory until an HTTPS probe asks for it: that probe still passes."""
+    monkeypatch.setenv("TESTBED_STATE_DIR", str(tmp_path / "state"))  # the lab CA it makes goes with the test
     import ssl
     import subprocess
     import sys

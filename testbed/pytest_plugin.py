@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from testinfra.backend.docker import DockerBackend
 from testinfra.host import Host
 
 from testbed import lab, state
+from testbed.actions import each
 from testbed.observe import status
 from testbed.plan.cluster import Plan, PodPlan
 from testbed.runtime import podexec
@@ -115,9 +115,8 @@ class Labs:
 
     def close(self) -> None:
         """Every lab the session made, removed at once: each `down` mostly waits on the engine."""
-        if not self.keep and self.made:
-            with ThreadPoolExecutor(len(self.made)) as pool:
-                list(pool.map(lambda name: lab.down(name, say=lambda _: None), sorted(self.made)))
+        if not self.keep:
+            each(lambda name: lab.down(name, say=lambda _: None), sorted(self.made))
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

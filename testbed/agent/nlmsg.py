@@ -85,18 +85,17 @@ def addr(index: int, address: str, prefixlen: int, flags: int = 0) -> bytes:
     return _message(RTM_NEWADDR, body + (_attr(IFA_FLAGS, struct.pack("=I", flags)) if flags else b""), 0, ADD)
 
 
-def neigh(ifindex: int, dst: str, lladdr: str, state: int, seq: int = 0, flags: int = 0) -> bytes:
-    """`ip neigh replace DST lladdr MAC nud STATE dev IFINDEX`."""
-    family, raw = _ip(dst)
-    return _message(RTM_NEWNEIGH, _NDMSG.pack(family, 0, 0, ifindex, state, flags, 0)
+def neigh(ifindex: int, dst: str, lladdr: str, state: int, seq: int = 0, flags: int = 0,
+          family: int | None = None) -> bytes:
+    """`ip neigh replace DST lladdr MAC nud STATE dev IFINDEX` (family: DST's, unless given)."""
+    own, raw = _ip(dst)
+    return _message(RTM_NEWNEIGH, _NDMSG.pack(family or own, 0, 0, ifindex, state, flags, 0)
                     + _attr(NDA_DST, raw) + _attr(NDA_LLADDR, _mac(lladdr)), seq)
 
 
 def fdb(ifindex: int, lladdr: str, dst: str, state: int, flags: int, seq: int = 0) -> bytes:
     """`bridge fdb replace MAC dev IFINDEX dst DST` (a VXLAN device's remote for a MAC)."""
-    _, raw = _ip(dst)
-    return _message(RTM_NEWNEIGH, _NDMSG.pack(AF_BRIDGE, 0, 0, ifindex, state, flags, 0)
-                    + _attr(NDA_DST, raw) + _attr(NDA_LLADDR, _mac(lladdr)), seq)
+    return neigh(ifindex, dst, lladdr, state, seq, flags, AF_BRIDGE)
 
 
 def route(dst: str, gateway: str | None, oif: int | None, flags: int = 0, seq: int = 0, proto: int = RTPROT_STATIC,

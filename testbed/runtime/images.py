@@ -52,11 +52,12 @@ def reference() -> str:
     return f"{REPOSITORY}:{tag()}"
 
 
-def present(client: docker.DockerClient) -> bool:
+def present(client: docker.DockerClient, ref: str | None = None) -> bool:
+    """Whether the engine has the image (default: the current node image)."""
     from docker.errors import ImageNotFound
 
     try:
-        client.images.get(reference())
+        client.images.get(ref or reference())
         return True
     except ImageNotFound:
         return False
@@ -143,20 +144,10 @@ def copy(source: docker.DockerClient, target: docker.DockerClient, say: Callable
          ref: str | None = None) -> bool:
     """An image (default: the current node image) put on another engine through both engines' APIs, streamed
     (`docker save | docker -H ... load`), when that engine lacks it; whether it was copied."""
-    from docker.errors import ImageNotFound
-
     ref = ref or reference()
-
-    def has(client: docker.DockerClient) -> bool:
-        try:
-            client.images.get(ref)
-            return True
-        except ImageNotFound:
-            return False
-
-    if has(target):
+    if present(target, ref):
         return False
-    if not has(source):
+    if not present(source, ref):
         raise NotFound(f"no image {ref} to copy (`testbed images build` makes the node image)")
     say(f"copying {ref} to {target.api.base_url}")
     target.api.load_image(source.api.get_image(ref))  # requests sends a generator as a chunked body

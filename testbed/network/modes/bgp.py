@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import socket
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -237,8 +236,7 @@ class Bgp(NetworkMode):
             return out
 
         machines = [*([plan.router.name] if plan.router else []), *(n.name for n in plan.nodes)]
-        with ThreadPoolExecutor(max(1, min(16, len(machines)))) as pool:
-            return dict(zip(machines, pool.map(one, machines), strict=True))
+        return dict(zip(machines, each(one, machines), strict=True))
 
     def check(self, obs: Observation, deep: bool) -> list[Finding]:
         """Every speaker's BIRD runs with its sessions established; each node exports what the plan announces,
@@ -260,8 +258,7 @@ class Bgp(NetworkMode):
             return fail("bgp", m.name, f"{m.name}: {lacking[0]}", lacking, HEAL) if lacking else \
                 ok("bgp", m.name, f"{m.name}: sessions established, routes exchanged")
 
-        with ThreadPoolExecutor(max(1, min(16, len(machines)))) as pool:
-            return [f for f in pool.map(one, machines) if f is not None]
+        return [f for f in each(one, machines) if f is not None]
 
     @staticmethod
     def _lacking(obs: Observation, m: NodePlan | RouterPlan, state: dict[str, Any]) -> list[str]:

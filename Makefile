@@ -40,9 +40,13 @@ tools:
 	@if command -v npm >/dev/null && [ ! -d .tools/node_modules/mermaid ]; then \
 	  npm install --silent --no-audit --no-fund --prefix .tools mermaid@11.17.2; fi
 
+# two workers, each lab in one of them (tests/conftest.py); then the tests that change what all labs share
+# (exit 5: PYTEST_ARGS chose no test of that half)
+WORKERS ?= 2
 test: images tools
 	$(VENV)/bin/ruff check testbed tests bench
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -n $(WORKERS) --dist loadgroup -m 'not serial' $(PYTEST_ARGS) || [ $$? -eq 5 ]
+	$(VENV)/bin/pytest -m serial $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 unit: venv
 	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)

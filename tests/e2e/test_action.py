@@ -20,6 +20,7 @@ from testbed import state
 from testbed.runtime import images
 
 LAB = "gha"
+pytestmark = pytest.mark.serial  # a test here untags the node image that every lab starts from
 
 
 @pytest.fixture(scope="module")

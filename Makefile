@@ -45,7 +45,7 @@ tools:
 WORKERS ?= 2
 test: images tools
 	$(VENV)/bin/ruff check testbed tests bench
-	$(VENV)/bin/pytest -n $(WORKERS) --dist loadgroup -m 'not serial' $(PYTEST_ARGS) || [ $$? -eq 5 ]
+	$(VENV)/bin/pytest -n $(WORKERS) --dist loadscope -m 'not serial' $(PYTEST_ARGS) || [ $$? -eq 5 ]
 	$(VENV)/bin/pytest -m serial $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 unit: venv

@@ -1,11 +1,14 @@
 """Every test sees its own `testbed use` setting: the user's current lab must not pick the lab a test acts on.
 
-`make test` runs the suite on two xdist workers (`--dist loadgroup`). A lab is one worker's alone: every test
+`make test` runs the suite on two xdist workers. A lab is one worker's alone: every test
 that touches a lab is put in that lab's group, so two workers never bring up, change or remove the same lab.
 Tests marked `serial` change what every lab shares (the node image's tag) and run afterwards, on their own."""
 
+import json
 import os
 import tempfile
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,6 +20,7 @@ TOPOLOGY = "lab:tests/e2e/topology.yaml"
 FILES = {"test_cli.py": TOPOLOGY, "test_labs.py": TOPOLOGY, "test_lifecycle.py": TOPOLOGY,
          "test_hardening.py": TOPOLOGY, "test_gateway.py": "lab:tests/e2e/edge.yaml"}
 SHARED = ("services", "routed", "modes")  # tests/e2e/conftest.py's session labs
+GROUPS = "TESTBED_TEST_GROUPS"
 
 
 def group(item: pytest.Item) -> str:
@@ -28,7 +32,34 @@ def group(item: pytest.Item) -> str:
     return next((f"lab:{name}" for name in SHARED if name in item.fixturenames), path)
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own, which reads the groups
+def pytest_configure(config: pytest.Config) -> None:
+    if getattr(config.option, "dist", "no") != "no" and not os.environ.get("PYTEST_XDIST_WORKER"):
+        # the workers, started after this, write each test's group here as they collect
+        os.environ[GROUPS] = os.path.join(tempfile.mkdtemp(prefix="testbed-groups-"), "groups.json")
+
+
+@pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(group(item)))
+    path, worker = os.environ.get(GROUPS), os.environ.get("PYTEST_XDIST_WORKER")
+    if path and worker:
+        Path(f"{path}.{worker}").write_text(json.dumps({item.nodeid: group(item) for item in items}))
+        os.replace(f"{path}.{worker}", path)  # every worker collects the same tests: the last one stays
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`--dist loadscope` with this suite's scopes: a lab's group is one scope, so one worker has it all. (xdist's
+    own `loadgroup` reads markers through a node id that pytest 9 no longer lets a plugin change.)"""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByLab(LoadScopeScheduling):
+        groups: dict[str, str] | None = None
+
+        def _split_scope(self, nodeid: str) -> str:
+            if self.groups is None:  # asked once every worker has collected
+                self.groups = json.loads(Path(os.environ[GROUPS]).read_text())
+            return self.groups.get(nodeid, nodeid.split("::")[0])
+
+    return ByLab(config, log)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections import Counter
 from ipaddress import ip_address, ip_network
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 from testbed import lab, state
 from testbed.actions import each
 from testbed.agent.cnitest import small_range
-from testbed.checks import Observation
+from testbed.checks import AGENT_WAIT, Observation
 from testbed.errors import InvalidInput, NotFound, Problem
 from testbed.model.cni import check as check_files
 from testbed.network.cni import known_bug
@@ -23,6 +24,7 @@ from testbed.network.pods import check_pods
 from testbed.plan.cluster import Plan
 from testbed.runtime import podexec
 
+CHECK_WAIT = 0.5  # seconds per pod a CNI CHECK may take on a loaded machine (four plugin execs)
 PRESETS = {
     "builtin": {"cniVersion": "1.1.0", "name": "cnitest", "plugins": [
         {"type": "testbed", "bridge": "cni0",
@@ -39,14 +41,23 @@ PRESETS = {
 def check(name: str) -> list[dict[str, Any]]:
     """Each pod: ok, or what CHECK (or the kernel) says is wrong."""
     _, plan = lab.current_plan(name)
-    obs = Observation(plan)
     if plan.topology.cni == "builtin":
         return [{"pod": f.subject, "ok": f.status == "ok", "error": "" if f.status == "ok" else f.message}
-                for f in check_pods(obs, deep=True)]
+                for f in check_pods(Observation(plan), deep=True)]
     by_netns = {p.netns: p for p in plan.pods}
+    # CHECK execs every plugin of the chain for each pod: the agent gets time for that, each node at once
+    most = max(Counter(p.node for p in plan.pods).values(), default=0)
+    obs = Observation(plan, wait=AGENT_WAIT + CHECK_WAIT * most)
+    replies = dict(zip([n.name for n in plan.nodes],
+                       each(lambda n: obs.call(n.name, "cni_check"), plan.nodes), strict=True))
     out = []
     for node in plan.nodes:
-        reply = obs.call(node.name, "cni_check") or {"pods": {}}
+        reply = replies[node.name]
+        if reply is None:  # its pods are not passed over: each fails, with why
+            why = obs.failures.get(node.name, "the machine is not running")
+            out += [{"pod": p.key, "node": node.name, "ok": False, "error": f"node {node.name}: {why}"}
+                    for p in plan.pods if p.node == node.name]
+            continue
         for netns, error in reply["pods"].items():
             pod = by_netns.get(netns)
             bug = known_bug(error or "")

@@ -134,9 +134,12 @@ def test_a_rate_caps_iperf3(testbed_lab, testbed_fault):
     assert abs(rate - 20e6) / 20e6 < 0.10, rate
 
 
-def _rtt(lab, target: str) -> float:
+def _rtt(lab, target: str) -> tuple[float, float]:
+    """The fastest and the mean round trip of 100 pings: the fastest shows what the path adds, the mean what a
+    busy machine's scheduling adds on top."""
     out = lab.exec("default/a", ["ping", "-c", "100", "-i", "0.01", "-q", target]).stdout
-    return float(out.split("min/avg/max/mdev = ")[1].split("/")[1])
+    fastest, mean = out.split("min/avg/max/mdev = ")[1].split("/")[:2]
+    return float(fastest), float(mean)
 
 
 def test_a_delay_raises_the_round_trip_by_its_amount(testbed_lab, testbed_fault):
@@ -145,7 +148,8 @@ def test_a_delay_raises_the_round_trip_by_its_amount(testbed_lab, testbed_fault)
     base = _rtt(lab, target)
     testbed_fault.inject("delay", node="node1", ms="20")
     delayed = _rtt(lab, target)
-    assert abs(delayed - base - 20) <= 2, (base, delayed)
+    # no packet goes early, and the fastest goes on time: on a loaded machine the mean carries waits for a CPU
+    assert 19 <= delayed[0] - base[0] <= 22 and delayed[1] - base[1] >= 19, (base, delayed)
     listed = json.loads(cli("fault", "list", "--lab", lab.name, "--json").stdout)
     assert listed[0]["notes"]["passed"] >= 100 and listed[0]["notes"]["overflow"] == 0
 

@@ -127,18 +127,24 @@ def expected_routes(plan: Plan, node: NodePlan) -> set[str]:
 @retry(retry=retry_if_result(lambda missing: bool(missing)), stop=stop_after_delay(30),
        wait=wait_exponential(multiplier=0.01, max=0.2), retry_error_callback=lambda state: state.outcome.result())
 def _missing_routes(ctx: Context) -> dict[str, set[str]]:
+    plan = ctx.plan
+    wanted = {node.name: expected_routes(plan, node) for node in plan.nodes}
+    if plan.router is not None:  # the outside world's way in: the router's kernel holds every announcement
+        wanted[plan.router.name] = {prefix for node in plan.nodes for family in announced(plan, node)
+                                    for prefix in family}
     missing: dict[str, set[str]] = {}
-    for node in ctx.plan.nodes:
-        with netns.ipr(ctx.netns(node.name)) as nd:
+    for machine, routes in wanted.items():
+        with netns.ipr(ctx.netns(machine)) as nd:
             have = {netns.route_dst(r) for family in (socket.AF_INET, socket.AF_INET6)
                     for r in nd.get_routes(family=family, table=254) if r["proto"] == PROTO_BIRD}
-        if lacking := expected_routes(ctx.plan, node) - have:
-            missing[node.name] = lacking
+        if lacking := routes - have:
+            missing[machine] = lacking
     return missing
 
 
 def _wait_converged(ctx: Context) -> None:
-    """`up` returns once every node has learnt every other node's routes, so traffic works right away."""
+    """`up` returns once every node has learnt every other node's routes, and the router all of them, so traffic
+    works right away, from the outside world too."""
     missing = _missing_routes(ctx)
     if missing:
         raise TestbedError("BGP did not converge within 30 s; missing routes: " + "; ".join(

@@ -16,6 +16,7 @@ from `peer_networks` and `rule_ports`, the same functions, so model and datapath
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from ipaddress import IPv4Network, IPv6Network, collapse_addresses, ip_address, ip_network
 from typing import Any, Protocol
 
@@ -119,16 +120,24 @@ def peer_networks(peers: list[Peer], policy_ns: str, pods: list[Any], namespaces
     """Every address the peers match, in one family (None: any address, an empty `from`/`to`)."""
     if not peers:
         return None
-    nets: list[Network] = []
+    blocks: list[Network] = []
+    hosts: set[str] = set()
     for peer in peers:
         if peer.ipBlock is not None:
-            nets += [n for n in ip_block(peer) if n.version == version]
+            blocks += [n for n in ip_block(peer) if n.version == version]
         else:
             for pod in peer_pods(peer, policy_ns, pods, namespaces):
-                ip = pod.ipv4 if version == 4 else pod.ipv6
-                if ip:
-                    nets.append(ip_network(ip))
-    return list(collapse_addresses(nets))  # type: ignore[arg-type]
+                if ip := (pod.ipv4 if version == 4 else pod.ipv6):
+                    hosts.add(ip)
+    collapsed = _collapsed_hosts(frozenset(hosts))
+    return list(collapse_addresses([*blocks, *collapsed])) if blocks else list(collapsed)  # type: ignore
+
+
+@lru_cache(maxsize=4096)
+def _collapsed_hosts(ips: frozenset[str]) -> tuple[Network, ...]:
+    """Pod addresses as the fewest networks. Rules on many nodes, in both plans of a sync, select the same peers
+    (a tier, a namespace): collapsing is ipaddress's slowest work, done here once per distinct set."""
+    return tuple(collapse_addresses(ip_network(ip) for ip in ips))  # type: ignore[arg-type]
 
 
 def _named(pod: Any, name: str, protocol: str) -> int | None:

@@ -38,11 +38,17 @@ class NetworkPolicies(Installer):
                 return None, ({}, {})
             return (nft.render(view), ({}, {})) if use_nft else (None, ipt.render(view))
 
+        # rendered here, one node after another: pure Python, which threads would only take turns at (the GIL),
+        # slowing the agent calls they wait on
+        views = {node.name: rendered(plan, node.name, policies, peers) for node in plan.nodes}
+        held = {node.name: render and ctx.unchanged(  # the node holds these rules: nothing is sent
+            lambda p, name=node.name: views[name] if p is plan else rendered(p, name, p.policies, before))
+            for node in plan.nodes}
+
         def one(node: NodePlan) -> bool:
-            text, (sets, tables) = now = rendered(plan, node.name, policies, peers)
-            if render and ctx.unchanged(
-                    lambda p: now if p is plan else rendered(p, node.name, p.policies, before)):
-                return False  # the node holds these rules: nothing is sent
+            text, (sets, tables) = views[node.name]
+            if held[node.name]:
+                return False
             run_dir = ctx.run_dir(node.name)
             verify, start = ctx.verify, time.monotonic()
             answer = agent.call(run_dir, "rules", family=nft.FAMILY, table=nft.TABLE, text=text, verify=verify)

@@ -70,15 +70,16 @@ def rule_id(policy: NetworkPolicy, direction: str, index: int) -> str:
     return f"p{digest}-{direction[:2]}{index}"
 
 
-def node_view(plan: Plan, node: str, policies: list[NetworkPolicy],
-              peers_cache: dict[tuple[str, int, int], list[Network] | None] | None = None) -> PolicyView:
-    """peers_cache: the peers of each rule, which are the same on every node (pass one dict for all nodes)."""
+def node_view(plan: Plan, node: str, policies: list[NetworkPolicy], shared: dict[Any, Any] | None = None) -> PolicyView:
+    """shared: what is the same on every node (each policy's selected pods by node, each rule's peers), worked
+    out once per sync: pass one dict for all nodes of one plan."""
     families = [4, 6] if plan.topology.networking.dualStack else [4]
     view = PolicyView(node, families)
     local = plan.pods_on(node)
-    peers_cache = {} if peers_cache is None else peers_cache
+    shared = {} if shared is None else shared
     view.local = {f: sorted({ip for p in local if (ip := _ip(p, f))}) for f in families}
-    chosen = {(i, d): selected(pol, local, d) for i, pol in enumerate(policies) for d in ("ingress", "egress")}
+    chosen = {(i, d): _chosen(shared, plan, i, pol, d).get(node, []) for i, pol in enumerate(policies)
+              for d in ("ingress", "egress")}
     for direction in ("ingress", "egress"):
         view.isolated[direction] = {f: sorted({ip for (_, d), pods in chosen.items() if d == direction
                                                for p in pods if (ip := _ip(p, f))}) for f in families}
@@ -91,19 +92,31 @@ def node_view(plan: Plan, node: str, policies: list[NetworkPolicy],
             for i, rule in enumerate(rules):
                 peers = rule.from_ if direction == "ingress" else rule.to
                 for family in families:
-                    key = (pol.key + direction, i, family)
-                    if key not in peers_cache:
-                        peers_cache[key] = peer_networks(peers, pol.namespace, plan.pods, plan.namespaces, family)
-                    nets = peers_cache[key]
+                    key = ("peers", pol.key + direction, i, family)
+                    if key not in shared:
+                        nets = peer_networks(peers, pol.namespace, plan.pods, plan.namespaces, family)
+                        shared[key] = (nets, None if nets is None else [_net(n) for n in nets])
+                    nets, names = shared[key]
                     view.rules.append(_rule(plan, rule_id(pol, direction, i), direction, family, targets, nets,
-                                            rule.ports))
+                                            names, rule.ports))
     return view
 
 
+def _chosen(shared: dict[Any, Any], plan: Plan, index: int, policy: NetworkPolicy,
+            direction: str) -> dict[str, list[PodPlan]]:
+    """The pods the policy selects for direction, by node: selected once over every pod, not once a node."""
+    key = ("chosen", index, direction)
+    if key not in shared:
+        by_node: dict[str, list[PodPlan]] = {}
+        for pod in selected(policy, plan.pods, direction):
+            by_node.setdefault(pod.node, []).append(pod)
+        shared[key] = by_node
+    return shared[key]
+
+
 def _rule(plan: Plan, rid: str, direction: str, family: int, targets: list[PodPlan], nets: list[Network] | None,
-          ports: list[Any]) -> RuleView:
+          peer_list: list[str] | None, ports: list[Any]) -> RuleView:
     mine = [ip for p in targets if (ip := _ip(p, family))]
-    peer_list = None if nets is None else [_net(n) for n in nets]
     if not ports:
         return RuleView(rid, direction, family, mine, peer_list, None)
     tuples: list[str] = []

@@ -16,7 +16,6 @@ from `peer_networks` and `rule_ports`, the same functions, so model and datapath
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
 from ipaddress import IPv4Network, IPv6Network, collapse_addresses, ip_address, ip_network
 from typing import Any, Protocol
 
@@ -116,8 +115,10 @@ def peer_pods(peer: Peer, policy_ns: str, pods: list[Any], namespaces: dict[str,
 
 
 def peer_networks(peers: list[Peer], policy_ns: str, pods: list[Any], namespaces: dict[str, dict[str, str]],
-                  version: int) -> list[Network] | None:
-    """Every address the peers match, in one family (None: any address, an empty `from`/`to`)."""
+                  version: int, memo: dict[frozenset[str], tuple[Network, ...]] | None = None) -> list[Network] | None:
+    """Every address the peers match, in one family (None: any address, an empty `from`/`to`). memo: pod
+    address sets already collapsed, for a caller that asks for many rules (a sync: rules on many nodes, in both
+    plans, select the same peers, a tier or a namespace; collapsing is ipaddress's slowest work)."""
     if not peers:
         return None
     blocks: list[Network] = []
@@ -129,15 +130,13 @@ def peer_networks(peers: list[Peer], policy_ns: str, pods: list[Any], namespaces
             for pod in peer_pods(peer, policy_ns, pods, namespaces):
                 if ip := (pod.ipv4 if version == 4 else pod.ipv6):
                     hosts.add(ip)
-    collapsed = _collapsed_hosts(frozenset(hosts))
+    key = frozenset(hosts)
+    collapsed = None if memo is None else memo.get(key)
+    if collapsed is None:
+        collapsed = tuple(collapse_addresses(ip_network(ip) for ip in key))  # type: ignore[arg-type]
+        if memo is not None:
+            memo[key] = collapsed
     return list(collapse_addresses([*blocks, *collapsed])) if blocks else list(collapsed)  # type: ignore
-
-
-@lru_cache(maxsize=4096)
-def _collapsed_hosts(ips: frozenset[str]) -> tuple[Network, ...]:
-    """Pod addresses as the fewest networks. Rules on many nodes, in both plans of a sync, select the same peers
-    (a tier, a namespace): collapsing is ipaddress's slowest work, done here once per distinct set."""
-    return tuple(collapse_addresses(ip_network(ip) for ip in ips))  # type: ignore[arg-type]
 
 
 def _named(pod: Any, name: str, protocol: str) -> int | None:

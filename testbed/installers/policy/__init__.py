@@ -28,8 +28,9 @@ class NetworkPolicies(Installer):
         policies = plan.policies if render else []
         use_nft = plan.topology.kubeProxy.mode == "nftables"
         dual = plan.topology.networking.dualStack
-        peers: dict = {}  # computed once for all nodes
-        before: dict = {}  # the same, of the previous plan
+        collapsed: dict = {}  # peer address sets: the same in both plans when their pods are
+        peers: dict = {"collapsed": collapsed}  # computed once for all nodes
+        before: dict = {"collapsed": collapsed}  # the same, of the previous plan
 
         def rendered(p: Plan, node: str, policies: list[Any], cache: dict) -> tuple[str | None, tuple[dict, dict]]:
             """The node's nftables table, or its ipsets and mangle tables."""

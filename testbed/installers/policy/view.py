@@ -72,7 +72,8 @@ def rule_id(policy: NetworkPolicy, direction: str, index: int) -> str:
 
 def node_view(plan: Plan, node: str, policies: list[NetworkPolicy], shared: dict[Any, Any] | None = None) -> PolicyView:
     """shared: what is the same on every node (each policy's selected pods by node, each rule's peers), worked
-    out once per sync: pass one dict for all nodes of one plan."""
+    out once per sync: pass one dict for all nodes of one plan. Its "collapsed" entry (peer address sets) may be
+    one dict shared with another plan's."""
     families = [4, 6] if plan.topology.networking.dualStack else [4]
     view = PolicyView(node, families)
     local = plan.pods_on(node)
@@ -94,7 +95,8 @@ def node_view(plan: Plan, node: str, policies: list[NetworkPolicy], shared: dict
                 for family in families:
                     key = ("peers", pol.key + direction, i, family)
                     if key not in shared:
-                        nets = peer_networks(peers, pol.namespace, plan.pods, plan.namespaces, family)
+                        nets = peer_networks(peers, pol.namespace, plan.pods, plan.namespaces, family,
+                                             shared.setdefault("collapsed", {}))
                         shared[key] = (nets, None if nets is None else [_net(n) for n in nets])
                     nets, names = shared[key]
                     view.rules.append(_rule(plan, rule_id(pol, direction, i), direction, family, targets, nets,

@@ -40,9 +40,10 @@ tools:
 	@if command -v npm >/dev/null && [ ! -d .tools/node_modules/mermaid ]; then \
 	  npm install --silent --no-audit --no-fund --prefix .tools mermaid@11.17.2; fi
 
-# two workers, each lab in one of them (tests/conftest.py); then the tests that change what all labs share
-# (exit 5: PYTEST_ARGS chose no test of that half)
-WORKERS ?= 2
+# WORKERS pytest-xdist workers, each lab in one of them (tests/conftest.py); then the tests that change what all
+# labs share (exit 5: PYTEST_ARGS chose no test of that half). One by default: on 2 cores, two workers load the
+# machine enough to flip readiness probes, which has exposed a race between a mode switch and the controller
+WORKERS ?= 1
 test: images tools
 	$(VENV)/bin/ruff check testbed tests bench
 	$(VENV)/bin/pytest -n $(WORKERS) --dist loadscope -m 'not serial' $(PYTEST_ARGS) || [ $$? -eq 5 ]

@@ -56,7 +56,7 @@ def check(name: str) -> list[dict[str, Any]]:
         if reply is None:  # its pods are not passed over: each fails, with why
             why = obs.failures.get(node.name, "the machine is not running")
             out += [{"pod": p.key, "node": node.name, "ok": False, "error": f"node {node.name}: {why}"}
-                    for p in plan.pods if p.node == node.name]
+                    for p in plan.pods_on(node.name)]
             continue
         for netns, error in reply["pods"].items():
             pod = by_netns.get(netns)

@@ -41,9 +41,8 @@ tools:
 	  npm install --silent --no-audit --no-fund --prefix .tools mermaid@11.17.2; fi
 
 # WORKERS pytest-xdist workers, each lab in one of them (tests/conftest.py); then the tests that change what all
-# labs share (exit 5: PYTEST_ARGS chose no test of that half). One by default: on 2 cores, two workers load the
-# machine enough to flip readiness probes, which has exposed a race between a mode switch and the controller
-WORKERS ?= 1
+# labs share (exit 5: PYTEST_ARGS chose no test of that half). Two by default: the suite's 15 minutes on 2 cores
+WORKERS ?= 2
 test: images tools
 	$(VENV)/bin/ruff check testbed tests bench
 	$(VENV)/bin/pytest -n $(WORKERS) --dist loadscope -m 'not serial' $(PYTEST_ARGS) || [ $$? -eq 5 ]

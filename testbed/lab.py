@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from ipaddress import IPv4Network
 from pathlib import Path
+from typing import TypeVar
 
 from testbed import events, lastplan, state
 from testbed.actions import Action, Context, run_all
@@ -31,6 +32,7 @@ from testbed.runtime import readiness
 from testbed.runtime.machines import Provider
 
 Say = Callable[[str], object]
+T = TypeVar("T")
 
 
 def pipeline(topo: Topology) -> list[Action]:
@@ -287,6 +289,20 @@ def synced_plan(name: str) -> tuple[state.LabState, Plan]:
     what the nodes' rules and records hold, for checks to compare against."""
     st = _require(name)
     return st, _last(st)
+
+
+def read_synced(name: str, read: Callable[[Plan], T], spoiled: Callable[[T], bool]) -> T:
+    """read(plan) of what the nodes hold against the last sync's plan. The plan is taken once no sync runs, and
+    the read is made again (twice at most) when a sync landed during it and spoiled(result) says it may have
+    met a kernel and a plan of different syncs: the controller re-syncs whenever a probe flips."""
+    for _ in range(3):
+        with state.locked(name):
+            _, plan = synced_plan(name)
+            before = lastplan.stamp(name)
+        result = read(plan)
+        if not spoiled(result) or lastplan.stamp(name) == before:
+            break
+    return result
 
 
 def _last(st: state.LabState) -> Plan:  # with the readiness it used: kept beside the state, else planned again

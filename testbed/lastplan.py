@@ -40,6 +40,14 @@ def save(st: state.LabState, plan: Plan) -> None:
     state.write_private(state.lab_dir(st.name) / FILE, pickle.dumps((key(st), plan), pickle.HIGHEST_PROTOCOL))
 
 
+def stamp(name: str) -> int | None:
+    """When the last sync's plan was kept: a sync that lands changes it."""
+    try:
+        return (state.lab_dir(name) / FILE).stat().st_mtime_ns
+    except FileNotFoundError:
+        return None
+
+
 def load(st: state.LabState) -> Plan | None:
     """The last sync's plan, if it was made from this state by this code."""
     try:

@@ -1,6 +1,6 @@
 """Every test sees its own `testbed use` setting: the user's current lab must not pick the lab a test acts on.
 
-`make test` runs the suite on WORKERS xdist workers (one by default). A lab is one worker's alone: every test
+`make test` runs the suite on WORKERS xdist workers (two by default). A lab is one worker's alone: every test
 that touches a lab is put in that lab's group, so two workers never bring up, change or remove the same lab.
 Tests marked `serial` change what every lab shares (the node image's tag) and run afterwards, on their own."""
 

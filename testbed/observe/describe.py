@@ -87,10 +87,11 @@ def _node(name: str, plan: Plan, node: str) -> dict[str, Any]:
 
 def describe(name: str, ref: str) -> dict[str, Any]:
     """ref: NS/POD (or POD), svc/NS/NAME, netpol/NS/NAME, node/NAME."""
-    _, plan = lab.synced_plan(name)
     kind, _, rest = ref.partition("/")
     if kind in ("svc", "service"):
-        return _service(name, plan, rest if "/" in rest else f"default/{rest}")
+        return lab.read_synced(name, lambda plan: _service(name, plan, rest if "/" in rest else f"default/{rest}"),
+                               lambda found: not all(found["programmed"].values()))
+    _, plan = lab.synced_plan(name)
     if kind in ("netpol", "networkpolicy"):
         return _policy(name, plan, rest if "/" in rest else f"default/{rest}")
     if kind == "node":

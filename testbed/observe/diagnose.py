@@ -20,9 +20,8 @@ from testbed.observe.status import findings
 
 def diagnose(name: str) -> dict[str, Any]:
     start = time.monotonic()
-    _, plan = lab.synced_plan(name)
-    obs = Observation(plan)
-    found = findings(obs, deep=True)
+    found = lab.read_synced(name, lambda plan: findings(Observation(plan), deep=True),
+                            lambda found: any(f.status == "fail" for f in found))
     counts = {s: sum(f.status == s for f in found) for s in ("ok", "warn", "fail")}
     return {"lab": name, "ok": counts["fail"] == 0, "counts": counts, "seconds": round(time.monotonic() - start, 2),
             "findings": [f.as_json() for f in found]}

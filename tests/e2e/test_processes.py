@@ -10,6 +10,8 @@ import docker
 import pytest
 from tenacity import retry, retry_if_result, stop_after_delay, wait_fixed
 
+from testbed.observe.diagnose import diagnose
+
 pytestmark = pytest.mark.topology("tests/e2e/topology.yaml")
 MANIFESTS = Path(__file__).parent / "manifests"
 
@@ -102,6 +104,16 @@ def test_endpoints_follow_readiness_probes(testbed_lab):
         assert _pod_status(lab, first.name)["ready"] and not _pod_status(lab, second.name)["ready"]
         node.exec_run(["rm", f"/tmp/ready-{first.name}"])
         assert _until(lambda: lab.probe("a1", f"{svc_ip}:80", timeout=1)["result"] == "refused")[0]
+        for pod in gated:  # both, then none: the controller's syncs leave no chain of a count no Service has
+            docker.from_env().containers.get(lab.plan.node(pod.node).container).exec_run(
+                ["touch", f"/tmp/ready-{pod.name}"])
+        assert _until(lambda: _gated_answers(lab, svc_ip) == {first.name, second.name})[0]
+        for pod in gated:
+            docker.from_env().containers.get(lab.plan.node(pod.node).container).exec_run(
+                ["rm", f"/tmp/ready-{pod.name}"])
+        assert _until(lambda: lab.probe("a1", f"{svc_ip}:80", timeout=1)["result"] == "refused")[0]
+        rules = [f for f in diagnose(lab.name)["findings"] if f["check"] == "kube-proxy rules"]
+        assert rules and all(f["status"] == "ok" for f in rules), rules
         assert _ready(lab, "http-probed")["ready"]
         assert not _pod_status(lab, "tcp-never")["ready"]
     finally:

@@ -238,8 +238,8 @@ def patch(old: NodeView, new: NodeView) -> str | None:
     """The nft commands that turn the table rendered from `old` into the one rendered from `new`, touching only
     what the changed entries put there: their elements, and their own chains and sets. Empty: no change. None
     when a Service needs a shared chain the table lacks (a new number of endpoints): nft 1.0.6 cannot add a rule
-    that names the endpoint maps to a loaded table (it misreads their `typeof` back), so the table is reloaded;
-    a shared chain no longer used stays until then."""
+    that names the endpoint maps to a loaded table (it misreads their `typeof` back), so the table is reloaded.
+    A shared chain that no Service uses any more is deleted, so the table stays what render(new) gives."""
     t = f"{FAMILY} {TABLE}"
     gone: dict[str, list[str]] = defaultdict(list)
     came: dict[str, list[str]] = defaultdict(list)
@@ -282,6 +282,8 @@ def patch(old: NodeView, new: NodeView) -> str | None:
             out += [f"flush chain {t} {name}", *[f"add rule {t} {name} {r}" for r in body.split("; ")]]
     out += [f"add element {t} {name} {{ {', '.join(elements)} }}" for name, elements in came.items() if elements]
     out += [f"delete chain {t} {n}" for n in before.chains if n not in after.chains]
+    if unused := before.picks.keys() - after.picks.keys():  # a count of endpoints no Service has now
+        out += [f"delete chain {t} {n}" for n in sorted(unused - _picks(new))]
     out += [f"delete set {t} {n}" for n in before.sets if n not in after.sets]
     return "\n".join(out) + "\n" if out else ""
 

@@ -7,17 +7,25 @@ import ipaddress
 import os
 import socket
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from testbed.agent import nsutil
-from testbed.agent.iproute import IPRoute
+
+if TYPE_CHECKING:
+    from testbed.agent.iproute import IPRoute
 
 HOST_NETNS_DIR = "/run/netns"
+# the kernel's neighbour flags and states (linux/neighbour.h), here so that a command that makes no netlink
+# call does not import pyroute2 (a fifth of the CLI's start)
+NTF_SELF, NTF_PROXY = 0x02, 0x08
+NUD_NOARP, NUD_PERMANENT = 0x40, 0x80
 
 
 @contextlib.contextmanager
 def ipr(path: str) -> Iterator[IPRoute]:
     """An IPRoute bound to the netns at path: the socket is made inside it, then this thread returns home."""
+    from testbed.agent.iproute import IPRoute
+
     with nsutil.entered(path):
         handle = IPRoute()
     try:

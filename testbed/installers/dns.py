@@ -3,14 +3,18 @@
 
 BIND, not Knot: it is authoritative for the cluster zone and the reverse zones and, for every other name,
 forwards to the lab's external DNS server, in one daemon (Knot is authoritative only). Records are rendered from
-the plan (testbed/plan/dns.py) into zone files on each node; on every sync BIND reloads what changed
-(`rndc reload` of those zones alone), so a Service or pod change is answered within the sync, with no restart;
-a sync that changes no record sends nothing.
+the plan (testbed/plan/dns.py) into zone files, one folder per server pod. Its zones are dynamic: a later sync
+sends a running server the records that changed as RFC 2136 updates (nsupdate, signed with the lab's TSIG key),
+so a Service or pod change is answered within the sync, with no reload; a sync that changes no record sends
+nothing. The rendered file (`<zone>.zone`) is kept current beside BIND's own copy (`<zone>.dyn` and its
+journal): a server that starts takes the rendering when it is newer, and a sync that cannot trust what a
+server holds (`up`), or changes most of a zone, replaces the zone whole (freeze, copy, thaw).
 """
 
 from __future__ import annotations
 
 import zlib
+from dataclasses import dataclass
 from typing import Any
 
 from tenacity import retry, retry_if_result, stop_after_delay, wait_exponential
@@ -44,29 +48,84 @@ def options(plan: Plan, folder: str, listen: str = "any", listen6: str = "any", 
         f"{extra}}};\n")
 
 
-def named_conf(plan: Plan, zones: list[str]) -> str:
+def named_conf(plan: Plan, folder: str, zones: list[str]) -> str:
     return (
-        options(plan, DIR)
+        options(plan, folder)
         + f'key "testbed" {{ algorithm hmac-sha256; secret "{KEY}"; }};\n'
         'controls { inet 127.0.0.1 port 953 allow { 127.0.0.1; } keys { "testbed"; }; };\n'
-        + "".join(f'zone "{z}" {{ type primary; file "{DIR}/{z}.zone"; }};\n' for z in zones))
+        + "".join(f'zone "{z}" {{ type primary; file "{z}.dyn"; allow-update {{ key "testbed"; }}; }};\n'
+                  for z in zones))
 
 
 RNDC_CONF = f'key "testbed" {{ algorithm hmac-sha256; secret "{KEY}"; }};\n' \
             'options { default-key "testbed"; default-server 127.0.0.1; };\n'
+RNDC = f"rndc -c {DIR}/rndc.conf"
+# a server's start: BIND's copy of each zone is the rendering when that is newer (a sync wrote it while the
+# server was down); otherwise BIND's own file and journal, which hold every update it took
+START = (f'd={DIR}/$(hostname); cd "$d" || exit 1; for z in *.zone; do y="${{z%.zone}}.dyn"; '
+         'if [ ! -e "$y" ] || [ "$z" -nt "$y" ]; then cp "$z" "$y" && rm -f "$y.jnl"; fi; done; '
+         'exec named -g -c "$d/named.conf"')
+UPDATE_CHUNK = 500  # records a message: one update message must stay under DNS's 64 KiB
 
 
-def files(plan: Plan) -> dict[str, str]:
-    """named.conf, rndc.conf and every zone file, as the nodes get them (pure)."""
+def folder(pod: PodPlan) -> str:
+    """A server's own files: BIND writes its zones and journals there, so two servers on a node never share."""
+    return f"{DIR}/{pod.hostname}"
+
+
+def zones(plan: Plan) -> dict[str, list[str]]:
+    """Each zone's records, the cluster zone first (pure)."""
     zone = plan.topology.networking.clusterDomain
     rows, reverse = dns.records(plan, zone)
-    ns_ip = plan.topology.dns_ip()
-    # BIND reloads a zone whose file changed; the serial follows the content, so an unchanged zone stays put
-    out = {f"{DIR}/{zone}.zone": dns.zone_file(zone, zone, ns_ip, rows, _serial(rows))}
-    out |= {f"{DIR}/{rz}.zone": dns.zone_file(rz, zone, ns_ip, rr, _serial(rr)) for rz, rr in reverse.items()}
-    out[f"{DIR}/named.conf"] = named_conf(plan, [zone, *reverse])
-    out[f"{DIR}/rndc.conf"] = RNDC_CONF
+    return {zone: rows, **reverse}
+
+
+def files(plan: Plan, records: dict[str, list[str]] | None = None) -> dict[str, str]:
+    """rndc.conf, and each server's named.conf and zone files, as the nodes get them (pure)."""
+    records = zones(plan) if records is None else records
+    cluster, ns_ip = plan.topology.networking.clusterDomain, plan.topology.dns_ip()
+    # the serial follows the content, so an unchanged zone renders the same
+    texts = {z: dns.zone_file(z, cluster, ns_ip, rows, _serial(rows)) for z, rows in records.items()}
+    out = {f"{DIR}/rndc.conf": RNDC_CONF}
+    for pod in _servers(plan):
+        out[f"{folder(pod)}/named.conf"] = named_conf(plan, folder(pod), list(records))
+        out |= {f"{folder(pod)}/{z}.zone": text for z, text in texts.items()}
     return out
+
+
+def updates(before: dict[str, list[str]], after: dict[str, list[str]]) -> tuple[str, list[str]]:
+    """(the nsupdate script that takes a server from before's records to after's, the zones too changed to
+    update record by record: they are replaced whole). Pure."""
+    lines, whole = [f"server 127.0.0.1\nkey hmac-sha256:testbed {KEY}"], []
+    for zone, rows in after.items():
+        old = set(before.get(zone, []))
+        new = set(rows)
+        gone, came = sorted(old - new), sorted(new - old)
+        if not gone and not came:
+            continue
+        if zone not in before or len(gone) + len(came) > max(UPDATE_CHUNK, len(rows) // 2):
+            whole.append(zone)
+            continue
+        ops = [f"update delete {_fqdn(r, zone)}" for r in gone] + \
+              [f"update add {_fqdn(r, zone, dns.TTL)}" for r in came]
+        for i in range(0, len(ops), UPDATE_CHUNK):
+            lines += [f"zone {zone}.", *ops[i:i + UPDATE_CHUNK], "send"]
+    return ("\n".join(lines) + "\n" if len(lines) > 1 else ""), whole
+
+
+def _fqdn(row: str, zone: str, ttl: int | None = None) -> str:
+    name, rest = row.split(" ", 1)
+    return f"{name}.{zone}. {'' if ttl is None else f'{ttl} '}{rest}"
+
+
+def replace(zones: list[str], config: bool) -> str:
+    """The shell that has a running server take the rendered files: its configuration (new zones start from
+    the rendering), then each zone frozen, replaced and thawed (thaw reloads it; the journal goes with it)."""
+    out = []
+    if config:
+        out += ['for z in *.zone; do [ -e "${z%.zone}.dyn" ] || cp "$z" "${z%.zone}.dyn"; done', f"{RNDC} reconfig"]
+    out += [f'{RNDC} freeze {z} && cp {z}.zone {z}.dyn && rm -f {z}.dyn.jnl && {RNDC} thaw {z}' for z in zones]
+    return " && ".join(out)
 
 
 def _serial(rows: list[str]) -> int:
@@ -87,7 +146,7 @@ class ClusterDNS(Installer):
             {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": NAME, "namespace": NAMESPACE},
              "spec": {"replicas": min(2, len(topo.nodes)), "selector": {"matchLabels": LABEL},
                       "template": {"metadata": {"labels": LABEL}, "spec": {"dnsPolicy": "Default", "containers": [
-                          {"name": "bind", "command": ["named", "-g", "-c", f"{DIR}/named.conf"], "ports": ports,
+                          {"name": "bind", "command": ["sh", "-c", START], "ports": ports,
                            # a server that stops answering leaves the Service within a second or two, as
                            # CoreDNS's /ready would take it out: the probe asks it a question
                            "readinessProbe": {"exec": {"command": [
@@ -102,53 +161,64 @@ class ClusterDNS(Installer):
                                 {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53}]}}]
 
     @staticmethod
-    def _write(ctx: Context) -> dict[str, list[str]]:
+    def _write(ctx: Context) -> Written:
         """The configuration and zones on every node that runs a DNS pod: only the files that changed since the
         last sync, to a node that holds it; {node: the files written (["*"]: all, as they were unknown)}."""
-        wanted = files(ctx.plan)
-        before = files(ctx.previous) if ctx.trusted and ctx.previous is not None else {}
-        held = {p.node for p in _servers(ctx.previous)} if before and ctx.previous is not None else set()
-        delta = {path: text for path, text in wanted.items() if before.get(path) != text}
+        after = zones(ctx.plan)
+        before = zones(ctx.previous) if ctx.trusted and ctx.previous is not None else None
+        wanted = files(ctx.plan, after)
+        old = files(ctx.previous, before) if before is not None and ctx.previous is not None else {}
+        held = {p.node for p in _servers(ctx.previous)} if old and ctx.previous is not None else set()
+        delta = {path: text for path, text in wanted.items() if old.get(path) != text}
 
         def one(node: str) -> list[str]:
-            send = delta if node in held else wanted
+            mine = (f"{DIR}/rndc.conf", *(folder(p) + "/" for p in _servers(ctx.plan) if p.node == node))
+            send = {path: text for path, text in (delta if node in held else wanted).items()
+                    if path.startswith(mine)}  # its own servers' files
             if not send or not agent.call(ctx.run_dir(node), "files", files=send)["changed"]:
                 return []
             return sorted(send) if node in held else ["*"]
 
         nodes = sorted({p.node for p in _servers(ctx.plan)})
-        return {node: changed for node, changed in zip(nodes, each(one, nodes), strict=True) if changed}
+        return Written({node: changed for node, changed in zip(nodes, each(one, nodes), strict=True) if changed},
+                       before, after)
 
     def prepare(self, ctx: Context) -> Change:
         """BIND exits at once without its configuration: it is written before the pods start."""
         written = self._write(ctx)
         ctx.notes[self.name] = written  # news to the servers already running: install has them reload it
-        return Change(changed=len(written))
+        return Change(changed=len(written.nodes))
 
     def install(self, ctx: Context) -> Change:
         # what prepare wrote in this sync is news to the servers already running; a sync without prepare (the
         # control plane's, on a readiness change) writes here
-        written: dict[str, list[str]] = ctx.notes.pop(self.name) if self.name in ctx.notes else self._write(ctx)
+        written: Written = ctx.notes.pop(self.name) if self.name in ctx.notes else self._write(ctx)
         healed = _heal(ctx) if ctx.verify else 0
-        if not written:
+        if not written.nodes:
             return Change(changed=healed)
+        # what a running server that held the last sync gets: the changed records, as updates
+        script, whole = updates(written.before, written.after) if written.before is not None else ("", [])
+        running = {p.key for p in _servers(ctx.previous)} if written.before is not None and ctx.previous else set()
 
-        def reload(pod: PodPlan) -> None:
-            paths = written.get(pod.node)
+        def sync(pod: PodPlan) -> None:
+            paths = [p for p in written.nodes.get(pod.node, []) if p == "*" or p.startswith(folder(pod) + "/")]
             if not paths:
                 return
-            # only the zones whose files changed; the whole server when its configuration did
-            zones = [p.removeprefix(f"{DIR}/").removesuffix(".zone") for p in paths if p.endswith(".zone")]
-            whole = "*" in paths or f"{DIR}/named.conf" in paths
-            rndc = f"rndc -c {DIR}/rndc.conf reload"
-            script = rndc if whole else " && ".join(f"{rndc} {zone}" for zone in zones)
             machine = podexec.running(ctx.plan.node(pod.node).container, pod)
-            if script:
-                machine.exec(podexec.wrap(pod, ["sh", "-c", script]))
+            changed = [p.removeprefix(folder(pod) + "/").removesuffix(".zone") for p in paths if p.endswith(".zone")]
+            config = "*" in paths or f"{folder(pod)}/named.conf" in paths
+            if "*" in paths:
+                changed = list(written.after)
+            if pod.key in running and not config:
+                took = not script or _update(ctx, machine, pod, script)
+                changed = [z for z in changed if z in whole or not took]  # what it could not take goes whole
+            if config or changed:
+                shell = f"cd {folder(pod)} && {replace(changed, config)}"
+                machine.exec(podexec.wrap(pod, ["sh", "-c", shell]))
             _answering(machine, pod, ctx.plan.topology.networking.clusterDomain)
 
-        each(reload, _servers(ctx.plan))
-        return Change(changed=len(written))
+        each(sync, _servers(ctx.plan))
+        return Change(changed=len(written.nodes))
 
     def uninstall(self, ctx: Context) -> Change:
         return Change()  # its pods and Service go with its manifests
@@ -187,6 +257,20 @@ class ClusterDNS(Installer):
 
         found = each(server, _servers(plan)) + each(client, [n.name for n in plan.nodes])
         return [f for f in found if f is not None]
+
+
+@dataclass
+class Written:
+    nodes: dict[str, list[str]]  # node → the files written there (["*"]: all)
+    before: dict[str, list[str]] | None  # the records the servers held, when the last sync is trusted
+    after: dict[str, list[str]]
+
+
+def _update(ctx: Context, machine: Any, pod: PodPlan, script: str) -> bool:
+    """The changed records sent to the server as RFC 2136 updates; whether it took them all."""
+    path = f"{folder(pod)}/update"
+    agent.call(ctx.run_dir(pod.node), "files", files={path: script})
+    return machine.exec(podexec.wrap(pod, ["nsupdate", path])).exit_code == 0
 
 
 def _servers(plan: Plan) -> list[PodPlan]:

@@ -15,14 +15,17 @@ import contextlib
 import hashlib
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from testbed import netns
 from testbed.actions import Change, Context
 from testbed.agent import nsutil
-from testbed.agent.iproute import IPRoute
 from testbed.agent.macs import ip_mac
 from testbed.checks import HEAL, Finding, Observation, fail, ok
 from testbed.plan.cluster import Plan
+
+if TYPE_CHECKING:
+    from testbed.agent.iproute import IPRoute
 
 BRIDGE = "fabric"
 EXTERNAL_BRIDGE = "external"

@@ -101,6 +101,28 @@ def test_a_new_service_is_in_dns_when_apply_returns(lab):
     assert status(lab, f"late.default.svc.{ZONE}") == ("NXDOMAIN", 0)
 
 
+def test_a_change_reaches_each_server_as_updates_that_outlive_its_restart(lab):
+    """RFC 2136: the new Service's records go to each running server as updates (BIND keeps them in its
+    journal; a reload or a zone replaced whole leaves none), and a server killed afterwards answers them."""
+    servers = lab.pods("kube-system", **{"k8s-app": "kube-dns"})
+    nodes = {p.key: docker.from_env().containers.get(lab.plan.node(p.node).container) for p in servers}
+    lab.apply(MANIFESTS / "late-svc.yaml")
+    try:
+        ip = service(lab, "late").cluster_ips[0]
+        for pod in servers:
+            journal = f"/run/testbed/dns/{pod.hostname}/{ZONE}.dyn.jnl"
+            assert nodes[pod.key].exec_run(["test", "-s", journal]).exit_code == 0, f"{pod.key}: no journal"
+            assert dig(lab, f"late.default.svc.{ZONE}", f"@{pod.ipv4}") == [ip]
+        victim = servers[0]
+        assert nodes[victim.key].exec_run(["pkill", "-x", "named"]).exit_code == 0
+        _restarted(lab, victim.name)
+        assert _resolves_at(lab, victim.ipv4, f"late.default.svc.{ZONE}") == [ip]
+    finally:
+        lab.delete(MANIFESTS / "late-svc.yaml")
+    for pod in servers:
+        assert status(lab, f"late.default.svc.{ZONE} @{pod.ipv4}") == ("NXDOMAIN", 0)
+
+
 def test_a_killed_dns_server_comes_back_and_the_other_replica_answers_meanwhile(lab):
     servers = lab.pods("kube-system", **{"k8s-app": "kube-dns"})
     assert len({p.node for p in servers}) == 2
@@ -141,8 +163,8 @@ def _synced(lab, pod: str, ready: bool) -> bool:
 
 
 @retry(retry=retry_if_result(lambda got: not got), stop=stop_after_delay(10), wait=wait_fixed(0.1))
-def _resolves_at(lab, server: str) -> list[str]:
-    out = lab.exec("a1", f"dig +short +time=1 +tries=1 @{server} web.default.svc.{ZONE}")
+def _resolves_at(lab, server: str, name: str = f"web.default.svc.{ZONE}") -> list[str]:
+    out = lab.exec("a1", f"dig +short +time=1 +tries=1 @{server} {name}")
     return out.stdout.split() if out.exit_code == 0 else []
 
 

@@ -13,15 +13,13 @@ import contextlib
 import socket
 import time
 
-from pyroute2.netlink.rtnl.ndmsg import NTF_PROXY
-
 from testbed import events, netns
 from testbed.actions import Change, Context, each
 from testbed.agent import nsutil
 from testbed.checks import Finding, Observation, compared
 from testbed.installers import Installer, register
 from testbed.installers.kube_proxy import endpoints, ipt, nft, sync
-from testbed.installers.kube_proxy.view import NodeView, node_view
+from testbed.installers.kube_proxy.view import NodeView, node_view, shared
 from testbed.network.registry import mode
 from testbed.network.underlay import NODE_IF
 from testbed.plan import services
@@ -41,7 +39,7 @@ def _l2(ctx: Context, node: NodePlan, ips: list[str]) -> None:
         for ip in ips:
             if ":" in ip:
                 with contextlib.suppress(Exception):
-                    nd.neigh("replace", dst=ip, ifindex=eth0, flags=NTF_PROXY, family=socket.AF_INET6)
+                    nd.neigh("replace", dst=ip, ifindex=eth0, flags=netns.NTF_PROXY, family=socket.AF_INET6)
     if any(":" in ip for ip in ips):
         with nsutil.entered(path):
             nsutil.write_sysctl(f"net.ipv6.conf.{NODE_IF}.proxy_ndp", 1)
@@ -53,6 +51,8 @@ class KubeProxy(Installer):
     title = "kube-proxy (Services)"
 
     def install(self, ctx: Context) -> Change:
+        if ctx.as_last:
+            return Change()  # the nodes hold this very plan's rules
         plan, previous = ctx.plan, ctx.previous
         use_nft = plan.topology.kubeProxy.mode == "nftables"
         dual = plan.topology.networking.dualStack
@@ -68,10 +68,16 @@ class KubeProxy(Installer):
         held = holders(plan)
         held_before = holders(previous) if ctx.trusted and previous is not None else None
 
+        # every node's views made here, from what the plan's Services share, before the agents are asked at once
+        ports = shared(plan)
+        views = {n.name: node_view(plan, n, ports) for n in plan.nodes}
+        olds: dict[str, NodeView] = {}
+        if previous is not None:
+            before = shared(previous)
+            olds = {n.name: node_view(previous, n, before) for n in previous.nodes if n.name in views}
+
         def one(node: NodePlan) -> bool:
-            view = node_view(plan, node)
-            old = node_view(previous, previous.node(node.name)) \
-                if previous is not None and node.name in {n.name for n in previous.nodes} else None
+            view, old = views[node.name], olds.get(node.name)
             if old is not None and held_before is not None and old.fingerprint == view.fingerprint and \
                     held_before.get(node.name) == held.get(node.name) and \
                     ctx.unchanged(lambda p: p.topology.kubeProxy.mode):
@@ -113,8 +119,10 @@ class KubeProxy(Installer):
         plan, use_nft = obs.plan, obs.plan.topology.kubeProxy.mode == "nftables"
         dual = plan.topology.networking.dualStack
 
+        ports = shared(plan)
+
         def one(node: NodePlan) -> list[Finding | None]:
-            view = node_view(plan, node)
+            view = node_view(plan, node, ports)
             if use_nft:
                 got = obs.call(node.name, "compare", kind="nft", family=nft.FAMILY, table=nft.TABLE,
                                text=nft.render(view))

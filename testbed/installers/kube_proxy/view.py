@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from functools import cached_property
-from ipaddress import ip_address
 
 from testbed.network.bridge import BRIDGE
 from testbed.plan.cluster import NodePlan, Plan
@@ -37,12 +36,15 @@ class Entry:
     internal_local: bool = False
     affinity: int | None = None
     near: list[tuple[str, int]] = field(default_factory=list)  # trafficDistribution's pick, when it has one
+    # the digest of what every node's entry for this port shares, made once a plan (`shared` below)
+    common: str = field(default="", repr=False, compare=False)
     digest: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        fields = (self.id, self.protocol, self.port, self.cluster_ips, self.external_ips, self.node_port,
-                  self.endpoints, self.local, self.external_local, self.internal_local, self.affinity, self.near)
-        self.digest = hashlib.blake2b(repr(fields).encode(), digest_size=10).hexdigest()
+        common = self.common or _digest((self.id, self.protocol, self.port, self.cluster_ips, self.external_ips,
+                                         self.node_port, self.endpoints, self.external_local, self.internal_local,
+                                         self.affinity))
+        self.digest = _digest((common, self.local, self.near))
 
     def cluster_targets(self) -> list[tuple[str, int]]:
         return self.local if self.internal_local else self.near or self.endpoints
@@ -116,28 +118,68 @@ def entry_id(service: str, port: str, family: int) -> str:
     return hashlib.sha256(f"{service}/{port}/{family}".encode()).hexdigest()[:12]
 
 
-def node_view(plan: Plan, node: NodePlan) -> NodeView:
-    net = plan.topology.networking
-    view = NodeView(node.name, {4: str(net.podCIDR), **({6: str(net.podCIDRv6)} if net.dualStack else {})})
-    view.service_cidrs = {4: str(net.serviceCIDR), **({6: str(net.serviceCIDRv6)} if net.dualStack else {})}
-    view.pods = sorted(ip for p in plan.pods_on(node.name) for ip in (p.ipv4, p.ipv6) if ip)
-    zones = {n.name: n.labels[ZONE] for n in plan.nodes if ZONE in n.labels}
+@dataclass
+class Port:
+    """One Service port and IP family as every node sees it: all but the node's own endpoints and preference."""
+
+    args: tuple  # Entry's fields up to its endpoints
+    endpoints: list[tuple[str, int, str]]  # (ip, port, node) of each ready endpoint
+    by_node: dict[str, list[tuple[str, int]]]
+    rest: tuple  # Entry's external_local, internal_local and affinity
+    distribution: str | None
+    common: str
+    remote: Entry | None = None  # the entry of every node that holds none of its endpoints and prefers none
+
+    def entry(self, node: str, zones: dict[str, str]) -> Entry:
+        local, nearest = self.by_node.get(node, []), near(self.distribution, self.endpoints, node, zones)
+        if local or nearest:
+            return Entry(*self.args, local, *self.rest, nearest, common=self.common)
+        if self.remote is None:  # views share it: nothing changes an entry once it is made
+            self.remote = Entry(*self.args, [], *self.rest, [], common=self.common)
+        return self.remote
+
+
+def shared(plan: Plan) -> list[Port]:
+    """What node_view needs of the plan's Services, made once for all its nodes: at 1,000 Services a node's view
+    then costs its own endpoints and preferences only."""
+    out = []
     for svc in plan.services:
         if svc.type == "ExternalName" or svc.headless:
             continue
         frontends = svc.external_ips + svc.lb_ips
         for port in svc.ports:
+            ready = svc.ready_endpoints(port)
             for family in (4, 6):
-                clusters = [ip for ip in svc.cluster_ips if ip_address(ip).version == family]
-                externals = [ip for ip in frontends if ip_address(ip).version == family]
+                clusters = [ip for ip in svc.cluster_ips if _family(ip) == family]
+                externals = [ip for ip in frontends if _family(ip) == family]
                 if not clusters and not externals:
                     continue
-                eps = [(ip, e.ports[port.key], e.node) for e in svc.ready_endpoints(port) for ip in e.ips
-                       if ip_address(ip).version == family]
-                view.entries.append(Entry(
-                    entry_id(svc.key, port.key, family), svc.key, port.key, family, port.protocol.lower(), port.port,
-                    clusters,
-                    externals, port.node_port, sorted((ip, p) for ip, p, _ in eps),
-                    sorted((ip, p) for ip, p, n in eps if n == node.name), svc.external_local, svc.internal_local,
-                    svc.affinity_timeout, near(svc.distribution, eps, node.name, zones)))
+                eps = [(ip, e.ports[port.key], e.node) for e in ready for ip in e.ips if _family(ip) == family]
+                by_node: dict[str, list[tuple[str, int]]] = {}
+                for ip, p, n in sorted(eps):
+                    by_node.setdefault(n, []).append((ip, p))
+                args = (entry_id(svc.key, port.key, family), svc.key, port.key, family, port.protocol.lower(),
+                        port.port, clusters, externals, port.node_port, sorted((ip, p) for ip, p, _ in eps))
+                rest = (svc.external_local, svc.internal_local, svc.affinity_timeout)
+                common = _digest((args[0], *args[4:], *rest))
+                out.append(Port(args, eps, by_node, rest, svc.distribution, common))
+    return out
+
+
+def node_view(plan: Plan, node: NodePlan, ports: list[Port] | None = None) -> NodeView:
+    """ports: shared(plan), when several nodes' views are made."""
+    net = plan.topology.networking
+    view = NodeView(node.name, {4: str(net.podCIDR), **({6: str(net.podCIDRv6)} if net.dualStack else {})})
+    view.service_cidrs = {4: str(net.serviceCIDR), **({6: str(net.serviceCIDRv6)} if net.dualStack else {})}
+    view.pods = sorted(ip for p in plan.pods_on(node.name) for ip in (p.ipv4, p.ipv6) if ip)
+    zones = {n.name: n.labels[ZONE] for n in plan.nodes if ZONE in n.labels}
+    view.entries = [port.entry(node.name, zones) for port in (shared(plan) if ports is None else ports)]
     return view
+
+
+def _family(ip: str) -> int:
+    return 6 if ":" in ip else 4
+
+
+def _digest(fields: tuple) -> str:
+    return hashlib.blake2b(repr(fields).encode(), digest_size=10).hexdigest()

@@ -15,7 +15,6 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from pyroute2.netlink.rtnl.ndmsg import NTF_PROXY
 from tenacity import retry, retry_if_result, stop_after_delay, wait_exponential
 
 from testbed import netns
@@ -178,11 +177,11 @@ def _bridge_proxies(ctx: Context, node: NodePlan, on: bool) -> None:
         if idx is None:
             return
         have = {n.get_attr("NDA_DST") for n in nd.get_neighbours(family=socket.AF_INET6, ifindex=idx)
-                if n["flags"] & NTF_PROXY}
+                if n["flags"] & netns.NTF_PROXY}
         for ip in have - want:
-            nd.neigh("del", dst=ip, ifindex=idx, flags=NTF_PROXY, family=socket.AF_INET6)
+            nd.neigh("del", dst=ip, ifindex=idx, flags=netns.NTF_PROXY, family=socket.AF_INET6)
         for ip in want - have:
-            nd.neigh("add", dst=ip, ifindex=idx, flags=NTF_PROXY, family=socket.AF_INET6)
+            nd.neigh("add", dst=ip, ifindex=idx, flags=netns.NTF_PROXY, family=socket.AF_INET6)
 
 
 @register

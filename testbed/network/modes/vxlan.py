@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import os
 import socket
-
-from pyroute2.netlink.rtnl.ndmsg import NTF_SELF, NUD_NOARP, NUD_PERMANENT
+from typing import TYPE_CHECKING
 
 from testbed import netns
 from testbed.actions import Change, Context
 from testbed.agent import nlbatch, nlmsg, nsutil
-from testbed.agent.iproute import IPRoute
 from testbed.checks import HEAL, Finding, Observation, fail, ok
 from testbed.network.registry import NetworkMode, register
 from testbed.network.underlay import NODE_IF
 from testbed.plan.cluster import NodePlan
+
+if TYPE_CHECKING:
+    from testbed.agent.iproute import IPRoute
 
 DEVICE = "vxlan0"
 RTNH_F_ONLINK = 4
@@ -67,10 +68,12 @@ def _peers(nd: IPRoute, path: str, idx: int, peers: list[NodePlan], fresh: bool)
     want_fdb: set[str] = set()
     requests = []
     for peer in peers:
-        requests.append(nlmsg.fdb(idx, peer.vtep_mac, peer.underlay_ip, NUD_PERMANENT | NUD_NOARP, NTF_SELF))
+        requests.append(nlmsg.fdb(idx, peer.vtep_mac, peer.underlay_ip, netns.NUD_PERMANENT | netns.NUD_NOARP,
+                                  netns.NTF_SELF))
         want_fdb.add(peer.vtep_mac)
         for gw, cidr in [(peer.vtep4, peer.cidr4)] + ([(peer.vtep6, peer.cidr6)] if peer.vtep6 and peer.cidr6 else []):
-            requests += [nlmsg.neigh(idx, gw, peer.vtep_mac, NUD_PERMANENT), nlmsg.route(cidr, gw, idx, RTNH_F_ONLINK)]
+            requests += [nlmsg.neigh(idx, gw, peer.vtep_mac, netns.NUD_PERMANENT),
+                         nlmsg.route(cidr, gw, idx, RTNH_F_ONLINK)]
             want_neigh.add(gw)
             want_routes.add(cidr)
     _send(path, requests)

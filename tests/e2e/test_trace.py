@@ -65,8 +65,20 @@ def test_a_flow_a_policy_denies_names_the_policy(modes, tmp_path):
         (drop,) = [t for _, k, t in steps(report) if k == "drop"]
         assert "dropped by NetworkPolicy: its ingress is isolated" in drop and "x/deny-a" in drop
         assert report["model"] == {**report["model"], "allowed": False, "agrees": True}
+        allow = tmp_path / "allow.yaml"  # its sets are shared with others alike; the rule keeps its name
+        allow.write_text("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: allow-y, "
+                         "namespace: x}\nspec: {podSelector: {matchLabels: {pod: a}}, policyTypes: [Ingress], "
+                         "ingress: [{from: [{namespaceSelector: {matchLabels: "
+                         "{kubernetes.io/metadata.name: y}}}]}]}\n")
+        lab.apply(allow)
+        report = trace(lab.plan, "y/b", f"{dst.ipv4}:80", timeout=1)
+        assert report["end"] == "delivered", report["summary"]
+        assert any(k == "policy" and "admitted by NetworkPolicy x/allow-y (ingress rule 1)" in t
+                   for _, k, t in steps(report)), steps(report)
     finally:
         lab.delete(deny)
+        if (tmp_path / "allow.yaml").exists():
+            lab.delete(tmp_path / "allow.yaml")
 
 
 def test_trace_from_the_command_line_and_to_nowhere(routed):

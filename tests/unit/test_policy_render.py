@@ -7,7 +7,7 @@ from test_policy_model import plan_with
 
 from testbed.agent import nftdiff
 from testbed.installers.policy import nft
-from testbed.installers.policy.view import node_view
+from testbed.installers.policy.view import node_view, rule_id
 
 
 def render(plan, node="node1"):
@@ -29,8 +29,9 @@ def test_an_except_is_cut_out_of_its_block():
     plan = plan_with(case.policies)
     yb = next(p for p in plan.pods if p.key == "y/b").ipv4
     a = next(p for p in plan.pods if p.key == "x/a")
-    peers = next(line for line in render(plan, a.node).splitlines() if "-peers" in line)
-    assert yb not in peers and "10.244.0.0/16" not in peers and "10.244.0.0/" in peers
+    peers = next(line for line in render(plan, a.node).splitlines() if line.startswith("  set s-") and
+                 "10.244.0.0/" in line)
+    assert yb not in peers and "10.244.0.0/16" not in peers
 
 
 def test_chains_do_not_grow_with_policies():
@@ -47,3 +48,13 @@ def test_a_changed_policy_syncs_as_a_diff():
     script = nftdiff.script(before, after)
     assert script is not None and "delete table" not in script
     assert "add set inet testbed-policy" in script and "flush chain inet testbed-policy ingress" in script
+
+
+def test_rules_alike_in_their_peers_share_one_set_and_keep_their_id():
+    plan = plan_with(lambda ips: [{**p, "metadata": {**p["metadata"], "name": f"p{i}"}}
+                                  for i, p in enumerate(BY_NAME["allow-from-namespace-y"].policies(ips) * 3)])
+    text = render(plan, next(p for p in plan.pods if p.key == "x/a").node)
+    sets = [line for line in text.splitlines() if line.startswith("  set s-")]
+    assert len(sets) == len(set(sets)) == 2  # the targets and the peers, once for the three policies
+    ingress = next(line for line in text.splitlines() if "chain ingress" in line)
+    assert all(f'comment "{rule_id(pol, "ingress", 0)}"' in ingress for pol in plan.policies)

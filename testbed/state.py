@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from testbed.errors import InvalidInput, Problem, TestbedError
-from testbed.model.topology import lab_name
+from testbed.model.labels import lab_name
 
 ALLOCATIONS = ".allocations"  # the machine-wide lock under which labs pick their underlay
 

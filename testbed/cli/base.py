@@ -7,6 +7,7 @@ Exit codes: 0 ok, 1 failed while acting, 2 bad input or a refused request (nothi
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import time
@@ -56,6 +57,19 @@ def _fail(e: TestbedError) -> None:
 
 
 class Group(click.Group):
+    """Verbs are imported when they are asked for (`apply` needs none of `ui`'s or `trace`'s modules); the help
+    text lists them all. verbs: name → the module of testbed.cli that registers it on import."""
+
+    verbs: dict[str, str] = {}
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in self.verbs:
+            importlib.import_module(f"testbed.cli.{self.verbs[cmd_name]}")
+        return super().get_command(ctx, cmd_name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(self.commands) | set(self.verbs))
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)

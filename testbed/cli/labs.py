@@ -8,8 +8,9 @@ import time
 import click
 from rich.table import Table
 
-from testbed import errors, lab, state
-from testbed.cli.base import _lab, _run, current, err, json_option, lab_option, main, out, styled, use
+from testbed import errors, state
+from testbed.cli import remote
+from testbed.cli.base import Steps, _lab, _run, current, err, json_option, lab_option, main, out, styled, use
 
 
 @main.command()
@@ -26,6 +27,8 @@ def up(topology: str, quiet: bool, replace: bool, name: str | None) -> None:
       testbed up topologies/default.yaml
       testbed up my-topology.yaml --name ci-$GITHUB_RUN_ID -q
     """
+    from testbed import lab
+
     start = time.monotonic()
     ctx = _run(lambda s: lab.up(topology, s.say, s, replace=replace, name=name))
     use(ctx.lab)
@@ -50,6 +53,8 @@ def down(name: str | None, everything: bool) -> None:
       testbed down default
       testbed down --all
     """
+    from testbed import lab
+
     if everything:
         names = sorted(lab.known_labs())
     elif name is not None or state.names():
@@ -79,6 +84,7 @@ def use_lab(name: str | None, clear: bool) -> None:
       testbed use            # which lab is current
       testbed use --clear
     """
+
     if clear:
         use(None)
         return
@@ -151,7 +157,14 @@ def apply(lab_name: str | None, filename: str) -> None:
       testbed apply --lab bgp -f topologies/manifests/web.yaml
     """
     name = _lab(lab_name)
-    _run(lambda s: lab.apply(name, filename, s.say, s))
+
+    def work(steps: Steps) -> None:
+        if remote.ask(name, "apply", filename, steps) is None:
+            from testbed import lab
+
+            lab.apply(name, filename, steps.say, steps)
+
+    _run(work)
     err.print(f"applied {filename} to {name}")
 
 
@@ -167,7 +180,16 @@ def delete(lab_name: str | None, filename: str) -> None:
       testbed delete -f my-policy.yaml
     """
     name = _lab(lab_name)
-    missing = _run(lambda s: lab.delete(name, filename, s.say, s))
+
+    def work(steps: Steps) -> list[str]:
+        done = remote.ask(name, "delete", filename, steps)
+        if done is not None:
+            return list(done["missing"])
+        from testbed import lab
+
+        return lab.delete(name, filename, steps.say, steps)
+
+    missing = _run(work)
     if missing:
         raise errors.NotFound(f"not found in lab {name} (the rest was deleted): {', '.join(missing)}")
     err.print(f"deleted the objects of {filename} from {name}")
@@ -185,6 +207,8 @@ def move(lab_name: str | None, pod: str, to: str) -> None:
     Example:
       testbed move --lab bgp default/web-xxxxx --to node3
     """
+    from testbed import lab
+
     name = _lab(lab_name)
     start = time.monotonic()
     _run(lambda s: lab.move(name, pod, to, s.say, s))

@@ -224,6 +224,10 @@ async def run(name: str) -> None:
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     await controller.listen()
+    from testbed.control import api
+    from testbed.runtime.readiness import code_version
+
+    served = api.serve(name, code_version())  # the command line's apply and delete, done here
     threading.Thread(target=controller.watch_docker, args=(loop,), daemon=True).start()
     tasks = [loop.create_task(controller.tick()), loop.create_task(controller.work_loop())]
     for node in controller.nodes:  # a machine that started while no controller watched (its start, a crash)
@@ -233,6 +237,8 @@ async def run(name: str) -> None:
         task.cancel()
     for server in controller.servers.values():
         server.close()
+    served.server_close()
+    (state.run_dir(name) / api.SOCKET).unlink(missing_ok=True)
     with contextlib.suppress(FileNotFoundError):
         if Path(pid_file).read_text() == str(os.getpid()):
             pid_file.unlink()

@@ -13,8 +13,8 @@ from typing import Annotated, Any, TypeVar
 from pydantic import AfterValidator
 
 from testbed.errors import show
+from testbed.model.labels import dns_label as dns_label  # re-exported: most models name it from here
 
-DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 QUALIFIED_PART = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
@@ -37,12 +37,6 @@ def at(path: tuple[str | int, ...], check: Callable[[T], Any], value: T) -> None
         check(value)
     except ValueError as err:
         raise At(path, str(err)) from None
-
-
-def dns_label(value: str) -> str:
-    if len(value) > 63 or not DNS1123_LABEL.match(value):
-        raise ValueError(f"{show(value)} is not a DNS-1123 label (lowercase letters, digits and '-', at most 63)")
-    return value
 
 
 def dns_subdomain(value: str) -> str:

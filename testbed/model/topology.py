@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from testbed.errors import show
+from testbed.model.labels import lab_name
 from testbed.model.names import Labels, dns_label, dns_subdomain
 
 UNDERLAY_POOL = IPv4Network("100.64.0.0/16")  # carrier-grade NAT space: never a real route on a lab machine
@@ -28,13 +28,6 @@ def underlay_prefix(nodes: int) -> int:
         prefix -= 1
     return prefix
 RESERVED_NAMES = ("router",)  # machine names beside the nodes
-
-
-def lab_name(value: str) -> str:
-    dns_label(value)
-    if len(value) > 20:
-        raise ValueError(f"{show(value)} is longer than 20 characters (it prefixes container and netns names)")
-    return value
 
 
 class Strict(BaseModel):

@@ -1,12 +1,14 @@
 """The command line as a user meets it: exit codes, --json, errors that create nothing."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import leftovers
 import pytest
+from tenacity import retry, retry_if_result, stop_after_delay, wait_fixed
 
 ROOT = Path(__file__).parents[2]
 BAD = ROOT / "tests/unit/bad"
@@ -156,3 +158,41 @@ def test_delete_needs_only_kind_namespace_and_name_and_refuses_builtin_namespace
     assert refused.returncode == 2
     assert f"{system}:3: metadata.name: namespace 'kube-system' may not be deleted" in refused.stderr
     assert any(p.namespace == "kube-system" for p in testbed_lab.plan.pods)
+
+
+@pytest.mark.topology("tests/e2e/topology.yaml")
+def test_apply_and_delete_are_served_by_the_lab_controller_unless_told_otherwise(testbed_lab, tmp_path):
+    """The lab's controller does an apply (control/api.py); the file keeps the name the user typed, relative to
+    the command's folder; TESTBED_LOCAL has the command do it itself. Either way the pod answers."""
+    from testbed import events, state
+
+    name = testbed_lab.name
+    (tmp_path / "served.yaml").write_text("apiVersion: v1\nkind: Pod\nmetadata: {name: served}\n"
+                                          "spec: {containers: [{name: c, ports: [{containerPort: 8080}]}]}\n")
+
+    def testbed(*args: str, local: bool = False) -> subprocess.CompletedProcess:
+        env = {**os.environ, **({"TESTBED_LOCAL": "1"} if local else {})}
+        return subprocess.run([sys.executable, "-m", "testbed", *args, "--lab", name, "-f", "served.yaml"],
+                              capture_output=True, text=True, check=False, cwd=tmp_path, env=env)
+
+    def started_by() -> int:
+        return next(e for e in reversed(events.read(name)) if e["reason"] == "Started")["pid"]
+
+    controller = _serving(name)
+    assert controller, "the lab's controller does not serve"
+    assert testbed("apply").returncode == 0 and started_by() == controller
+    assert {"served.yaml"} == {m["file"] for m in state.load(name).manifests if "served" in str(m["data"])}
+    assert testbed_lab.probe("a1", f"{testbed_lab.pod('default/served').ipv4}:8080")["result"] == "connected"
+    deleted = testbed("delete", local=True)
+    assert deleted.returncode == 0, deleted.stderr
+    assert started_by() not in (controller, 0) and "served" not in {p.name for p in testbed_lab.plan.pods}
+
+
+@retry(retry=retry_if_result(lambda pid: not pid), stop=stop_after_delay(15), wait=wait_fixed(0.1),
+       retry_error_callback=lambda state: state.outcome.result())
+def _serving(name: str) -> int | None:
+    """The controller's pid once it listens for the command line (it starts after `up` returns)."""
+    from testbed import state
+    from testbed.runtime import readiness
+
+    return readiness.running(name) if (state.run_dir(name) / "api.sock").exists() else None

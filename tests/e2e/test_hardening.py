@@ -38,9 +38,10 @@ def _sigint_default() -> None:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
-def popen(*args: str, python: tuple[str, ...] = ()) -> subprocess.Popen:
+def popen(*args: str, python: tuple[str, ...] = (), env: dict[str, str] | None = None) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, *python, "-m", "testbed", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, preexec_fn=_sigint_default)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_sigint_default,
+                            env={**os.environ, **(env or {})})
 
 
 @retry(retry=retry_if_result(lambda n: n < 20), stop=stop_after_delay(60), wait=wait_fixed(0.05))
@@ -68,7 +69,8 @@ def test_an_immediate_rerun_after_kill_9_converges():
         again = cli("up", "-q", str(HERE / "rerun.yaml"))
         assert again.returncode == 0, again.stderr
 
-        apply = popen("apply", "--lab", name, "-f", str(MANY))
+        # the command doing the work itself, as it does when no controller answers (TESTBED_LOCAL)
+        apply = popen("apply", "--lab", name, "-f", str(MANY), env={"TESTBED_LOCAL": "1"})
         _pods_made(f"{name}-node1")
         apply.send_signal(signal.SIGKILL)
         apply.wait()
@@ -82,8 +84,23 @@ def test_an_immediate_rerun_after_kill_9_converges():
         for src, dst in random.Random(1).sample([(a, b) for a in replicas[:20] for b in replicas[-20:]
                                                  if a.node != b.node], 5):
             assert curl(lab, src.key, url(dst.ipv4, 8080, "/hostname")) == dst.name
+
+        # served by the lab's controller: a command killed mid-way leaves the work to it, and no re-run is needed
+        served = popen("delete", "--lab", name, "-f", str(MANY))
+        assert _phase(name, "creating"), "the controller did not start the delete"
+        served.send_signal(signal.SIGKILL)
+        served.wait()
+        assert _phase(name, "ready") and lab.pods("default", app="many") == []
+        assert lab.status()["phase"] == "ready"
     finally:
         labs.down(name, **quiet)
+
+
+@retry(retry=retry_if_result(lambda seen: not seen), stop=stop_after_delay(60), wait=wait_fixed(0.02),
+       retry_error_callback=lambda state: state.outcome.result())
+def _phase(name: str, phase: str) -> bool:
+    st = state.load(name)
+    return st is not None and st.phase == phase
 
 
 def test_status_is_observed_and_up_heals_a_stopped_node():

@@ -39,10 +39,22 @@ def test_every_verb_has_an_example_in_its_help():
     from testbed.cli import main
 
     def commands(group: click.Group, prefix: str = ""):
-        for name, cmd in group.commands.items():
+        for name in group.list_commands(click.Context(group)):
+            cmd = group.get_command(click.Context(group), name)
             yield f"{prefix}{name}", cmd
             if isinstance(cmd, click.Group):
                 yield from commands(cmd, f"{prefix}{name} ")
 
     lacking = [name for name, cmd in commands(main) if "Example" not in (cmd.help or "")]
     assert lacking == []
+
+
+def test_each_verb_is_registered_by_the_module_the_lazy_group_names():
+    import importlib
+
+    from testbed.cli import VERBS, main
+
+    for module in set(VERBS.values()):
+        importlib.import_module(f"testbed.cli.{module}")
+    assert {name: cmd.callback.__module__ for name, cmd in main.commands.items()} == \
+        {name: f"testbed.cli.{module}" for name, module in VERBS.items()}

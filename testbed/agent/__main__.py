@@ -56,7 +56,7 @@ class Agent:
             "daemons": self.sync_daemons, "rules": self.apply_rules, "serve": self.serve,
             "iptables": self.apply_iptables, "ipsets": self.apply_ipsets, "conntrack": self.conntrack,
             "files": self.write_files, "cni_check": self.cni_check, "kill_pod": self.kill_pod, "delay": self.delay,
-            "probe": self.probe,
+            "probe": self.probe, "run": self.run,
             "compare": self.compare, "inspect": self.inspect,
             "restart": self.restart, "trace_start": self.trace_start, "trace_stop": self.trace_stop}
 
@@ -168,6 +168,19 @@ class Agent:
     async def probe(self, req: protocol.Probe) -> Any:
         self.prober.now(req.pods)
         return {}
+
+    async def run(self, req: protocol.Run) -> Any:
+        argv = (["ip", "netns", "exec", req.netns] if req.netns else []) + req.argv
+        proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL,
+                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(), req.seconds)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            return {"code": None, "stdout": "", "stderr": f"no answer within {req.seconds} s"}
+        return {"code": proc.returncode, "stdout": out.decode(errors="replace")[-65536:],
+                "stderr": err.decode(errors="replace")[-65536:]}
 
     async def kill_pod(self, req: protocol.KillPod) -> Any:
         pod = self.pods.pods.get(req.netns)

@@ -204,17 +204,19 @@ class ClusterDNS(Installer):
             paths = [p for p in written.nodes.get(pod.node, []) if p == "*" or p.startswith(folder(pod) + "/")]
             if not paths:
                 return
-            machine = podexec.running(ctx.plan.node(pod.node).container, pod)
             changed = [p.removeprefix(folder(pod) + "/").removesuffix(".zone") for p in paths if p.endswith(".zone")]
             config = "*" in paths or f"{folder(pod)}/named.conf" in paths
             if "*" in paths:
                 changed = list(written.after)
             if pod.key in running and not config:
-                took = not script or _update(ctx, machine, pod, script)
+                took = not script or _update(ctx, pod, script)
                 changed = [z for z in changed if z in whole or not took]  # what it could not take goes whole
+                if not changed:
+                    return  # it answered the updates
             if config or changed:
                 shell = f"cd {folder(pod)} && {replace(changed, config)}"
-                machine.exec(podexec.wrap(pod, ["sh", "-c", shell]))
+                agent.call(ctx.run_dir(pod.node), "run", argv=["sh", "-c", shell], netns=pod.netns, seconds=30)
+            machine = podexec.running(ctx.plan.node(pod.node).container, pod)
             _answering(machine, pod, ctx.plan.topology.networking.clusterDomain)
 
         each(sync, _servers(ctx.plan))
@@ -266,11 +268,13 @@ class Written:
     after: dict[str, list[str]]
 
 
-def _update(ctx: Context, machine: Any, pod: PodPlan, script: str) -> bool:
-    """The changed records sent to the server as RFC 2136 updates; whether it took them all."""
+def _update(ctx: Context, pod: PodPlan, script: str) -> bool:
+    """The changed records sent to the server as RFC 2136 updates (nsupdate in its pod, run by the node's
+    agent); whether it took them all."""
     path = f"{folder(pod)}/update"
     agent.call(ctx.run_dir(pod.node), "files", files={path: script})
-    return machine.exec(podexec.wrap(pod, ["nsupdate", path])).exit_code == 0
+    done = agent.call(ctx.run_dir(pod.node), "run", argv=["nsupdate", "-t", "5", path], netns=pod.netns, seconds=20)
+    return done.get("code") == 0
 
 
 def _servers(plan: Plan) -> list[PodPlan]:

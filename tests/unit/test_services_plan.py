@@ -58,8 +58,9 @@ def test_renderings_hold_every_frontend_and_endpoint():
     assert "10.96.0.11 . tcp . 80 . 2 : 10.244." in text  # the third of its three endpoint slots
     assert "chain pick-cl4-n3 { meta l4proto { tcp, udp, sctp } dnat ip to ip daddr . meta l4proto . th dport . " \
            "numgen random mod 3 map @cl4-endpoints; }" in text
-    # fixed; one shared pick; the affinity Service: by ClusterIP and by node port, a chain per endpoint each
-    assert text.count("  chain ") == 10 + 1 + 2 * (1 + 3)
+    # fixed; the standing shared picks (3 frontend kinds x 2 families x 1-4 endpoints: pick-cl4-n3 among them);
+    # the affinity Service: by ClusterIP and by node port, a chain per endpoint each
+    assert text.count("  chain ") == 10 + 3 * 2 * nft.STANDING + 2 * (1 + 3)
     assert "tcp . 30000 : goto ext-" in text and "flags dynamic,timeout; timeout 10800s;" in text
     assert "10.96.0.13 . tcp . 81 : goto reject-service" in text
     rules = ipt.render(view, 4)

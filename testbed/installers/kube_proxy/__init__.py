@@ -51,8 +51,6 @@ class KubeProxy(Installer):
     title = "kube-proxy (Services)"
 
     def install(self, ctx: Context) -> Change:
-        if ctx.as_last:
-            return Change()  # the nodes hold this very plan's rules
         plan, previous = ctx.plan, ctx.previous
         use_nft = plan.topology.kubeProxy.mode == "nftables"
         dual = plan.topology.networking.dualStack

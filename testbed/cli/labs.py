@@ -84,7 +84,6 @@ def use_lab(name: str | None, clear: bool) -> None:
       testbed use            # which lab is current
       testbed use --clear
     """
-
     if clear:
         use(None)
         return

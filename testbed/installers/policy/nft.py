@@ -21,6 +21,11 @@ ADDR = {4: "ipv4_addr", 6: "ipv6_addr"}
 ND = "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit, nd-router-advert } accept"
 
 
+def _set(name: str, key: str, elements: list[str], flags: str = " flags interval;") -> str:
+    body = f" elements = {{ {', '.join(elements)} }};" if elements else ""
+    return f"  set {name} {{ type {key};{flags}{body} }}"
+
+
 class Sets:
     """The table's sets, one per distinct content (as Calico shares an ipset among the rules that select the
     same peers): a name follows its key and elements, so rules alike in their peers, targets or ports load one
@@ -35,8 +40,7 @@ class Sets:
         if content not in self.names:
             digest = hashlib.blake2b(repr(content).encode(), digest_size=8).hexdigest()
             self.names[content] = name = f"s-{digest}"
-            body = f" elements = {{ {', '.join(elements)} }};" if elements else ""
-            self.lines.append(f"  set {name} {{ type {key}; flags interval;{body} }}")
+            self.lines.append(_set(name, key, elements))
         return self.names[content]
 
 
@@ -67,13 +71,10 @@ def render(view: PolicyView) -> str:
     sets = shared.lines
     for f in view.families:  # a pod reaching itself, through its own Service (hairpin): never blocked
         pods = view.local[f]
-        sets.append(f"  set self-{f} {{ type {ADDR[f]} . {ADDR[f]};"
-                    + (f" elements = {{ {', '.join(f'{ip} . {ip}' for ip in pods)} }};" if pods else "") + " }")
+        sets.append(_set(f"self-{f}", f"{ADDR[f]} . {ADDR[f]}", [f"{ip} . {ip}" for ip in pods], flags=""))
     for direction, short in (("egress", "saddr"), ("ingress", "daddr")):
         for f in view.families:
-            elements = view.isolated[direction][f]
-            sets.append(f"  set isolated-{direction}-{f} {{ type {ADDR[f]}; flags interval;"
-                        + (f" elements = {{ {', '.join(elements)} }};" if elements else "") + " }")
+            sets.append(_set(f"isolated-{direction}-{f}", ADDR[f], view.isolated[direction][f]))
             chains[direction].append(f"{IP[f]} {short} @isolated-{direction}-{f} drop")
     lines = [f"table {FAMILY} {TABLE} {{", *sets,
              *[f"  chain {name} {{ {'; '.join(rules)}; }}" for name, rules in chains.items()],

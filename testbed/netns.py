@@ -15,10 +15,6 @@ if TYPE_CHECKING:
     from testbed.agent.iproute import IPRoute
 
 HOST_NETNS_DIR = "/run/netns"
-# the kernel's neighbour flags and states (linux/neighbour.h), here so that a command that makes no netlink
-# call does not import pyroute2 (a fifth of the CLI's start)
-NTF_SELF, NTF_PROXY = 0x02, 0x08
-NUD_NOARP, NUD_PERMANENT = 0x40, 0x80
 
 
 @contextlib.contextmanager

@@ -7,9 +7,9 @@ from __future__ import annotations
 import socket
 from typing import Any
 
+from testbed.agent.nlmsg import NTF_PROXY, NUD_PERMANENT
+
 IFF_UP = 1
-NUD_PERMANENT = 0x80
-NTF_PROXY = 0x08
 
 
 def _links(ipr: Any) -> tuple[list[dict[str, Any]], dict[int, str]]:

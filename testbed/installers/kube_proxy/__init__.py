@@ -15,7 +15,7 @@ import time
 
 from testbed import events, netns
 from testbed.actions import Change, Context, each
-from testbed.agent import nsutil
+from testbed.agent import nlmsg, nsutil
 from testbed.checks import Finding, Observation, compared
 from testbed.installers import Installer, register
 from testbed.installers.kube_proxy import endpoints, ipt, nft, sync
@@ -39,7 +39,7 @@ def _l2(ctx: Context, node: NodePlan, ips: list[str]) -> None:
         for ip in ips:
             if ":" in ip:
                 with contextlib.suppress(Exception):
-                    nd.neigh("replace", dst=ip, ifindex=eth0, flags=netns.NTF_PROXY, family=socket.AF_INET6)
+                    nd.neigh("replace", dst=ip, ifindex=eth0, flags=nlmsg.NTF_PROXY, family=socket.AF_INET6)
     if any(":" in ip for ip in ips):
         with nsutil.entered(path):
             nsutil.write_sysctl(f"net.ipv6.conf.{NODE_IF}.proxy_ndp", 1)

@@ -19,7 +19,7 @@ from tenacity import retry, retry_if_result, stop_after_delay, wait_exponential
 
 from testbed import netns
 from testbed.actions import Change, Context, each
-from testbed.agent import nsutil
+from testbed.agent import nlmsg, nsutil
 from testbed.checks import HEAL, Finding, Observation, fail, ok
 from testbed.errors import TestbedError
 from testbed.network import bird
@@ -177,11 +177,11 @@ def _bridge_proxies(ctx: Context, node: NodePlan, on: bool) -> None:
         if idx is None:
             return
         have = {n.get_attr("NDA_DST") for n in nd.get_neighbours(family=socket.AF_INET6, ifindex=idx)
-                if n["flags"] & netns.NTF_PROXY}
+                if n["flags"] & nlmsg.NTF_PROXY}
         for ip in have - want:
-            nd.neigh("del", dst=ip, ifindex=idx, flags=netns.NTF_PROXY, family=socket.AF_INET6)
+            nd.neigh("del", dst=ip, ifindex=idx, flags=nlmsg.NTF_PROXY, family=socket.AF_INET6)
         for ip in want - have:
-            nd.neigh("add", dst=ip, ifindex=idx, flags=netns.NTF_PROXY, family=socket.AF_INET6)
+            nd.neigh("add", dst=ip, ifindex=idx, flags=nlmsg.NTF_PROXY, family=socket.AF_INET6)
 
 
 @register

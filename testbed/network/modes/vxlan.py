@@ -68,11 +68,11 @@ def _peers(nd: IPRoute, path: str, idx: int, peers: list[NodePlan], fresh: bool)
     want_fdb: set[str] = set()
     requests = []
     for peer in peers:
-        requests.append(nlmsg.fdb(idx, peer.vtep_mac, peer.underlay_ip, netns.NUD_PERMANENT | netns.NUD_NOARP,
-                                  netns.NTF_SELF))
+        requests.append(nlmsg.fdb(idx, peer.vtep_mac, peer.underlay_ip, nlmsg.NUD_PERMANENT | nlmsg.NUD_NOARP,
+                                  nlmsg.NTF_SELF))
         want_fdb.add(peer.vtep_mac)
         for gw, cidr in [(peer.vtep4, peer.cidr4)] + ([(peer.vtep6, peer.cidr6)] if peer.vtep6 and peer.cidr6 else []):
-            requests += [nlmsg.neigh(idx, gw, peer.vtep_mac, netns.NUD_PERMANENT),
+            requests += [nlmsg.neigh(idx, gw, peer.vtep_mac, nlmsg.NUD_PERMANENT),
                          nlmsg.route(cidr, gw, idx, RTNH_F_ONLINK)]
             want_neigh.add(gw)
             want_routes.add(cidr)

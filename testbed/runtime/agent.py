@@ -36,7 +36,12 @@ def call(run_dir: Path, op: str, timeout: float = 120.0, **args: Any) -> Any:
     return reply["result"]
 
 
-@retry(retry=retry_if_exception_type(OSError), stop=stop_after_delay(30),
+# a new agent's start: a 100-node `up` starts every machine at once, and on two cores a CI run with a second lab
+# coming up beside it once had an agent bind its socket only after 30 s
+AGENT_START = 60
+
+
+@retry(retry=retry_if_exception_type(OSError), stop=stop_after_delay(AGENT_START),
        wait=wait_exponential(multiplier=0.005, max=0.2), reraise=True)
 def wait_ready(run_dir: Path) -> Any:
     """The agent binds its socket under a temporary name and renames it once it accepts, so a connect that

@@ -102,10 +102,11 @@ class Labs:
         path = Path(topology).resolve()
         if path not in self.up:
             name = lab.load(path).topology.name
-            existed = state.load(name) is not None
+            # a lab that was up before the session (`make up`) is re-synced, and left up; one the session makes
+            # is the session's before its `up` starts, so one that fails halfway is removed at the end too
+            if state.load(name) is None:
+                self.made.add(name)
             ctx = lab.up(path, say=lambda _: None)
-            if not existed:  # a lab that was up before the session (`make up`) is re-synced, and left up
-                self.made.add(ctx.lab)
             self.up[path] = Lab(ctx.lab)
         return self.up[path]
 

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from testbed.agent import nsutil
+from testbed.agent.links import one, sync_addresses  # noqa: F401 (host-side code asks them of this module)
 
 if TYPE_CHECKING:
     from testbed.agent.iproute import IPRoute
@@ -37,30 +38,6 @@ def ensure_named(name: str) -> str:
     if not os.path.exists(path):
         nsutil.create_named(path)
     return path
-
-
-def one(handle: IPRoute, ifname: str) -> int | None:
-    found = handle.link_lookup(ifname=ifname)
-    return found[0] if found else None
-
-
-IFA_F_NODAD = 0x02
-RT_SCOPE_UNIVERSE = 0
-
-
-def sync_addresses(handle: IPRoute, index: int, wanted: list[tuple[str, int]], link_local: bool = True) -> None:
-    """Make a link's global addresses exactly `wanted` ((address, prefix length) pairs): re-syncing after a
-    change of plan must not leave the old ones behind. IPv6 addresses skip duplicate detection. Without
-    link_local, the link's link-local addresses are another owner's (NodeLocal DNSCache's on the loopback)."""
-    want = {(ipaddress.ip_address(a).compressed, p) for a, p in wanted}
-    for msg in handle.get_addr(index=index):
-        address = ipaddress.ip_address(msg.get_attr("IFA_ADDRESS"))
-        have = (address.compressed, msg["prefixlen"])
-        if msg["scope"] == RT_SCOPE_UNIVERSE and have not in want and (link_local or not address.is_link_local):
-            handle.addr("del", index=index, address=have[0], prefixlen=have[1])
-    for address, prefix in sorted(want):
-        handle.addr("replace", index=index, address=address, prefixlen=prefix,
-                    flags=IFA_F_NODAD if ":" in address else 0)
 
 
 # Route protocol numbers (rtnetlink's rtm_protocol) that mark the routes testbed makes, one per owner, so each

@@ -57,7 +57,7 @@ class Agent:
             "iptables": self.apply_iptables, "ipsets": self.apply_ipsets, "conntrack": self.conntrack,
             "files": self.write_files, "cni_check": self.cni_check, "kill_pod": self.kill_pod, "delay": self.delay,
             "probe": self.probe, "run": self.run,
-            "compare": self.compare, "inspect": self.inspect,
+            "compare": self.compare, "inspect": self.inspect, "wire": self.wire,
             "restart": self.restart, "trace_start": self.trace_start, "trace_stop": self.trace_stop}
 
     @property
@@ -169,12 +169,19 @@ class Agent:
         self.prober.now(req.pods)
         return {}
 
+    async def wire(self, req: protocol.Wire) -> Any:
+        from testbed.agent import fabric
+
+        return await asyncio.to_thread(fabric.wire, req.bridge, req.mtu, req.ports)
+
     async def run(self, req: protocol.Run) -> Any:
         argv = (["ip", "netns", "exec", req.netns] if req.netns else []) + req.argv
-        proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL,
+        stdin = asyncio.subprocess.PIPE if req.input else asyncio.subprocess.DEVNULL
+        proc = await asyncio.create_subprocess_exec(*argv, stdin=stdin,
                                                     stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         try:
-            out, err = await asyncio.wait_for(proc.communicate(), req.seconds)
+            out, err = await asyncio.wait_for(proc.communicate(req.input.encode() if req.input else None),
+                                              req.seconds)
         except TimeoutError:
             proc.kill()
             await proc.wait()

@@ -157,6 +157,18 @@ class Run:
     argv: list[str]
     netns: str | None = None
     seconds: float = 10.0
+    input: str = ""  # its standard input (an nft ruleset, say)
+
+
+@dataclass
+class Wire:
+    """On the lab's fabric machine: each port's veth between a segment bridge (in the fabric's own netns) and a
+    machine's netns, found by the machine's PID on this host. Each port: {machine, pid, ifname, segment_if,
+    addresses: [[address, prefix]], mac}."""
+
+    bridge: str
+    mtu: int
+    ports: list[dict[str, Any]]
 
 
 @dataclass
@@ -195,7 +207,7 @@ OPS: dict[str, type] = {"ping": Ping, "reexec": Reexec, "status": Status, "sync_
                         "daemons": Daemons, "rules": Rules, "serve": Serve, "iptables": Iptables,
                         "ipsets": Ipsets, "conntrack": Conntrack, "files": Files,
                         "cni_check": CniCheck, "kill_pod": KillPod, "delay": Delay, "probe": Probe, "run": Run,
-                        "compare": Compare,
+                        "compare": Compare, "wire": Wire,
                         "inspect": Inspect, "restart": Restart, "trace_start": TraceStart,
                         "trace_stop": TraceStop}
 

@@ -1,34 +1,28 @@
 """Faults of the underlay: a node's link down, a partition between groups of nodes, random loss, a rate cap,
-and a delay. Loss and partitions are nftables rules on the fabric bridge, in the lab's own namespace (this
+and a delay. Loss and partitions are nftables rules on the fabric bridge, in the fabric machine's namespace (this
 kernel has no netem: `numgen random` drops instead), the rate a tbf qdisc on both ends of the node's link, the
 delay a userspace delayer in the node's agent fed by iptables NFQUEUE (agent/delayer.py)."""
 
 from __future__ import annotations
 
 import re
-import subprocess
 from typing import Any
 
-from testbed import netns
+from testbed import state
 from testbed.errors import EnvironmentProblem
 from testbed.faults import Fault, Kind, bad, node, register
-from testbed.network.underlay import NODE_IF, fabric_if, ns_name
+from testbed.network.underlay import NODE_IF, fabric_if
 from testbed.plan.cluster import Plan
 from testbed.runtime import agent, podexec
 
 RATE = re.compile(r"^(\d+(?:\.\d+)?)(bit|kbit|mbit|gbit|[kMG])$")
 
 
-def _lab_ns(plan: Plan) -> str:
-    return f"{netns.HOST_NETNS_DIR}/{ns_name(plan.lab)}"
-
-
-def _run(plan: Plan, argv: list[str], stdin: str = "") -> None:
-    """A command in the lab's own namespace (never the host's)."""
-    done = subprocess.run(["ip", "netns", "exec", ns_name(plan.lab), *argv], input=stdin, capture_output=True,
-                          text=True, check=False)
-    if done.returncode != 0:
-        raise EnvironmentProblem(f"{argv[0]} in the lab's namespace: {done.stderr.strip()[-300:]}")
+def _run(plan: Plan, argv: list[str], stdin: str = "", check: bool = True) -> None:
+    """A command in the fabric machine, through its agent (never in the host's namespaces)."""
+    done = agent.call(state.run_dir(plan.lab) / plan.fabric.name, "run", argv=argv, input=stdin, seconds=20)
+    if check and done["code"] != 0:
+        raise EnvironmentProblem(f"{argv[0]} in the lab's fabric: {done['stderr'].strip()[-300:]}")
 
 
 def _table(fault: Fault) -> str:
@@ -55,10 +49,7 @@ class LinkDown(Kind):
         node(plan, args["node"])
 
     def _set(self, plan: Plan, fault: Fault, up: bool) -> None:
-        with netns.ipr(_lab_ns(plan)) as ipr:
-            index = netns.one(ipr, fabric_if(fault.args["node"]))
-            if index is not None:
-                ipr.link("set", index=index, state="up" if up else "down")
+        _run(plan, ["ip", "link", "set", "dev", fabric_if(fault.args["node"]), "up" if up else "down"], check=False)
 
     def apply(self, plan: Plan, fault: Fault) -> None:
         self._set(plan, fault, False)
@@ -141,8 +132,7 @@ class Rate(Kind):
     def undo(self, plan: Plan, fault: Fault) -> None:
         machine = podexec.running(plan.machine(fault.args["node"]).container, None)
         machine.exec(["tc", "qdisc", "del", "dev", NODE_IF, "root"])
-        subprocess.run(["ip", "netns", "exec", ns_name(plan.lab), "tc", "qdisc", "del", "dev",
-                        fabric_if(fault.args["node"]), "root"], capture_output=True, check=False)
+        _run(plan, ["tc", "qdisc", "del", "dev", fabric_if(fault.args["node"]), "root"], check=False)
 
 
 @register

@@ -15,7 +15,6 @@ from testbed.network.underlay import (
     Port,
     check_ports,
     fabric_if,
-    lab_netns,
     wire,
 )
 from testbed.plan.cluster import Plan
@@ -99,8 +98,7 @@ class External:
         plan = ctx.plan
         if plan.router is None:
             return Change()
-        with netns.ipr(lab_netns(ctx)) as fab:
-            change = wire(ctx, fab, EXTERNAL_BRIDGE, _ports(plan), plan.topology.networking.mtu)
+        change = wire(ctx, EXTERNAL_BRIDGE, _ports(plan), plan.topology.networking.mtu)
         for h in plan.externals:
             defaults: dict[str, dict[str, object]] = {"0.0.0.0/0": {"gateway": h.gateway}}
             if h.gateway6:

@@ -1,5 +1,5 @@
-"""The first action of every sync: one container per machine of every kind (nodes, the router, external hosts;
-each with its role label) from the current node image, and each machine's agent answering with this
+"""The first action of every sync: one container per machine of every kind (nodes, the router, external hosts,
+the fabric; each with its role label) from the current node image, and each machine's agent answering with this
 install's code. A machine that crashed or runs an older image is replaced; the later actions re-wire it."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from testbed.agent.version import code_version
 from testbed.checks import HEAL, Finding, Observation, fail, ok
 from testbed.errors import TestbedError
 from testbed.plan.cluster import NodePlan
-from testbed.plan.machines import ExternalPlan, RouterPlan
+from testbed.plan.machines import ExternalPlan, FabricPlan, RouterPlan
 from testbed.runtime import agent
 
 
@@ -43,7 +43,7 @@ class Nodes:
         image = ctx.provider.image_ready(ctx.say)
         dual = ctx.plan.topology.networking.dualStack
 
-        def one(node: NodePlan | RouterPlan | ExternalPlan) -> None:
+        def one(node: NodePlan | RouterPlan | ExternalPlan | FabricPlan) -> None:
             m = ctx.provider.get(node.container)
             if m is not None and m.lab != ctx.lab:
                 owner = f"lab {m.lab}" if m.lab else "a container testbed did not make"

@@ -27,7 +27,7 @@ def underlay_prefix(nodes: int) -> int:
     while underlay_holds(IPv4Network(f"0.0.0.0/{prefix}")) < nodes:
         prefix -= 1
     return prefix
-RESERVED_NAMES = ("router",)  # machine names beside the nodes
+RESERVED_NAMES = ("router", "fabric")  # machine names beside the nodes
 
 
 class Strict(BaseModel):
@@ -202,6 +202,9 @@ class Topology(Strict):
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             raise ValueError(f"node names must be unique; repeated: {', '.join(sorted(dup))}")
+        if taken := sorted(set(names) & set(RESERVED_NAMES)):
+            raise ValueError(f"node name(s) {', '.join(taken)} are the lab's own machines' "
+                             f"({', '.join(RESERVED_NAMES)}); rename the node")
         return nodes
 
     @field_validator("networking")
@@ -255,8 +258,8 @@ class Topology(Strict):
         names = [n.name for n in info.data.get("nodes") or []] + list(RESERVED_NAMES)
         for i, host in enumerate(ext.hosts):
             if host.name in names:
-                raise ValueError(f"external.hosts[{i}].name {host.name!r} is taken by a node, the router or "
-                                 "another external host")
+                raise ValueError(f"external.hosts[{i}].name {host.name!r} is taken by a node, the router, the "
+                                 "fabric or another external host")
             names.append(host.name)
         _apart("external range", [ext.cidr, ext.cidrV6], _cluster_ranges(net))
         return ext

@@ -1,12 +1,16 @@
-"""The lab's segments: Linux bridges in a lab-owned netns on the host, with a veth into each machine.
+"""The lab's segments: Linux bridges in the lab's fabric machine (a container of its own), with a veth into each
+machine.
 
 - `fabric`, the underlay: every node and the router (eth0 in each), 100.64.N.0/24 (and a ULA /64 with dual
   stack). The nodes' and router's addresses are planned.
 - `external`, the segment behind the router: the router's ext0 and each external host's eth0.
 
 Not Docker networks: on the host, Docker's isolation rules drop forwarded packets whose addresses are outside a
-Docker network's subnet, which would drop pod IPs on the wire in routed modes. This namespace has no rules.
-Nothing is left in the host's own namespace: deleting the lab netns deletes the bridges and every veth.
+Docker network's subnet, which would drop pod IPs on the wire in routed modes. The fabric's namespace has no
+rules. The fabric's agent does the wiring (agent/fabric.py), so the command line makes nothing on the host, and
+nothing is left in the host's namespaces: removing the fabric's container removes the bridges and every veth.
+Labs made before the fabric machine held their bridges in a named netns on the host (`testbed-<lab>`); `up` and
+`down` remove it.
 """
 
 from __future__ import annotations
@@ -15,17 +19,16 @@ import contextlib
 import hashlib
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any
 
 from testbed import netns
-from testbed.actions import Change, Context
+from testbed.actions import Change, Context, each
 from testbed.agent import nsutil
 from testbed.agent.macs import ip_mac
 from testbed.checks import HEAL, Finding, Observation, fail, ok
 from testbed.plan.cluster import Plan
-
-if TYPE_CHECKING:
-    from testbed.agent.iproute import IPRoute
+from testbed.plan.machines import FABRIC
+from testbed.runtime import agent
 
 BRIDGE = "fabric"
 EXTERNAL_BRIDGE = "external"
@@ -54,57 +57,26 @@ class Port:
     addresses: list[tuple[str, int]]  # (address, prefix length)
 
 
-def _ensure_bridge(fab: IPRoute, name: str, mtu: int) -> int:
-    br = netns.one(fab, name)
-    if br is None:
-        fab.link("add", ifname=name, kind="bridge", mtu=mtu)
-        br = netns.one(fab, name)
-    fab.link("set", index=br, mtu=mtu, state="up")
-    return br
-
-
-def wire(ctx: Context, fab: IPRoute, bridge: str, ports: list[Port], mtu: int) -> Change:
+def wire(ctx: Context, bridge: str, ports: list[Port], mtu: int) -> Change:
     """Each port's veth exists (re-made if the machine was recreated), is on the bridge, up, with exactly its
-    addresses. A recreated machine's link comes back with the same MAC, so its peers' ARP entries stay right."""
-    change = Change()
-    br = _ensure_bridge(fab, bridge, mtu)
-    for port in ports:
-        machine_ns = ctx.netns(port.machine)
-        mac = ip_mac(port.addresses[0][0])
-        with netns.ipr(machine_ns) as nd:
-            if netns.one(nd, port.ifname) is None:
-                stale = netns.one(fab, port.segment_if)
-                if stale is not None:  # the machine was recreated: its old peer is gone
-                    fab.link("del", index=stale)
-                fd = os.open(machine_ns, os.O_RDONLY)
-                try:
-                    fab.link("add", ifname=port.segment_if, kind="veth", mtu=mtu,
-                             peer={"ifname": port.ifname, "net_ns_fd": fd, "mtu": mtu, "address": mac})
-                finally:
-                    os.close(fd)
-                change.added += 1
-            fab.link("set", index=netns.one(fab, port.segment_if), master=br, state="up")
-            idx = netns.one(nd, port.ifname)
-            nd.link("set", index=1, state="up")
-            netns.sync_addresses(nd, idx, port.addresses)
-            nd.link("set", index=idx, mtu=mtu, address=mac, state="up")
-    return change
+    addresses, as the fabric's agent makes it. A recreated machine's link comes back with the same MAC, so its peers'
+    ARP entries stay right."""
+    pids = dict(zip([p.machine for p in ports], each(lambda p: ctx.machine(p.machine).pid(), ports), strict=True))
+    wanted = [{"machine": p.machine, "pid": pids[p.machine], "ifname": p.ifname, "segment_if": p.segment_if,
+               "addresses": p.addresses, "mac": ip_mac(p.addresses[0][0])} for p in ports]
+    done = agent.call(ctx.run_dir(FABRIC), "wire", bridge=bridge, mtu=mtu, ports=wanted)
+    return Change(added=done["added"])
 
 
-def segment_ports(lab: str) -> dict[str, bool]:
-    """The segments' ends of the machines' links, as they are in the lab's namespace: name → up."""
-    path = os.path.join(netns.HOST_NETNS_DIR, ns_name(lab))
-    if not os.path.exists(path):
-        return {}
-    with contextlib.suppress(OSError), netns.ipr(path) as fab:
-        return {link.get_attr("IFLA_IFNAME"): bool(link["flags"] & 1) for link in fab.get_links()}
-    return {}
+def segment_ports(links: list[dict[str, Any]] | None) -> dict[str, bool]:
+    """The segments' ends of the machines' links, as the fabric's agent reports its links: name → up."""
+    return {link["name"]: bool(link["up"]) for link in links or []}
 
 
 def check_ports(obs: Observation, ports: list[Port], segment: str) -> list[Finding]:
     """Each machine's link to a segment: there, up, with its planned addresses, and its segment end up."""
-    ends = segment_ports(obs.plan.lab)
-    states = obs.ask_all("inspect", [p.machine for p in ports])
+    states = obs.ask_all("inspect", [p.machine for p in ports] + [FABRIC])
+    ends = segment_ports((states[FABRIC] or {}).get("links"))
     out = []
     for port in ports:
         state = states[port.machine]
@@ -129,13 +101,6 @@ def check_ports(obs: Observation, ports: list[Port], segment: str) -> list[Findi
     return out
 
 
-def lab_netns(ctx: Context) -> str:
-    path = netns.ensure_named(ns_name(ctx.lab))
-    with netns.ipr(path) as fab:
-        fab.link("set", index=1, state="up")
-    return path
-
-
 class Underlay:
     name = "underlay"
     title = "Wiring the underlay"
@@ -152,14 +117,15 @@ class Underlay:
         return ports
 
     def run(self, ctx: Context) -> Change:
-        with netns.ipr(lab_netns(ctx)) as fab:
-            return wire(ctx, fab, BRIDGE, self.ports(ctx.plan), ctx.plan.topology.networking.mtu)
+        remove(ctx.lab)  # a lab made before the fabric machine: its machines' links then are re-made
+        return wire(ctx, BRIDGE, self.ports(ctx.plan), ctx.plan.topology.networking.mtu)
 
     def check(self, obs: Observation, deep: bool) -> list[Finding]:
         return check_ports(obs, self.ports(obs.plan), "underlay")
 
 
 def remove(lab: str) -> bool:
+    """The lab's named netns on the host, as testbed made it before the fabric machine; whether there was one."""
     path = os.path.join(netns.HOST_NETNS_DIR, ns_name(lab))
     if not os.path.exists(path):
         return False

@@ -5,8 +5,6 @@ carries; the fabric's shows what crosses between the machines, VXLAN-encapsulate
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from typing import BinaryIO
 
@@ -29,7 +27,7 @@ def command(interface: str, bpf: str, count: int | None, duration: float, pcap: 
 def _interfaces(plan: Plan, target: str) -> list[str]:
     """What interfaces the target has, for an error that lists them."""
     if target == FABRIC:
-        return [underlay.BRIDGE, *[underlay.fabric_if(m.name) for m in plan.machines()]]
+        return [underlay.BRIDGE, *[underlay.fabric_if(m.name) for m in plan.machines() if m.name != FABRIC]]
     _, pod = podexec.resolve(plan, target)
     return ["eth0", "lo"] if pod else ["any", "eth0", "lo", "cni0", "vxlan0", "veth..."]
 
@@ -50,23 +48,9 @@ def capture(plan: Plan, target: str, interface: str | None, bpf: str, count: int
             sink: BinaryIO | None) -> int:
     """Runs the capture; sink gets the pcap (None: summaries to stdout). Returns tcpdump's exit code."""
     pcap = sink is not None
-    if target == FABRIC:
-        interface = interface or underlay.BRIDGE
-        path = os.path.join("/run/netns", underlay.ns_name(plan.lab))
-        if not os.path.exists(path):
-            raise NotFound(f"lab {plan.lab} has no fabric namespace ({path}); `testbed up` makes it")
-        argv = ["ip", "netns", "exec", underlay.ns_name(plan.lab), *command(interface, bpf, count, duration, pcap)]
-        try:
-            proc = subprocess.run(argv, stdout=sink or sys.stdout.buffer, stderr=subprocess.PIPE, check=False)
-        except FileNotFoundError:
-            raise EnvironmentProblem("tcpdump is not installed on this machine (apt-get install tcpdump; "
-                                     "`make up` does it)") from None
-        stderr = proc.stderr.decode(errors="replace")
-        sys.stderr.write(stderr)
-        _failed(proc.returncode, stderr, plan, target, interface, bpf)
-        return proc.returncode
     container, pod = podexec.resolve(plan, target)
-    interface = interface or ("eth0" if pod else "any")
+    # the fabric machine holds the segment bridges: its capture shows what crosses between the machines
+    interface = interface or (underlay.BRIDGE if target == FABRIC else "eth0" if pod else "any")
     said = _Tee(sys.stderr.buffer)
     result = podexec.running(container, pod).exec(podexec.wrap(pod, command(interface, bpf, count, duration, pcap)),
                                                   out=sink or sys.stdout.buffer, err=said)  # type: ignore[arg-type]

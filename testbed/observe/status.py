@@ -37,9 +37,9 @@ def _both(a: bool | None, b: bool | None) -> bool | None:
 
 def _links(obs: Observation, agents: dict[str, Any]) -> list[dict[str, Any]]:
     plan = obs.plan
-    ends = underlay.segment_ports(plan.lab)
+    ends = underlay.segment_ports((obs.call(plan.fabric.name, "inspect") or {}).get("links"))
     node_links = {n: {x["name"]: x["up"] for x in reply.get("links", [])} for n, reply in agents.items() if reply}
-    out = [_link("underlay", n.name, underlay.NODE_IF, underlay.ns_name(plan.lab), underlay.fabric_if(n.name),
+    out = [_link("underlay", n.name, underlay.NODE_IF, plan.fabric.name, underlay.fabric_if(n.name),
                  _both(node_links.get(n.name, {}).get(underlay.NODE_IF), ends.get(underlay.fabric_if(n.name))))
            for n in plan.nodes]
     network = plan.topology.networking.network

@@ -14,7 +14,7 @@ from testbed.model.loader import Manifest
 from testbed.model.networkpolicy import NetworkPolicy
 from testbed.model.topology import Topology
 from testbed.plan import gateways, ingresses, ipam, machines, services
-from testbed.plan.machines import ExternalPlan, RouterPlan
+from testbed.plan.machines import ExternalPlan, FabricPlan, RouterPlan
 from testbed.plan.routing import INGRESS_NAMESPACE, EdgePlan
 from testbed.plan.services import ServicePlan
 from testbed.plan.workloads import PodIntent, Port, Unschedulable, expand, schedule
@@ -129,11 +129,15 @@ class Plan:
     def node(self, name: str) -> NodePlan:
         return next(n for n in self.nodes if n.name == name)
 
-    def machines(self) -> list[NodePlan | RouterPlan | ExternalPlan]:
-        """Every container of the lab: nodes, the router, the external hosts."""
-        return [*self.nodes, *([self.router] if self.router else []), *self.externals]
+    @property
+    def fabric(self) -> FabricPlan:
+        return machines.fabric(self.topology)
 
-    def machine(self, name: str) -> NodePlan | RouterPlan | ExternalPlan:
+    def machines(self) -> list[NodePlan | RouterPlan | ExternalPlan | FabricPlan]:
+        """Every container of the lab: nodes, the router, the external hosts, and the fabric that links them."""
+        return [*self.nodes, *([self.router] if self.router else []), *self.externals, self.fabric]
+
+    def machine(self, name: str) -> NodePlan | RouterPlan | ExternalPlan | FabricPlan:
         return next(m for m in self.machines() if m.name == name)
 
     @property

@@ -9,6 +9,7 @@ from ipaddress import IPv4Network, IPv6Network
 from testbed.model.topology import Topology
 
 ROUTER = "router"
+FABRIC = "fabric"
 EXTERNAL_HOST_OFFSET = 10  # .1 is the router's side of the segment
 
 
@@ -22,6 +23,16 @@ class RouterPlan:
     underlay_ip6: str | None = None
     external_ip6: str | None = None
     role: str = "router"
+
+
+@dataclass
+class FabricPlan:
+    """The machine that holds the lab's segment bridges (the underlay and the external segment) in its own network
+    namespace, and wires every machine's link to them (agent/fabric.py)."""
+
+    name: str
+    container: str
+    role: str = "fabric"
 
 
 @dataclass
@@ -45,6 +56,10 @@ def underlay_v6(underlay: IPv4Network) -> IPv6Network:
 
 def container_name(lab: str, machine: str) -> str:
     return f"{lab}-{machine}"
+
+
+def fabric(topo: Topology) -> FabricPlan:
+    return FabricPlan(FABRIC, container_name(topo.name, FABRIC))
 
 
 def router(topo: Topology, underlay: IPv4Network) -> RouterPlan:

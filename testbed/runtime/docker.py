@@ -111,12 +111,19 @@ def run_node(client: docker.DockerClient, image: str, lab: str, node: str, name:
     # Docker's networks are not used at all: the project builds the underlay itself (see network/underlay)
     # per-pod files on tmpfs: creating them on the container's overlayfs costs a millisecond each
     tmpfs = {"/run/netns": "mode=755", "/etc/netns": "mode=755"}
+    environment = {"TESTBED_NODE": node, "TESTBED_LAB": lab}
+    # the fabric wires the other machines by their PIDs on this host (agent/fabric.py): it shares the host's PID
+    # namespace (nothing else of it), where tini is not PID 1 and so reaps as a subreaper
+    # (and the engine starts it again if it dies: every machine's links hang on it, and the control plane re-wires
+    # them when it sees the start)
+    shared = {"pid_mode": "host", "restart_policy": {"Name": "always"}} if role == "fabric" else {}
+    if shared:
+        environment["TINI_SUBREAPER"] = "1"
     host_config = api.create_host_config(network_mode="none", mounts=agent_mounts(run_dir), sysctls=sysctls,
-                                         tmpfs=tmpfs, **SECURITY)
+                                         tmpfs=tmpfs, **shared, **SECURITY)
     host_config.update(UNMASKED)
     created = api.create_container(image, name=name, hostname=node, labels={LAB: lab, ROLE: role, NODE: node},
-                                   environment={"TESTBED_NODE": node, "TESTBED_LAB": lab},
-                                   host_config=host_config)
+                                   environment=environment, host_config=host_config)
     api.start(created["Id"])
     return client.containers.get(created["Id"])
 

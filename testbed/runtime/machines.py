@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
+import socket
+import struct
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,6 +24,55 @@ from testbed.runtime.terminal import Terminal
 if TYPE_CHECKING:
     import docker
     from docker.models.containers import Container
+
+
+class Stream:
+    """A command's standard input and output in a machine, over one connection to the engine, which frames what
+    comes back: 8 bytes (1 stdout or 2 stderr, 3 zero bytes, a big-endian length), then that many bytes."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock, self.out, self.err = sock, b"", b""
+
+    def settimeout(self, seconds: float) -> None:
+        self.sock.settimeout(seconds)
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def ended(self) -> bool:
+        """Whether the command has ended (or the engine closed the connection) with nothing more to say: between
+        requests nothing is due, so anything to read means the end."""
+        try:
+            ready, _, _ = select.select([self.sock], [], [], 0)
+        except (OSError, ValueError):  # closed here
+            return True
+        return bool(ready)
+
+    def _exact(self, n: int) -> bytes:
+        got = b""
+        while len(got) < n:
+            chunk = self.sock.recv(n - len(got))
+            if not chunk:
+                said = self.err.decode(errors="replace").strip()
+                raise EOFError("the command ended" + (f": {said}" if said else ""))
+            got += chunk
+        return got
+
+    def line(self) -> bytes:
+        """The next line of its output."""
+        while b"\n" not in self.out:
+            kind, size = struct.unpack(">BxxxL", self._exact(8))
+            data = self._exact(size)
+            if kind == 2:
+                self.err = (self.err + data)[-2000:]
+            else:
+                self.out += data
+        line, _, self.out = self.out.partition(b"\n")
+        return line + b"\n"
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.close()
 
 
 @dataclass
@@ -116,6 +168,12 @@ class Machine:
         return Result(code if code is not None else 1, b"".join(kept[1]).decode(errors="replace"),
                       b"".join(kept[2]).decode(errors="replace"))
 
+    def stream(self, command: list[str]) -> Stream:
+        """Starts command in the machine with its standard input open, and returns its two ends at once."""
+        api = self.client.api
+        exec_id = api.exec_create(self.container.id, command, stdin=True)["Id"]
+        conn = api.exec_start(exec_id, socket=True)
+        return Stream(getattr(conn, "_sock", conn))
 
     def spawn(self, command: list[str]) -> None:
         """Starts command in the machine and returns at once; it runs on by itself."""

@@ -2,16 +2,19 @@
 `up` (so each switch is tested to converge and to leave nothing of the mode before), the router, the external
 segment with its DNS and web hosts, egress NAT, BGP faults, and `move`."""
 
+import os
 import subprocess
 import sys
 
 import docker
+import leftovers
 import pytest
 from conftest import curl, url
 from routedlab import MODES, NAME
 from tenacity import retry, retry_if_result, stop_after_delay, wait_fixed
 
 from testbed import lab as labs
+from testbed.network.underlay import fabric_if
 from testbed.pytest_plugin import Lab
 
 WEB, WEB6, DNS = "203.0.113.11", "2001:db8::b", "203.0.113.10"
@@ -54,6 +57,27 @@ def test_each_mode_carries_pods_nodes_and_the_outside_world(routed, mode):
     # pod to the outside world: masqueraded to its node's address
     assert curl(lab, "a", url(WEB, 80, "/clientip")).rsplit(":", 1)[0] == node1.underlay_ip
     assert curl(lab, "c", url(WEB6, 80, "/clientip")).rsplit(":", 1)[0] == f"[{lab.plan.node('node3').underlay_ip6}]"
+
+
+@retry(retry=retry_if_result(lambda ok: not ok), stop=stop_after_delay(30), wait=wait_fixed(0.5), reraise=True)
+def _crosses(lab: Lab, src: str, dst: str) -> bool:
+    got = lab.exec(src, ["curl", "-sS", "--max-time", "2", url(lab.pod(dst).ipv4, 8080, "/clientip")])
+    return got.exit_code == 0 and got.stdout.rsplit(":", 1)[0] == lab.pod(src).ipv4
+
+
+def test_the_segments_live_in_the_fabric_machine_and_come_back_with_it(routed):
+    """The underlay and external bridges, and every machine's veth end, are in the fabric container's namespace:
+    nothing of the lab is in the host's. A restarted fabric is re-wired by the control plane (Docker's start event),
+    and pods talk across nodes again, source IP kept."""
+    lab = routed("vxlan")
+    ends = {fabric_if(m.name) for m in [*lab.plan.nodes, lab.plan.router]}
+    assert not os.path.exists(f"/run/netns/testbed-{NAME}")
+    assert not ends & leftovers.host_links()
+    code, out = sh(lab.plan.fabric.container, "ip -o link show master fabric")
+    assert code == 0 and ends == {line.split(":")[1].strip().split("@")[0] for line in out.splitlines()}
+    docker.from_env().containers.get(lab.plan.fabric.container).restart(timeout=0)
+    assert _crosses(lab, "a", "c")
+    assert sh(lab.plan.fabric.container, "ip -o link show master fabric")[1].count("state UP") == len(ends)
 
 
 def test_the_external_dns_server_answers_for_its_zone(routed):

@@ -1,0 +1,30 @@
+"""Link helpers shared by the host's netlink handles and the agents' (the fabric machine wires veths with them)."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+
+def one(handle: Any, ifname: str) -> int | None:
+    found = handle.link_lookup(ifname=ifname)
+    return found[0] if found else None
+
+
+IFA_F_NODAD = 0x02
+RT_SCOPE_UNIVERSE = 0
+
+
+def sync_addresses(handle: Any, index: int, wanted: list[tuple[str, int]], link_local: bool = True) -> None:
+    """Make a link's global addresses exactly `wanted` ((address, prefix length) pairs): re-syncing after a
+    change of plan must not leave the old ones behind. IPv6 addresses skip duplicate detection. Without
+    link_local, the link's link-local addresses are another owner's (NodeLocal DNSCache's on the loopback)."""
+    want = {(ipaddress.ip_address(a).compressed, p) for a, p in wanted}
+    for msg in handle.get_addr(index=index):
+        address = ipaddress.ip_address(msg.get_attr("IFA_ADDRESS"))
+        have = (address.compressed, msg["prefixlen"])
+        if msg["scope"] == RT_SCOPE_UNIVERSE and have not in want and (link_local or not address.is_link_local):
+            handle.addr("del", index=index, address=have[0], prefixlen=have[1])
+    for address, prefix in sorted(want):
+        handle.addr("replace", index=index, address=address, prefixlen=prefix,
+                    flags=IFA_F_NODAD if ":" in address else 0)

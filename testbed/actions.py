@@ -13,6 +13,7 @@ from typing import Any, Protocol, TypeVar
 
 from testbed import events, state
 from testbed.plan.cluster import Plan
+from testbed.runtime import agent
 from testbed.runtime.machines import Machine, Provider
 
 
@@ -48,7 +49,6 @@ class Context:
     incremental: bool = False
     wiring: dict[str, dict[str, Any]] = field(default_factory=dict)  # pods the CNI plugins wired otherwise
     _machines: dict[str, Machine] = field(default_factory=dict)
-    _pids: dict[str, int] = field(default_factory=dict)
 
     @property
     def lab(self) -> str:
@@ -89,12 +89,10 @@ class Context:
         except (KeyError, StopIteration):  # a node or pod the previous plan did not have
             return False
 
-    def netns(self, machine: str) -> str:
-        """The machine's network namespace, as a path the host can open (its init's, which never moves). Its PID
-        is asked once per run: the Nodes action comes first, and nothing after it restarts a machine."""
-        if machine not in self._pids:
-            self._pids[machine] = self.machine(machine).pid()
-        return f"/proc/{self._pids[machine]}/ns/net"
+    def netops(self, machine: str, op: str, /, **args: Any) -> Any:
+        """A machine-level network operation (agent/netops.py), done by the machine's agent in its namespace."""
+        return agent.call(self.run_dir(machine), "netops", name=op, args=args)
+
 
 
 

@@ -58,6 +58,7 @@ class Agent:
             "files": self.write_files, "cni_check": self.cni_check, "kill_pod": self.kill_pod, "delay": self.delay,
             "probe": self.probe, "run": self.run,
             "compare": self.compare, "inspect": self.inspect, "wire": self.wire,
+            "netops": self.netops,
             "restart": self.restart, "trace_start": self.trace_start, "trace_stop": self.trace_stop}
 
     @property
@@ -168,6 +169,11 @@ class Agent:
     async def probe(self, req: protocol.Probe) -> Any:
         self.prober.now(req.pods)
         return {}
+
+    async def netops(self, req: protocol.Netops) -> Any:
+        from testbed.agent import netops
+
+        return await asyncio.to_thread(netops.run, req.name, req.args)
 
     async def wire(self, req: protocol.Wire) -> Any:
         from testbed.agent import fabric

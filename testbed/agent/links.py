@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
 from typing import Any
 
 
@@ -28,3 +29,25 @@ def sync_addresses(handle: Any, index: int, wanted: list[tuple[str, int]], link_
     for address, prefix in sorted(want):
         handle.addr("replace", index=index, address=address, prefixlen=prefix,
                     flags=IFA_F_NODAD if ":" in address else 0)
+
+
+def route_dst(route: Any) -> str:
+    """A route message's destination as a network ('0.0.0.0/0' for a default route)."""
+    dst = route.get_attr("RTA_DST") or ("0.0.0.0" if route["family"] == socket.AF_INET else "::")
+    return str(ipaddress.ip_network(f"{dst}/{route['dst_len']}"))
+
+
+def sync_routes(handle: Any, proto: int, wanted: dict[str, dict[str, object]]) -> tuple[int, int]:
+    """Makes the routes of one protocol number exactly `wanted` (destination → route arguments, such as
+    gateway or oif); returns (set, removed)."""
+    wanted = {str(ipaddress.ip_network(k)): v for k, v in wanted.items()}
+    removed = 0
+    for family in (socket.AF_INET, socket.AF_INET6):
+        for r in handle.get_routes(family=family, table=254):
+            if r["proto"] == proto and (dst := route_dst(r)) not in wanted:
+                handle.route("del", dst=dst, family=family, proto=proto, table=254)
+                removed += 1
+    for dst, args in wanted.items():
+        family = socket.AF_INET6 if ":" in dst else socket.AF_INET
+        handle.route("replace", dst=dst, family=family, proto=proto, table=254, **args)
+    return len(wanted), removed

@@ -161,6 +161,14 @@ class Run:
 
 
 @dataclass
+class Netops:
+    """A machine-level network operation in the machine's own namespace (agent/netops.py names them)."""
+
+    name: str
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class Wire:
     """On the lab's fabric machine: each port's veth between a segment bridge (in the fabric's own netns) and a
     machine's netns, found by the machine's PID on this host. Each port: {machine, pid, ifname, segment_if,
@@ -207,7 +215,7 @@ OPS: dict[str, type] = {"ping": Ping, "reexec": Reexec, "status": Status, "sync_
                         "daemons": Daemons, "rules": Rules, "serve": Serve, "iptables": Iptables,
                         "ipsets": Ipsets, "conntrack": Conntrack, "files": Files,
                         "cni_check": CniCheck, "kill_pod": KillPod, "delay": Delay, "probe": Probe, "run": Run,
-                        "compare": Compare, "wire": Wire,
+                        "compare": Compare, "wire": Wire, "netops": Netops,
                         "inspect": Inspect, "restart": Restart, "trace_start": TraceStart,
                         "trace_stop": TraceStop}
 

@@ -10,12 +10,10 @@ in its own group of daemons. One nftables table per node, `inet testbed-nodeloca
 
 from __future__ import annotations
 
-import contextlib
 import time
 from ipaddress import IPv4Network, IPv6Network
 from typing import Any
 
-from testbed import netns
 from testbed.actions import Change, Context, each
 from testbed.checks import HEAL, Finding, Observation, compared, fail, ok
 from testbed.installers import Installer, dns, register, report
@@ -75,10 +73,7 @@ def daemon(plan: Plan) -> dict[str, Any]:
 
 def _address(ctx: Context, node: str, present: bool) -> None:
     """The cache's address on the node's loopback (added before the server starts, so it can bind it)."""
-    with netns.ipr(ctx.netns(node)) as nd:
-        lo = netns.one(nd, "lo")
-        with contextlib.suppress(Exception):  # there already, or already gone
-            nd.addr("add" if present else "del", index=lo, address=ADDRESS, prefixlen=32)
+    ctx.netops(node, "address", ifname="lo", address=ADDRESS, prefixlen=32, present=present)
 
 
 @register

@@ -103,8 +103,7 @@ class External:
             defaults: dict[str, dict[str, object]] = {"0.0.0.0/0": {"gateway": h.gateway}}
             if h.gateway6:
                 defaults["::/0"] = {"gateway": h.gateway6}
-            with netns.ipr(ctx.netns(h.name)) as hd:
-                netns.sync_routes(hd, netns.PROTO_DEFAULT, defaults)
+            ctx.netops(h.name, "routes", proto=netns.PROTO_DEFAULT, wanted=defaults)
             run_dir = ctx.run_dir(h.name)
             daemons = [knot_daemon(plan, h)] if h.role == "dns" else []
             change += Change(**agent.call(run_dir, "daemons", procs=daemons))

@@ -7,7 +7,7 @@ with `natOutgoing: false` external hosts can answer pods in every mode."""
 from __future__ import annotations
 
 from testbed import netns
-from testbed.actions import Change, Context
+from testbed.actions import Change, Context, each
 from testbed.checks import HEAL, Finding, Observation, fail, ok
 from testbed.network.registry import mode
 from testbed.network.underlay import NODE_IF
@@ -62,17 +62,14 @@ class Router:
         change = Change()
         if router is None:
             return change
-        for node in plan.nodes:
-            with netns.ipr(ctx.netns(node.name)) as nd:
-                made, removed = netns.sync_routes(nd, netns.PROTO_DEFAULT,
-                                                  _defaults(router.underlay_ip, router.underlay_ip6))
+        defaults = _defaults(router.underlay_ip, router.underlay_ip6)
+        for made, removed in each(lambda n: ctx.netops(n.name, "routes", proto=netns.PROTO_DEFAULT, wanted=defaults),
+                                  plan.nodes):
             change += Change(changed=made, removed=removed)
         static: dict[str, dict[str, object]] = {}
-        with netns.ipr(ctx.netns(router.name)) as rd:
-            if not mode(plan.topology.networking.network).router_learns(plan):
-                static = {dst: {"gateway": via} for dst, via in _static(plan).items()}
-                # LoadBalancer pools are on-link, as MetalLB's L2 mode needs: the node holding an IP answers ARP
-                eth0 = netns.one(rd, NODE_IF)
-                static |= {str(pool): {"oif": eth0} for pool in plan.topology.loadBalancer.pools}
-            made, removed = netns.sync_routes(rd, netns.PROTO_ROUTER, static)
+        if not mode(plan.topology.networking.network).router_learns(plan):
+            static = {dst: {"gateway": via} for dst, via in _static(plan).items()}
+            # LoadBalancer pools are on-link, as MetalLB's L2 mode needs: the node holding an IP answers ARP
+            static |= {str(pool): {"dev": NODE_IF} for pool in plan.topology.loadBalancer.pools}
+        made, removed = ctx.netops(router.name, "routes", proto=netns.PROTO_ROUTER, wanted=static)
         return change + Change(changed=made, removed=removed)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from ipaddress import ip_network
 
-from testbed import netns
-from testbed.actions import Context
+from testbed.actions import Context, each
 from testbed.agent.macs import ip_mac
+from testbed.plan.cluster import NodePlan
 
 BRIDGE = "cni0"
 
@@ -23,15 +23,11 @@ class Bridge:
 
     def run(self, ctx: Context) -> None:
         mtu = ctx.plan.pod_mtu
-        for node in ctx.plan.nodes:
-            with netns.ipr(ctx.netns(node.name)) as nd:
-                idx = netns.one(nd, BRIDGE)
-                mac = bridge_mac(node.gateway4)
-                if idx is None:
-                    nd.link("add", ifname=BRIDGE, kind="bridge", mtu=mtu, address=mac)
-                    idx = netns.one(nd, BRIDGE)
-                wanted = [(node.gateway4, ip_network(node.cidr4).prefixlen)]
-                if node.gateway6 and node.cidr6:
-                    wanted.append((node.gateway6, ip_network(node.cidr6).prefixlen))
-                netns.sync_addresses(nd, idx, wanted)
-                nd.link("set", index=idx, mtu=mtu, address=mac, state="up")
+
+        def one(node: NodePlan) -> None:
+            wanted = [(node.gateway4, ip_network(node.cidr4).prefixlen)]
+            if node.gateway6 and node.cidr6:
+                wanted.append((node.gateway6, ip_network(node.cidr6).prefixlen))
+            ctx.netops(node.name, "bridge", name=BRIDGE, mtu=mtu, mac=bridge_mac(node.gateway4), addresses=wanted)
+
+        each(one, ctx.plan.nodes)

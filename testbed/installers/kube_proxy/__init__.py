@@ -9,13 +9,10 @@ sends the pools there on-link.
 
 from __future__ import annotations
 
-import contextlib
-import socket
 import time
 
-from testbed import events, netns
+from testbed import events
 from testbed.actions import Change, Context, each
-from testbed.agent import nlmsg, nsutil
 from testbed.checks import Finding, Observation, compared
 from testbed.installers import Installer, register
 from testbed.installers.kube_proxy import endpoints, ipt, nft, sync
@@ -32,17 +29,7 @@ LOOPBACK = 1  # ifindex of lo
 def _l2(ctx: Context, node: NodePlan, ips: list[str]) -> None:
     """The node's loopback holds exactly ips (as kube-proxy's IPVS mode holds Service IPs on a dummy link; this
     kernel has no dummy driver): the node answers ARP for them on the underlay, and proxy NDP for IPv6 ones."""
-    path = ctx.netns(node.name)
-    with netns.ipr(path) as nd:
-        netns.sync_addresses(nd, LOOPBACK, [(ip, 32 if ":" not in ip else 128) for ip in ips], link_local=False)
-        eth0 = netns.one(nd, NODE_IF)
-        for ip in ips:
-            if ":" in ip:
-                with contextlib.suppress(Exception):
-                    nd.neigh("replace", dst=ip, ifindex=eth0, flags=nlmsg.NTF_PROXY, family=socket.AF_INET6)
-    if any(":" in ip for ip in ips):
-        with nsutil.entered(path):
-            nsutil.write_sysctl(f"net.ipv6.conf.{NODE_IF}.proxy_ndp", 1)
+    ctx.netops(node.name, "loopback", addresses=ips, proxy_ndp_dev=NODE_IF)
 
 
 @register

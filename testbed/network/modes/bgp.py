@@ -10,16 +10,12 @@ routes. The longest prefix wins everywhere, so no range has to be split.
 
 from __future__ import annotations
 
-import contextlib
-import socket
 from pathlib import Path
 from typing import Any
 
 from tenacity import retry, retry_if_result, stop_after_delay, wait_exponential
 
-from testbed import netns
 from testbed.actions import Change, Context, each
-from testbed.agent import nlmsg, nsutil
 from testbed.checks import HEAL, Finding, Observation, fail, ok
 from testbed.errors import TestbedError
 from testbed.network import bird
@@ -133,9 +129,7 @@ def _missing_routes(ctx: Context) -> dict[str, set[str]]:
                                     for prefix in family}
     missing: dict[str, set[str]] = {}
     for machine, routes in wanted.items():
-        with netns.ipr(ctx.netns(machine)) as nd:
-            have = {netns.route_dst(r) for family in (socket.AF_INET, socket.AF_INET6)
-                    for r in nd.get_routes(family=family, table=254) if r["proto"] == PROTO_BIRD}
+        have = set(ctx.netops(machine, "learnt", proto=PROTO_BIRD))
         if lacking := routes - have:
             missing[machine] = lacking
     return missing
@@ -166,22 +160,8 @@ def _speakers(plan: Plan) -> object:
 
 def _bridge_proxies(ctx: Context, node: NodePlan, on: bool) -> None:
     """Proxy ARP on the bridge (the kernel answers for addresses routed elsewhere) and proxy NDP entries."""
-    path = ctx.netns(node.name)
-    with nsutil.entered(path), contextlib.suppress(FileNotFoundError):
-        nsutil.write_sysctl(f"net.ipv4.conf.{BRIDGE}.proxy_arp", int(on))
-        if node.cidr6:
-            nsutil.write_sysctl(f"net.ipv6.conf.{BRIDGE}.proxy_ndp", int(on))
-    want = proxied(ctx.plan, node) if on else set()
-    with netns.ipr(path) as nd:
-        idx = netns.one(nd, BRIDGE)
-        if idx is None:
-            return
-        have = {n.get_attr("NDA_DST") for n in nd.get_neighbours(family=socket.AF_INET6, ifindex=idx)
-                if n["flags"] & nlmsg.NTF_PROXY}
-        for ip in have - want:
-            nd.neigh("del", dst=ip, ifindex=idx, flags=nlmsg.NTF_PROXY, family=socket.AF_INET6)
-        for ip in want - have:
-            nd.neigh("add", dst=ip, ifindex=idx, flags=nlmsg.NTF_PROXY, family=socket.AF_INET6)
+    ctx.netops(node.name, "proxies", bridge=BRIDGE, on=on, ndp=bool(node.cidr6),
+               wanted=sorted(proxied(ctx.plan, node)) if on else [])
 
 
 @register

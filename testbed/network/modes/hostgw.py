@@ -31,8 +31,7 @@ class HostGw(NetworkMode):
         for node in ctx.plan.nodes:
             wanted: dict[str, dict[str, object]] = {dst: {"gateway": via}
                                                     for dst, via in _wanted(ctx.plan, node).items()}
-            with netns.ipr(ctx.netns(node.name)) as nd:
-                made, removed = netns.sync_routes(nd, netns.PROTO_HOST_GW, wanted)
+            made, removed = ctx.netops(node.name, "routes", proto=netns.PROTO_HOST_GW, wanted=wanted)
             change += Change(changed=made, removed=removed)
         return change
 
@@ -52,6 +51,5 @@ class HostGw(NetworkMode):
     def uninstall(self, ctx: Context) -> Change:
         removed = 0
         for node in ctx.plan.nodes:
-            with netns.ipr(ctx.netns(node.name)) as nd:
-                removed += netns.sync_routes(nd, netns.PROTO_HOST_GW, {})[1]
+            removed += ctx.netops(node.name, "routes", proto=netns.PROTO_HOST_GW, wanted={})[1]
         return Change(removed=removed)

@@ -7,91 +7,20 @@ derived from the lab and node names, so all of it is planned before anything exi
 
 from __future__ import annotations
 
-import os
-import socket
-from typing import TYPE_CHECKING
+from typing import Any
 
-from testbed import netns
-from testbed.actions import Change, Context
-from testbed.agent import nlbatch, nlmsg, nsutil
+from testbed.actions import Change, Context, each
 from testbed.checks import HEAL, Finding, Observation, fail, ok
 from testbed.network.registry import NetworkMode, register
 from testbed.network.underlay import NODE_IF
 from testbed.plan.cluster import NodePlan
 
-if TYPE_CHECKING:
-    from testbed.agent.iproute import IPRoute
-
 DEVICE = "vxlan0"
-RTNH_F_ONLINK = 4
 
 
-def _device(nd: IPRoute, node: NodePlan, vni: int, port: int, mtu: int) -> tuple[int, bool]:
-    """The node's device, and whether it was made now (then it holds no entry yet)."""
-    uplink = netns.one(nd, NODE_IF)
-    idx = netns.one(nd, DEVICE)
-    if idx is not None:
-        info = dict(nd.get_links(idx)[0].get_attr("IFLA_LINKINFO").get_attr("IFLA_INFO_DATA")["attrs"])
-        if (info.get("IFLA_VXLAN_ID"), info.get("IFLA_VXLAN_PORT"), info.get("IFLA_VXLAN_LOCAL")) != (
-                vni, port, node.underlay_ip):
-            nd.link("del", index=idx)
-            idx = None
-    created = idx is None
-    if idx is None:
-        nd.link("add", ifname=DEVICE, kind="vxlan", vxlan_id=vni, vxlan_port=port, vxlan_local=node.underlay_ip,
-                vxlan_link=uplink, vxlan_learning=0, mtu=mtu, address=node.vtep_mac)
-        idx = netns.one(nd, DEVICE)
-    nd.link("set", index=idx, mtu=mtu, address=node.vtep_mac, state="up")
-    netns.sync_addresses(nd, idx, [(node.vtep4, 32)] + ([(node.vtep6, 128)] if node.vtep6 else []))
-    return idx, created
-
-
-CHUNK = 128  # requests a write: their acknowledgements must fit the socket's receive buffer
-
-
-def _send(path: str, requests: list[bytes]) -> None:
-    """The requests in batches, on a netlink socket made in the node's netns; each must succeed."""
-    with nsutil.entered(path):
-        sock = nlbatch.open_socket()
-    with sock:
-        for start in range(0, len(requests), CHUNK):
-            failed = [e for e in nlbatch.send(sock, b"".join(requests[start:start + CHUNK])) if e]
-            if failed:
-                raise OSError(failed[0], f"{DEVICE} peer entries: {os.strerror(failed[0])}")
-
-
-def _peers(nd: IPRoute, path: str, idx: int, peers: list[NodePlan], fresh: bool) -> None:
-    """Every peer's FDB entry, neighbours and routes, in one batch per node (at 250 nodes the lab writes
-    190,000 of them); then, unless the device is new, what the plan no longer has goes."""
-    want_routes: set[str] = set()
-    want_neigh: set[str] = set()
-    want_fdb: set[str] = set()
-    requests = []
-    for peer in peers:
-        requests.append(nlmsg.fdb(idx, peer.vtep_mac, peer.underlay_ip, nlmsg.NUD_PERMANENT | nlmsg.NUD_NOARP,
-                                  nlmsg.NTF_SELF))
-        want_fdb.add(peer.vtep_mac)
-        for gw, cidr in [(peer.vtep4, peer.cidr4)] + ([(peer.vtep6, peer.cidr6)] if peer.vtep6 and peer.cidr6 else []):
-            requests += [nlmsg.neigh(idx, gw, peer.vtep_mac, nlmsg.NUD_PERMANENT),
-                         nlmsg.route(cidr, gw, idx, RTNH_F_ONLINK)]
-            want_neigh.add(gw)
-            want_routes.add(cidr)
-    _send(path, requests)
-    if fresh:
-        return
-    # entries for nodes no longer in the plan
-    for family in (socket.AF_INET, socket.AF_INET6):
-        for r in nd.get_routes(family=family, oif=idx):
-            dst = r.get_attr("RTA_DST")
-            if dst and r.get_attr("RTA_GATEWAY") and f"{dst}/{r['dst_len']}" not in want_routes:
-                nd.route("del", dst=f"{dst}/{r['dst_len']}", oif=idx, family=family)
-        for n in nd.get_neighbours(family=family, ifindex=idx):
-            if n.get_attr("NDA_DST") not in want_neigh:
-                nd.neigh("del", ifindex=idx, dst=n.get_attr("NDA_DST"), family=family)
-    for f in nd.fdb("dump", ifindex=idx):
-        mac = f.get_attr("NDA_LLADDR")
-        if mac and mac not in want_fdb and f.get_attr("NDA_DST"):
-            nd.fdb("del", ifindex=idx, lladdr=mac, dst=f.get_attr("NDA_DST"))
+def _peer(peer: NodePlan) -> dict[str, Any]:
+    routes = [[peer.vtep4, peer.cidr4]] + ([[peer.vtep6, peer.cidr6]] if peer.vtep6 and peer.cidr6 else [])
+    return {"mac": peer.vtep_mac, "underlay": peer.underlay_ip, "routes": routes}
 
 
 def _lacking(state: dict, node: NodePlan, peers: list[NodePlan], vni: int, port: int) -> list[str]:
@@ -123,13 +52,18 @@ class Vxlan(NetworkMode):
     title = "VXLAN overlay"
 
     def install(self, ctx: Context) -> Change:
-        net = ctx.plan.topology.networking
-        for node in ctx.plan.nodes:
-            path = ctx.netns(node.name)
-            with netns.ipr(path) as nd:
-                idx, fresh = _device(nd, node, net.vxlan.vni, net.vxlan.port, ctx.plan.pod_mtu)
-                _peers(nd, path, idx, [p for p in ctx.plan.nodes if p.name != node.name], fresh)
-        return Change(changed=len(ctx.plan.nodes))
+        """Each node's agent makes its device and its peers' entries (agent/netops.vxlan), all nodes at once."""
+        net, plan = ctx.plan.topology.networking, ctx.plan
+        peers = {n.name: _peer(n) for n in plan.nodes}
+
+        def one(node: NodePlan) -> None:
+            ctx.netops(node.name, "vxlan", name=DEVICE, vni=net.vxlan.vni, port=net.vxlan.port,
+                       local=node.underlay_ip, uplink=NODE_IF, mtu=plan.pod_mtu, mac=node.vtep_mac,
+                       addresses=[[node.vtep4, 32]] + ([[node.vtep6, 128]] if node.vtep6 else []),
+                       peers=[peers[p.name] for p in plan.nodes if p.name != node.name])
+
+        each(one, plan.nodes)
+        return Change(changed=len(plan.nodes))
 
     def check(self, obs: Observation, deep: bool) -> list[Finding]:
         """On every node: vxlan0 as planned (VNI, port, local address, up), and for every peer its FDB entry,
@@ -150,11 +84,4 @@ class Vxlan(NetworkMode):
 
     def uninstall(self, ctx: Context) -> Change:
         """The device takes its FDB, neighbours and routes with it."""
-        removed = 0
-        for node in ctx.plan.nodes:
-            with netns.ipr(ctx.netns(node.name)) as nd:
-                idx = netns.one(nd, DEVICE)
-                if idx is not None:
-                    nd.link("del", index=idx)
-                    removed += 1
-        return Change(removed=removed)
+        return Change(removed=sum(each(lambda n: ctx.netops(n.name, "drop_link", name=DEVICE), ctx.plan.nodes)))

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from testbed import events, state
+from testbed import events, hosts, state
 from testbed.plan.cluster import Plan
 from testbed.runtime import agent
 from testbed.runtime.machines import Machine, Provider
@@ -48,7 +48,13 @@ class Context:
     # previous is what the nodes hold (its sync finished): what renders the same from both plans is not sent again
     incremental: bool = False
     wiring: dict[str, dict[str, Any]] = field(default_factory=dict)  # pods the CNI plugins wired otherwise
+    # each host's engine, by the topology's host names (`provider` is the first host's)
+    providers: dict[str, Provider] = field(default_factory=dict)
     _machines: dict[str, Machine] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.providers:
+            self.providers = hosts.providers(self.plan, self.provider)
 
     @property
     def lab(self) -> str:
@@ -57,10 +63,14 @@ class Context:
     def run_dir(self, machine: str) -> Path:
         return state.run_dir(self.lab) / machine
 
+    def provider_of(self, machine: str) -> Provider:
+        """The engine of the host the machine is on."""
+        return self.providers.get(self.plan.machine(machine).host) or self.provider
+
     def machine(self, name: str) -> Machine:
         if name not in self._machines:
             container = self.plan.machine(name).container
-            found = self.provider.get(container)
+            found = self.provider_of(name).get(container)
             if found is None:
                 raise RuntimeError(f"container {container} is missing")
             self._machines[name] = found

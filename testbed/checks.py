@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from testbed import state
+from testbed import hosts, state
 from testbed.actions import each
 from testbed.plan.cluster import Plan
 from testbed.runtime import agent
@@ -74,7 +74,12 @@ class Observation:
         self.plan, self.wait = plan, wait
         self.provider = provider or Provider()
         self.run_dir = state.run_dir(plan.lab)
-        self.containers: dict[str, Machine] = {m.name: m for m in self.provider.machines(plan.lab)}
+        self.containers: dict[str, Machine] = {}
+        homes = {m.name: m.host for m in plan.machines()}
+        for host, engine in hosts.providers(plan, self.provider).items():  # each machine as its host's engine has it
+            for m in engine.machines(plan.lab):
+                if homes.get(m.name, host) == host:
+                    self.containers[m.name] = m
         self._answers: dict[tuple[str, str, str], Any] = {}
         self.failures: dict[str, str] = {}  # machine → why its agent did not answer
         self._lock = threading.Lock()

@@ -10,9 +10,9 @@ from ipaddress import IPv4Network
 from pathlib import Path
 from typing import TypeVar
 
-from testbed import events, lastplan, preflight, state
+from testbed import events, hosts, lastplan, preflight, state
 from testbed.actions import Action, Context, run_all
-from testbed.errors import Interrupted, InvalidInput, NotFound, Refused, show
+from testbed.errors import EnvironmentProblem, Interrupted, InvalidInput, NotFound, Refused, TestbedError, show
 from testbed.installers import Prepare, addons, installers
 from testbed.kinds.external import External
 from testbed.kinds.node import Nodes
@@ -29,7 +29,7 @@ from testbed.plan import cluster
 from testbed.plan.cluster import Plan
 from testbed.plan.workloads import expand
 from testbed.runtime import readiness
-from testbed.runtime.machines import Provider
+from testbed.runtime.machines import Provider, engine_errors
 
 Say = Callable[[str], object]
 T = TypeVar("T")
@@ -79,9 +79,11 @@ def _converge(plan: Plan, st: state.LabState, provider: Provider, say: Say, prog
                                                         f"{len(plan.pods)} pod(s)", command=command)
     try:
         planned = {m.name for m in plan.machines()}
-        for m in [] if manifests_only else provider.machines(plan.lab):
-            if m.name not in planned:  # machines the topology no longer has
-                m.remove()
+        engines = hosts.providers(plan, provider)
+        for engine in [] if manifests_only else {id(e): e for e in engines.values()}.values():
+            for m in engine.machines(plan.lab):  # machines the topology no longer has, or has on another host
+                if m.name not in planned or engines[plan.machine(m.name).host] is not engine:
+                    m.remove()
         whole = plan
         plan = plan if command == "up" else plan.available()  # only `up` starts a node that is down
         ctx = Context(plan, provider, say, previous=previous, verify=verify, incremental=manifests_only)
@@ -117,8 +119,7 @@ def up(path: str | Path, say: Say = print, progress: Say | None = None, replace:
     if name is not None:
         loaded.topology = loaded.topology.model_copy(update={"name": state.check_name(name, "--name")})
     topo, source = loaded.topology, str(Path(path).resolve())
-    provider = Provider()  # the machine must be able to run labs before anything is recorded
-    provider.check_usable()
+    engines = preflight.engines(loaded)  # each must be able to run labs before anything is recorded
     with state.locked(topo.name):
         st = state.load(topo.name)
         if st and st.topology_file != source and not replace:
@@ -132,13 +133,14 @@ def up(path: str | Path, say: Say = print, progress: Say | None = None, replace:
             underlay = preflight.underlay(loaded, st)
             plan = build_plan(topo, manifests, underlay, st.allocations if st else None,
                               readiness.observed(topo.name), control(st) if st else None)
-            preflight.check_names(provider, loaded, plan)
+            preflight.check_names(engines, loaded, plan)
             kept = {"conditions": st.conditions, "generations": st.generations, "faults": st.faults} if st else {}
             st = state.LabState(topo.name, source, topo.model_dump(mode="json", exclude={"manifests"}),
                                 _record(manifests), st.allocations if st else {}, str(underlay), **kept)
             st.save()
         # `up` heals: what the kernel holds is read, not taken from the agents' memory of their last sync
-        ctx = _converge(plan, st, provider, say, progress, previous, verify=True, command="up")
+        ctx = _converge(plan, st, next(iter(engines.values())), say, progress, previous, verify=True,
+                        command="up")
     _settle_readiness(ctx, progress)
     return ctx
 
@@ -325,14 +327,27 @@ def known_labs() -> set[str]:
 
 
 def down(name: str, say: Say = print) -> bool:
-    """Removes everything the lab made; safe to repeat and safe after a crash halfway through `up`."""
+    """Removes everything the lab made, on every host; safe to repeat and safe after a crash halfway through `up`.
+    A host that cannot be reached is named, everything else is removed, and the lab's state stays (so `down` can
+    be run again once the host answers)."""
     state.check_name(name)
-    provider = Provider()
     readiness.stop(name)  # first: its next sync would wait for the lock taken below
     events.forget(name)
+    unreachable = []
     with state.locked(name):
-        found = provider.remove_lab(name) > 0
+        found = False
+        for endpoint, provider in hosts.engines_of(name).items():
+            try:
+                found |= provider.remove_lab(name) > 0
+            except (TestbedError, *engine_errors()) as err:
+                if not endpoint:
+                    raise
+                unreachable.append(f"{endpoint}: {err}")
         found |= underlay.remove(name)
+        if unreachable:
+            raise EnvironmentProblem(f"lab {name}: removed what this machine and the reachable hosts held; "
+                                     f"{len(unreachable)} host(s) could not be reached, and the lab's state is "
+                                     f"kept for another `testbed down {name}`: " + "; ".join(unreachable))
         found |= state.remove_run_dir(name)
         found |= state.load(name) is not None
         state.remove(name)

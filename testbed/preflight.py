@@ -7,12 +7,36 @@ from __future__ import annotations
 from ipaddress import IPv4Network
 
 from testbed import state
-from testbed.errors import InvalidInput
+from testbed.errors import InvalidInput, TestbedError
 from testbed.model import loader
 from testbed.model.topology import underlay_holds
-from testbed.plan import ipam
+from testbed.plan import ipam, machines
 from testbed.plan.cluster import Plan
-from testbed.runtime.machines import Provider
+from testbed.runtime.machines import Provider, engine_errors
+
+
+def engines(loaded: loader.TopologyFile) -> dict[str, Provider]:
+    """Each host's engine, reached before anything is made: a lab without `hosts:` runs on the engine the docker
+    CLI picks, which must be this machine's (its machines' run folders are here); each engine a host names must
+    answer."""
+    topo = loaded.topology
+    if not topo.hosts:
+        provider = Provider()
+        provider.check_usable()
+        return {machines.LOCAL_HOST: provider}
+    out, problems = {}, []
+    for i, h in enumerate(topo.hosts):
+        try:
+            provider = Provider(endpoint=h.engine)
+            provider.client  # noqa: B018 (connects, or says why not)
+            out[h.name] = provider
+        except (TestbedError, *engine_errors()) as err:
+            problems.append(loaded.doc.problem(("hosts", i, "engine") if h.engine else ("hosts", i),
+                                               f"host {h.name}: {err}"))
+    if problems:
+        raise InvalidInput(problems)
+    out[topo.hosts[0].name].check_usable(remote_ok=True)  # the first builds the node image; `up` copies it on
+    return out
 
 
 def underlay(loaded: loader.TopologyFile, st: state.LabState | None) -> IPv4Network:
@@ -38,12 +62,12 @@ def underlay(loaded: loader.TopologyFile, st: state.LabState | None) -> IPv4Netw
     return ipam.free_underlay([o.underlay for o in others], len(topo.nodes))
 
 
-def check_names(provider: Provider, loaded: loader.TopologyFile, plan: Plan) -> None:
+def check_names(providers: dict[str, Provider], loaded: loader.TopologyFile, plan: Plan) -> None:
     """Container names are `<lab>-<node>`, so labs `a` and `a-b` can both want `a-b-node1`; a container that
     testbed did not make can hold one too. Found before anything is made."""
     problems = []
     for i, node in enumerate(plan.machines()):
-        m = provider.get(node.container)
+        m = providers[node.host].get(node.container)
         owner = m.lab if m is not None else plan.lab
         if owner == plan.lab:
             continue

@@ -178,7 +178,7 @@ class Agent:
     async def wire(self, req: protocol.Wire) -> Any:
         from testbed.agent import fabric
 
-        return await asyncio.to_thread(fabric.wire, req.bridge, req.mtu, req.ports)
+        return await asyncio.to_thread(fabric.wire, req.bridge, req.mtu, req.ports, req.stitch)
 
     async def run(self, req: protocol.Run) -> Any:
         argv = (["ip", "netns", "exec", req.netns] if req.netns else []) + req.argv

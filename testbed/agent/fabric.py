@@ -24,24 +24,85 @@ def _bridge(fab: Any, name: str, mtu: int) -> int:
     return int(br)
 
 
-def wire(bridge: str, mtu: int, ports: list[dict[str, Any]]) -> dict[str, int]:
+def host_netns() -> str:
+    """The host's network namespace: that of the nearest ancestor outside this container's (the engine's shim,
+    which runs in the host's network, whichever PID namespace the engine has)."""
+    mine = os.readlink("/proc/self/ns/net")
+    pid = os.getpid()
+    while pid > 1:
+        with open(f"/proc/{pid}/stat") as f:
+            pid = int(f.read().rsplit(")", 1)[1].split()[1])
+        if pid > 0 and os.readlink(f"/proc/{pid}/ns/net") != mine:
+            return f"/proc/{pid}/ns/net"
+    raise OSError("no ancestor of the fabric's agent is in the host's network namespace (is its PID namespace the "
+                  "host's?)")
+
+
+ZERO = "00:00:00:00:00:00"
+
+
+def _stitch(fab: Any, br: int, mtu: int, spec: dict[str, Any]) -> int:
+    """The VXLAN device that joins this fabric to the other hosts': made by a netlink socket in the host's namespace
+    (its UDP socket lives there, on the hosts' network) straight into this one, on the bridge; every peer host gets
+    an all-zero FDB entry (head-end replication of broadcasts), and MACs are learnt. 1 if made now."""
+    from testbed.agent.iproute import IPRoute
+
+    name = spec["name"]
+    idx = one(fab, name)
+    if idx is not None:
+        info = dict(fab.get_links(idx)[0].get_attr("IFLA_LINKINFO").get_attr("IFLA_INFO_DATA")["attrs"])
+        if (info.get("IFLA_VXLAN_ID"), info.get("IFLA_VXLAN_PORT"), info.get("IFLA_VXLAN_LOCAL")) != (
+                spec["vni"], spec["port"], spec["local"]):
+            fab.link("del", index=idx)
+            idx = None
+    made = idx is None
+    if made:
+        own = os.open("/proc/self/ns/net", os.O_RDONLY)
+        try:
+            with nsutil.entered(host_netns()):
+                host = IPRoute()
+            with host:
+                host.link("add", ifname=name, kind="vxlan", vxlan_id=spec["vni"], vxlan_port=spec["port"],
+                          vxlan_local=spec["local"], vxlan_learning=1, mtu=mtu, net_ns_fd=own)
+        finally:
+            os.close(own)
+        idx = one(fab, name)
+    fab.link("set", index=idx, mtu=mtu, master=br, state="up")
+    have = {f.get_attr("NDA_DST") for f in fab.fdb("dump", ifindex=idx) if f.get_attr("NDA_LLADDR") == ZERO}
+    for peer in set(spec["peers"]) - have:
+        fab.fdb("append", ifindex=idx, lladdr=ZERO, dst=peer)
+    for gone in have - set(spec["peers"]) - {None}:
+        fab.fdb("del", ifindex=idx, lladdr=ZERO, dst=gone)
+    return int(made)
+
+
+def wire(bridge: str, mtu: int, ports: list[dict[str, Any]], stitch: dict[str, Any] | None = None
+         ) -> dict[str, int]:
     """Each port's veth exists (re-made if the machine was recreated: its old end here is then stale), is on the
-    bridge, up, with exactly its addresses and its MAC (so a recreated machine's peers' ARP entries stay right)."""
+    bridge, up, with exactly its addresses and its MAC (so a recreated machine's peers' ARP entries stay right);
+    with stitch, the bridge is joined to the other hosts' fabrics."""
     from testbed.agent.iproute import IPRoute
 
     added = 0
     with IPRoute() as fab:
         fab.link("set", index=1, state="up")
         br = _bridge(fab, bridge, mtu)
+        if stitch is not None:
+            added += _stitch(fab, br, mtu, stitch)
         for port in ports:
             path = f"/proc/{port['pid']}/ns/net"
             with nsutil.entered(path):
                 nd = IPRoute()
             with nd:
-                if one(nd, port["ifname"]) is None:
-                    stale = one(fab, port["segment_if"])
-                    if stale is not None:
-                        fab.link("del", index=stale)
+                mine, theirs = one(fab, port["segment_if"]), one(nd, port["ifname"])
+                if theirs is not None and mine is None:
+                    # its peer is in a fabric namespace that is gone (this container restarted; the kernel tears an
+                    # old namespace down in the background, so the machine's end may outlive it for a while)
+                    nd.link("del", index=theirs)
+                    theirs = None
+                if theirs is None:
+                    if mine is not None:  # the machine was recreated: its old end here is stale
+                        fab.link("del", index=mine)
                     fd = os.open(path, os.O_RDONLY)
                     try:
                         fab.link("add", ifname=port["segment_if"], kind="veth", mtu=mtu,

@@ -177,6 +177,8 @@ class Wire:
     bridge: str
     mtu: int
     ports: list[dict[str, Any]]
+    # the bridge joined to the other hosts' fabrics: {name, vni, port, local, peers: [addresses]}
+    stitch: dict[str, Any] | None = None
 
 
 @dataclass

@@ -26,18 +26,19 @@ def status(out: Console, data: dict[str, Any]) -> None:
         out.print(f"  ... and {len(data['reasons']) - 20} more (--json lists them all)")
     if data["hint"]:
         out.print(f"  hint: {data['hint']}")
-    nodes = Table("NODE", "CONTAINER", "STATE", "AGENT", "CONDITION", "UNDERLAY IP", "POD CIDRS", title="nodes",
-                  title_justify="left")
+    nodes = Table("NODE", "HOST", "CONTAINER", "STATE", "AGENT", "CONDITION", "UNDERLAY IP", "POD CIDRS",
+                  title="nodes", title_justify="left")
     for n in data["nodes"]:
         cond = n.get("condition", {"ready": True})
         word = "Ready" if cond["ready"] else "NotReady" + (", evicted" if cond.get("evicted") else "")
-        nodes.add_row(n["name"], n["container"], _mark(n["state"], "running"), _mark(n["agent"], "answering"),
-                      _mark(word, "Ready"), n["underlayIP"], " ".join(n["podCIDRs"]))
+        nodes.add_row(n["name"], n.get("host", ""), n["container"], _mark(n["state"], "running"),
+                      _mark(n["agent"], "answering"), _mark(word, "Ready"), n["underlayIP"], " ".join(n["podCIDRs"]))
     out.print(nodes)
-    machines = Table("MACHINE", "ROLE", "CONTAINER", "STATE", "IPS", title="router and external hosts",
+    machines = Table("MACHINE", "ROLE", "HOST", "CONTAINER", "STATE", "IPS", title="router, external hosts, fabrics",
                      title_justify="left")
     for m in data["machines"]:
-        machines.add_row(m["name"], m["role"], m["container"], _mark(m["state"], "running"), " ".join(m["ips"]))
+        machines.add_row(m["name"], m["role"], m.get("host", ""), m["container"], _mark(m["state"], "running"),
+                         " ".join(m["ips"]))
     out.print(machines)
     extra = data.get(data["network"]) or {}
     if extra:

@@ -50,6 +50,8 @@ class Controller:
         self.readiness: dict[str, dict[str, Any]] = {}
         self.work: asyncio.Queue[str] = asyncio.Queue()
         self.servers: dict[str, asyncio.AbstractServer] = {}
+        self.relays: set[str] = set()  # nodes on another host, whose beats come through their engine
+        self.started = time.time()  # Docker's events from here on: none is lost before the watch subscribes
         # nodes whose container stopped: NotReady at once, as the cloud node lifecycle controller marks a node
         # whose instance is shut down, rather than after the grace period (a hung node still takes that long)
         self.stopped: set[str] = set()
@@ -62,10 +64,17 @@ class Controller:
 
     async def listen(self) -> None:
         """A socket for each node's agent, made again when its folder was made anew (the lab was replaced, or
-        a node was added by `up`) since it was last made."""
+        a node was added by `up`) since it was last made. A node on another host beats through its engine."""
         for node in self.nodes:
-            path = state.run_dir(self.name) / node / "control.sock"
-            if not path.parent.is_dir() or (node in self.servers and path.exists()):
+            folder = state.run_dir(self.name) / node
+            path = folder / "control.sock"
+            if (folder / "relay.json").exists():
+                if node not in self.relays:
+                    self.relays.add(node)
+                    threading.Thread(target=self._relayed_beats, args=(node, asyncio.get_running_loop()),
+                                     daemon=True).start()
+                continue
+            if not folder.is_dir() or (node in self.servers and path.exists()):
                 continue
             if (old := self.servers.pop(node, None)) is not None:
                 old.close()
@@ -73,22 +82,47 @@ class Controller:
                 path.unlink()
             self.servers[node] = await asyncio.start_unix_server(self._beats, path=str(path))
 
+    def _relayed_beats(self, node: str, loop: asyncio.AbstractEventLoop) -> None:
+        """A node on another host: its agent's beats reach a socket a relay listens on in the node (`socat`, run
+        through the engine), whose output is read here; the relay is started again when it ends (the node
+        restarted), for as long as the lab is there."""
+        from testbed.runtime import podexec
+
+        listen = ["socat", "-u", "UNIX-LISTEN:/run/testbed/control.sock,fork,unlink-early", "STDOUT"]
+        while state.load(self.name) is not None:
+            try:
+                machine = podexec.elsewhere(f"{self.name}-{node}")
+                if machine is None or machine.state != "running":
+                    raise OSError("not running")
+                stream = machine.stream(listen)
+                stream.settimeout(None)
+                while True:
+                    line = stream.line()
+                    loop.call_soon_threadsafe(self._beat, json.loads(line))
+            except (OSError, EOFError, ValueError):
+                time.sleep(0.5)
+            except Exception as err:  # the engine's errors: its host is unreachable for now
+                _log(f"{node}: its beats through the engine: {type(err).__name__}: {err}")
+                time.sleep(1)
+
+    def _beat(self, beat: dict[str, Any]) -> None:
+        node = beat.get("node")
+        if node not in self.leases:
+            return
+        self.leases[node] = time.time()
+        if self.pids.get(node, beat.get("pid")) != beat.get("pid"):  # the node's agent started anew
+            self.work.put_nowait(f"heal {node}")
+        self.pids[node] = beat.get("pid")
+        if beat.get("readiness") != self.readiness.get(node):
+            changed = node in self.readiness
+            self.readiness[node] = beat.get("readiness") or {}
+            if changed:
+                self.work.put_nowait("sync")
+
     async def _beats(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while line := await reader.readline():
-                beat = json.loads(line)
-                node = beat.get("node")
-                if node not in self.leases:
-                    continue
-                self.leases[node] = time.time()
-                if self.pids.get(node, beat.get("pid")) != beat.get("pid"):  # the node's agent started anew
-                    self.work.put_nowait(f"heal {node}")
-                self.pids[node] = beat.get("pid")
-                if beat.get("readiness") != self.readiness.get(node):
-                    changed = node in self.readiness
-                    self.readiness[node] = beat.get("readiness") or {}
-                    if changed:
-                        self.work.put_nowait("sync")
+                self._beat(json.loads(line))
         # the controller stopping cancels every connection: its log should not fill with their tracebacks
         except (ConnectionError, ValueError, asyncio.CancelledError):
             pass
@@ -97,10 +131,17 @@ class Controller:
                 writer.close()
 
     def watch_docker(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Docker's events for this lab's machines, in a thread: a machine that starts again is converged."""
+        """Docker's events for this lab's machines, a thread per engine: a machine that starts again is converged."""
+        from testbed import hosts
         from testbed.runtime.machines import Provider
 
-        for machine, status in Provider().events(self.name):
+        engines = list(hosts.engines_of(self.name).values())
+        for other in engines[1:]:
+            threading.Thread(target=self._watch, args=(other, loop), daemon=True).start()
+        self._watch(engines[0] if engines else Provider(), loop)
+
+    def _watch(self, engine: Any, loop: asyncio.AbstractEventLoop) -> None:
+        for machine, status in engine.events(self.name, since=self.started):
             if status in ("start", "unpause"):
                 loop.call_soon_threadsafe(self.stopped.discard, machine)
                 loop.call_soon_threadsafe(self.work.put_nowait, f"heal {machine}")

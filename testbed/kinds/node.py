@@ -41,10 +41,14 @@ class Nodes:
 
     def run(self, ctx: Context) -> None:
         image = ctx.provider.image_ready(ctx.say)
+        for provider in {id(p): p for p in ctx.providers.values()}.values():  # each other host's engine has it too
+            if provider is not ctx.provider:
+                ctx.provider.copy_image_to(provider, ctx.say, image)
         dual = ctx.plan.topology.networking.dualStack
 
         def one(node: NodePlan | RouterPlan | ExternalPlan | FabricPlan) -> None:
-            m = ctx.provider.get(node.container)
+            provider = ctx.provider_of(node.name)
+            m = provider.get(node.container)
             if m is not None and m.lab != ctx.lab:
                 owner = f"lab {m.lab}" if m.lab else "a container testbed did not make"
                 raise TestbedError(f"container name {node.container} is taken by {owner}")
@@ -52,7 +56,7 @@ class Nodes:
                 m.remove()
                 m = None
             if m is None:
-                ctx.provider.start(ctx.lab, node.name, node.container, ctx.run_dir(node.name), dual, node.role)
+                provider.start(ctx.lab, node.name, node.container, ctx.run_dir(node.name), dual, node.role)
             agent.ensure_current(ctx.run_dir(node.name))
 
         each(one, ctx.plan.machines())

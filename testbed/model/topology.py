@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from testbed.model.hosts import HostSpec, Stitch, check_hosts, check_placement, check_stitch
 from testbed.model.labels import lab_name
 from testbed.model.names import Labels, dns_label, dns_subdomain
 
@@ -37,6 +38,7 @@ class Strict(BaseModel):
 class NodeSpec(Strict):
     name: Annotated[str, AfterValidator(dns_label)] = Field(description="Node name (DNS-1123 label), unique")
     labels: Labels = Field(default_factory=dict, description="Node labels, matched by nodeSelector")
+    host: str | None = Field(None, description="The host (of hosts:) it runs on; default: spread evenly")
 
 
 class Vxlan(Strict):
@@ -170,6 +172,8 @@ class Topology(Strict):
     apiVersion: Literal["testbed/v1alpha1"]
     kind: Literal["Topology"]
     name: Annotated[str, AfterValidator(lab_name)] = Field(description="Lab name (DNS-1123 label, <= 20)")
+    hosts: list[HostSpec] = Field(default_factory=list, description="The Docker engines the lab runs on; "
+                                                                     "default: the local one alone")
     nodes: list[NodeSpec] = Field(min_length=1, max_length=MAX_NODES, description="A node count or a list")
     networking: Networking = Field(default_factory=Networking)
     external: External = Field(default_factory=External)
@@ -178,6 +182,7 @@ class Topology(Strict):
     ingress: IngressSettings = Field(default_factory=IngressSettings)
     controlPlane: ControlPlane = Field(default_factory=ControlPlane)
     dns: DnsSettings = Field(default_factory=DnsSettings)
+    stitch: Stitch = Field(default_factory=Stitch)
     cni: Literal["builtin", "reference"] | CniPlugins = Field(
         "builtin", description="How pods are wired: builtin (in the node's agent), reference (Debian's CNI "
                                "plugins: bridge, host-local, portmap, bandwidth, tuning) or your own plugins")
@@ -195,13 +200,25 @@ class Topology(Strict):
             return [{"name": f"node{i + 1}"} for i in range(value)]
         return value
 
+    @field_validator("hosts")
+    @classmethod
+    def _hosts(cls, hosts: list[HostSpec]) -> list[HostSpec]:
+        return check_hosts(hosts)
+
+    @field_validator("stitch")
+    @classmethod
+    def _stitch(cls, stitch: Stitch, info: ValidationInfo) -> Stitch:
+        net: Networking | None = info.data.get("networking")
+        return stitch if net is None else check_stitch(stitch, net.vxlan.port, net.network)
+
     @field_validator("nodes")
     @classmethod
-    def _unique(cls, nodes: list[NodeSpec]) -> list[NodeSpec]:
+    def _unique(cls, nodes: list[NodeSpec], info: ValidationInfo) -> list[NodeSpec]:
         names = [n.name for n in nodes]
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             raise ValueError(f"node names must be unique; repeated: {', '.join(sorted(dup))}")
+        check_placement(nodes, info.data.get("hosts") or [])
         if taken := sorted(set(names) & set(RESERVED_NAMES)):
             raise ValueError(f"node name(s) {', '.join(taken)} are the lab's own machines' "
                              f"({', '.join(RESERVED_NAMES)}); rename the node")

@@ -27,7 +27,7 @@ from testbed.agent import nsutil
 from testbed.agent.macs import ip_mac
 from testbed.checks import HEAL, Finding, Observation, fail, ok
 from testbed.plan.cluster import Plan
-from testbed.plan.machines import FABRIC
+from testbed.plan.machines import FabricPlan
 from testbed.runtime import agent
 
 BRIDGE = "fabric"
@@ -57,15 +57,42 @@ class Port:
     addresses: list[tuple[str, int]]  # (address, prefix length)
 
 
-def wire(ctx: Context, bridge: str, ports: list[Port], mtu: int) -> Change:
+STITCH = "stitch"  # the fabric bridge's port to the other hosts' fabrics
+
+
+def stitch_vni(lab: str) -> int:
+    """One VNI per lab, from its name: two labs stitched over the same hosts stay apart."""
+    return int(hashlib.sha1(lab.encode()).hexdigest()[:6], 16) % 16777214 + 1
+
+
+def stitching(plan: Plan, host: str) -> dict[str, Any] | None:
+    """The host's fabric's VXLAN to every other host's, when the lab spans hosts."""
+    hosts = plan.topology.hosts
+    if len(hosts) < 2:
+        return None
+    me = next(h for h in hosts if h.name == host)
+    return {"name": STITCH, "vni": stitch_vni(plan.lab), "port": plan.topology.stitch.port, "local": str(me.address),
+            "peers": [str(h.address) for h in hosts if h.name != host]}
+
+
+def wire(ctx: Context, bridge: str, ports: list[Port], mtu: int, stitched: bool = False) -> Change:
     """Each port's veth exists (re-made if the machine was recreated), is on the bridge, up, with exactly its
-    addresses, as the fabric's agent makes it. A recreated machine's link comes back with the same MAC, so its peers'
-    ARP entries stay right."""
+    addresses, as the fabric's agent of the machine's host makes it; with stitched, the hosts' bridges are joined.
+    A recreated machine's link comes back with the same MAC, so its peers' ARP entries stay right."""
+    plan = ctx.plan
     pids = dict(zip([p.machine for p in ports], each(lambda p: ctx.machine(p.machine).pid(), ports), strict=True))
-    wanted = [{"machine": p.machine, "pid": pids[p.machine], "ifname": p.ifname, "segment_if": p.segment_if,
-               "addresses": p.addresses, "mac": ip_mac(p.addresses[0][0])} for p in ports]
-    done = agent.call(ctx.run_dir(FABRIC), "wire", bridge=bridge, mtu=mtu, ports=wanted)
-    return Change(added=done["added"])
+
+    def one(fabric: FabricPlan) -> int:
+        mine = [p for p in ports if plan.machine(p.machine).host == fabric.host]
+        stitch = stitching(plan, fabric.host) if stitched else None
+        if not mine and stitch is None:
+            return 0
+        wanted = [{"machine": p.machine, "pid": pids[p.machine], "ifname": p.ifname, "segment_if": p.segment_if,
+                   "addresses": p.addresses, "mac": ip_mac(p.addresses[0][0])} for p in mine]
+        return int(agent.call(ctx.run_dir(fabric.name), "wire", bridge=bridge, mtu=mtu, ports=wanted,
+                              stitch=stitch)["added"])
+
+    return Change(added=sum(each(one, plan.fabrics)))
 
 
 def segment_ports(links: list[dict[str, Any]] | None) -> dict[str, bool]:
@@ -75,10 +102,12 @@ def segment_ports(links: list[dict[str, Any]] | None) -> dict[str, bool]:
 
 def check_ports(obs: Observation, ports: list[Port], segment: str) -> list[Finding]:
     """Each machine's link to a segment: there, up, with its planned addresses, and its segment end up."""
-    states = obs.ask_all("inspect", [p.machine for p in ports] + [FABRIC])
-    ends = segment_ports((states[FABRIC] or {}).get("links"))
+    fabrics = {f.host: f.name for f in obs.plan.fabrics}
+    states = obs.ask_all("inspect", [p.machine for p in ports] + list(fabrics.values()))
+    ends_of = {host: segment_ports((states[name] or {}).get("links")) for host, name in fabrics.items()}
     out = []
     for port in ports:
+        ends = ends_of[obs.plan.machine(port.machine).host]
         state = states[port.machine]
         if state is None:
             continue  # the machine's own check says why
@@ -118,7 +147,7 @@ class Underlay:
 
     def run(self, ctx: Context) -> Change:
         remove(ctx.lab)  # a lab made before the fabric machine: its machines' links then are re-made
-        return wire(ctx, BRIDGE, self.ports(ctx.plan), ctx.plan.topology.networking.mtu)
+        return wire(ctx, BRIDGE, self.ports(ctx.plan), ctx.plan.underlay_mtu, stitched=True)
 
     def check(self, obs: Observation, deep: bool) -> list[Finding]:
         return check_ports(obs, self.ports(obs.plan), "underlay")

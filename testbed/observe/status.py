@@ -37,10 +37,12 @@ def _both(a: bool | None, b: bool | None) -> bool | None:
 
 def _links(obs: Observation, agents: dict[str, Any]) -> list[dict[str, Any]]:
     plan = obs.plan
-    ends = underlay.segment_ports((obs.call(plan.fabric.name, "inspect") or {}).get("links"))
+    fabric = {f.host: f.name for f in plan.fabrics}
+    ends = {f: underlay.segment_ports((obs.call(f, "inspect") or {}).get("links")) for f in fabric.values()}
     node_links = {n: {x["name"]: x["up"] for x in reply.get("links", [])} for n, reply in agents.items() if reply}
-    out = [_link("underlay", n.name, underlay.NODE_IF, plan.fabric.name, underlay.fabric_if(n.name),
-                 _both(node_links.get(n.name, {}).get(underlay.NODE_IF), ends.get(underlay.fabric_if(n.name))))
+    out = [_link("underlay", n.name, underlay.NODE_IF, fabric[n.host], underlay.fabric_if(n.name),
+                 _both(node_links.get(n.name, {}).get(underlay.NODE_IF),
+                       ends[fabric[n.host]].get(underlay.fabric_if(n.name))))
            for n in plan.nodes]
     network = plan.topology.networking.network
     device = mode(network).device
@@ -97,7 +99,8 @@ def collect(name: str) -> dict[str, Any]:
         agent_state = "not answering" if reply is None else \
             "outdated" if reply.get("version") != code_version() else "answering"
         cond = st.conditions.get(n.name, {"ready": True, "since": None})
-        nodes.append({"name": n.name, "container": n.container, "state": obs.state(n.name), "agent": agent_state,
+        nodes.append({"name": n.name, "host": n.host, "container": n.container, "state": obs.state(n.name),
+                      "agent": agent_state,
                       "condition": {"ready": cond["ready"], "since": cond.get("since"),
                                     "evicted": cond.get("evicted", False)},
                       "underlayIP": n.underlay_ip, "podCIDRs": [c for c in (n.cidr4, n.cidr6) if c],
@@ -106,11 +109,11 @@ def collect(name: str) -> dict[str, Any]:
             reasons.append(f"node {n.name} is NotReady since {time.strftime('%H:%M:%S', time.localtime(cond['since']))}"
                            + (", its Deployment pods evicted" if cond.get("evicted") else ""))
     machines = []
-    for m in [*([plan.router] if plan.router else []), *plan.externals]:
+    for m in [*([plan.router] if plan.router else []), *plan.externals, *plan.fabrics]:
         addresses = ([m.underlay_ip, m.external_ip, m.underlay_ip6, m.external_ip6] if m is plan.router
-                     else [m.ip, m.ip6])  # type: ignore[union-attr]
-        machines.append({"name": m.name, "role": m.role, "container": m.container, "state": obs.state(m.name),
-                         "ips": [a for a in addresses if a]})
+                     else [] if m.role == "fabric" else [m.ip, m.ip6])  # type: ignore[union-attr]
+        machines.append({"name": m.name, "role": m.role, "host": m.host, "container": m.container,
+                         "state": obs.state(m.name), "ips": [a for a in addresses if a]})
     links = _links(obs, agents)
     reasons += [f"link {x['type']} {x['from']}:{x['fromIf']} → {x['to']}:{x['toIf']} is {x['state']}"
                 for x in links if x["state"] != "up" and x["type"] != "underlay"]

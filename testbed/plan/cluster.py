@@ -10,6 +10,7 @@ from typing import Any
 
 from testbed.errors import InvalidInput, Problem, show
 from testbed.model import kube
+from testbed.model.hosts import STITCH_OVERHEAD
 from testbed.model.loader import Manifest
 from testbed.model.networkpolicy import NetworkPolicy
 from testbed.model.topology import Topology
@@ -56,6 +57,7 @@ class NodePlan:
     underlay_ip6: str | None = None
     asn: int = 0
     role: str = "node"
+    host: str = ""  # of the topology's hosts (machines.LOCAL_HOST without any)
 
 
 @dataclass
@@ -124,18 +126,29 @@ class Plan:
 
     @property
     def pod_mtu(self) -> int:
-        return self.topology.networking.mtu - self.traits.overhead
+        return self.underlay_mtu - self.traits.overhead
 
     def node(self, name: str) -> NodePlan:
         return next(n for n in self.nodes if n.name == name)
 
     @property
+    def fabrics(self) -> list[FabricPlan]:
+        return machines.fabrics(self.topology)
+
+    @property
     def fabric(self) -> FabricPlan:
-        return machines.fabric(self.topology)
+        """The first host's fabric, which holds the external segment too."""
+        return self.fabrics[0]
+
+    @property
+    def underlay_mtu(self) -> int:
+        """The machines' links: the stitch between hosts takes its overhead from what the hosts' network carries."""
+        stitched = len(self.topology.hosts) > 1
+        return self.topology.networking.mtu - (STITCH_OVERHEAD if stitched else 0)
 
     def machines(self) -> list[NodePlan | RouterPlan | ExternalPlan | FabricPlan]:
-        """Every container of the lab: nodes, the router, the external hosts, and the fabric that links them."""
-        return [*self.nodes, *([self.router] if self.router else []), *self.externals, self.fabric]
+        """Every container of the lab: nodes, the router, the external hosts, and the fabrics that link them."""
+        return [*self.nodes, *([self.router] if self.router else []), *self.externals, *self.fabrics]
 
     def machine(self, name: str) -> NodePlan | RouterPlan | ExternalPlan | FabricPlan:
         return next(m for m in self.machines() if m.name == name)
@@ -175,13 +188,14 @@ def plan_nodes(topo: Topology, underlay: IPv4Network) -> list[NodePlan]:
     v4 = ipam.node_ranges(net.podCIDR, net.nodeMaskSize, len(topo.nodes))
     v6 = ipam.node_ranges(net.podCIDRv6, net.nodeMaskSizeV6, len(topo.nodes)) if net.dualStack else None
     out = []
+    placed = machines.placement(topo)
     for i, spec in enumerate(topo.nodes):
         node = NodePlan(
             name=spec.name, index=i, container=container_name(topo.name, spec.name),
             labels={"kubernetes.io/hostname": spec.name, "kubernetes.io/os": "linux", **spec.labels},
             underlay_ip=str(ipam.underlay_address(underlay, i)), vtep_mac=ipam.vtep_mac(topo.name, spec.name),
             cidr4=str(v4[i]), gateway4=str(ipam.gateway(v4[i])), vtep4=str(ipam.vtep(v4[i])),
-            asn=net.bgp.asn + (1 + i if net.bgp.peering == "ebgp" else 0))
+            asn=net.bgp.asn + (1 + i if net.bgp.peering == "ebgp" else 0), host=placed[i])
         if v6:
             node.cidr6, node.gateway6, node.vtep6 = str(v6[i]), str(ipam.gateway(v6[i])), str(ipam.vtep(v6[i]))
             node.underlay_ip6 = str(machines.underlay_v6(underlay)[ipam.UNDERLAY_NODE_OFFSET + i])

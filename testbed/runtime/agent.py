@@ -6,10 +6,11 @@ import json
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from testbed.agent import protocol
 from testbed.agent.version import code_version
@@ -35,8 +36,33 @@ def _result(line: bytes, where: object, op: str) -> Any:
     return reply["result"]
 
 
+_relays: dict[str, Relayed] = {}
+_relays_lock = threading.Lock()
+
+
+def _relay(run_dir: Path) -> Relayed | None:
+    """The relay to a machine on another host, when its run folder here says it is there (runtime/machines.RELAY);
+    one per machine and process."""
+    try:
+        text = (run_dir / "relay.json").read_text()
+    except OSError:
+        return None
+    with _relays_lock:
+        if (relayed := _relays.get(text)) is None:
+            from testbed.runtime.engines import Endpoint
+            from testbed.runtime.machines import Provider
+
+            where = json.loads(text)
+            provider = Provider(endpoint=Endpoint(where["engine"], where.get("tls"), "relay.json"))
+            relayed = _relays[text] = Relayed(lambda: provider.get(where["container"]), where["container"])
+        return relayed
+
+
 def call(run_dir: Path, op: str, timeout: float = 120.0, **args: Any) -> Any:
-    """The agent of a machine on this host, through its socket in the machine's run folder."""
+    """The agent of a machine: through its socket in the machine's run folder, or relayed through its engine when
+    the machine is on another host."""
+    if (relayed := _relay(run_dir)) is not None:
+        return relayed.call(op, timeout, **args)
     request = _request(op, args)
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(timeout)
@@ -51,6 +77,11 @@ def call(run_dir: Path, op: str, timeout: float = 120.0, **args: Any) -> Any:
     return _result(buf, run_dir, op)
 
 
+class Unreachable(AgentError, ConnectionError):
+    """No answer through the engine (its agent not listening yet, the machine gone): retried as a socket's refusal
+    is (wait_ready)."""
+
+
 class Relayed:
     """The agent of a machine reached through its engine alone, as on another host: one exec of `socat` in the
     machine relays to the agent's socket there, and stays open for every request after (the engine's exec costs
@@ -59,9 +90,20 @@ class Relayed:
 
     RELAY = ["socat", "-", "UNIX-CONNECT:/run/testbed/agent.sock"]
 
-    def __init__(self, machine: Machine) -> None:
-        self.machine, self.stream = machine, None
+    def __init__(self, machine: Machine | Callable[[], Machine | None], name: str = "") -> None:
+        """machine: the machine, or how to find it (its container, when first asked)."""
+        self._machine, self.stream = machine, None
+        self.name = name or getattr(machine, "container_name", "")
         self.lock = threading.Lock()
+
+    @property
+    def machine(self) -> Machine:
+        if callable(self._machine):
+            found = self._machine()
+            if found is None:
+                raise Unreachable(f"container {self.name} is missing")
+            self._machine = found
+        return self._machine
 
     def call(self, op: str, timeout: float = 120.0, **args: Any) -> Any:
         request = _request(op, args)
@@ -72,10 +114,10 @@ class Relayed:
                     return self._once(request, op, timeout)
                 except EOFError as err:  # the relay could not connect: the request never reached the agent
                     if "connect(" not in str(err) or time.monotonic() > deadline:
-                        raise AgentError(f"agent of {self.machine.name}, through its engine: {op}: {err}") from None
+                        raise Unreachable(f"agent of {self.name}, through its engine: {op}: {err}") from None
                     time.sleep(0.1)  # its agent starts (the machine restarted): as wait_ready waits for a socket
                 except OSError as err:
-                    raise AgentError(f"agent of {self.machine.name}, through its engine: {op}: {err}") from None
+                    raise Unreachable(f"agent of {self.name}, through its engine: {op}: {err}") from None
 
     def _once(self, request: bytes, op: str, timeout: float) -> Any:
         try:
@@ -85,7 +127,7 @@ class Relayed:
                 self.stream = self.machine.stream(self.RELAY)
             self.stream.settimeout(timeout)
             self.stream.send(request)
-            return _result(self.stream.line(), self.machine.name, op)
+            return _result(self.stream.line(), self.name, op)
         except (OSError, EOFError):
             self.close()
             raise
@@ -101,23 +143,31 @@ class Relayed:
 AGENT_START = 60
 
 
-@retry(retry=retry_if_exception_type(OSError), stop=stop_after_delay(AGENT_START),
-       wait=wait_exponential(multiplier=0.005, max=0.2), reraise=True)
+def _retrying(on: type[BaseException] | tuple[type[BaseException], ...], seconds: float) -> Retrying:
+    """A fresh retry loop per call: `up` waits for every machine's agent from its own thread, and a decorated
+    function's shared statistics raced between them (tenacity's KeyError 'idle_for')."""
+    return Retrying(retry=retry_if_exception_type(on), stop=stop_after_delay(seconds),
+                    wait=wait_exponential(multiplier=0.005, max=0.2), reraise=True)
+
+
 def wait_ready(run_dir: Path) -> Any:
     """The agent binds its socket under a temporary name and renames it once it accepts, so a connect that
     succeeds means ready."""
-    return call(run_dir, "ping", timeout=5)
+    for attempt in _retrying(OSError, AGENT_START):
+        with attempt:
+            return call(run_dir, "ping", timeout=5)
+    raise AssertionError("unreachable")
 
 
 class Outdated(AgentError):
     pass
 
 
-@retry(retry=retry_if_exception_type((OSError, Outdated)), stop=stop_after_delay(30),
-       wait=wait_exponential(multiplier=0.005, max=0.2), reraise=True)
 def _current(run_dir: Path, want: str) -> None:
-    if call(run_dir, "ping", timeout=5).get("version") != want:
-        raise Outdated(f"agent at {run_dir} still runs code other than {want}")
+    for attempt in _retrying((OSError, Outdated), 30):
+        with attempt:
+            if call(run_dir, "ping", timeout=5).get("version") != want:
+                raise Outdated(f"agent at {run_dir} still runs code other than {want}")
 
 
 def ensure_current(run_dir: Path) -> None:

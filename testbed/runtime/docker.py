@@ -7,6 +7,8 @@ import compileall
 import contextlib
 import functools
 import importlib.util
+import io
+import tarfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -99,8 +101,23 @@ def agent_mounts(run_dir: Path) -> list[Any]:
     ]
 
 
+@functools.cache
+def _code() -> bytes:
+    """The agent's code and its pyroute2 as a tar of /opt/testbed, for a machine on another host's engine (a local
+    one has them bind-mounted read-only)."""
+    _compiled()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for source, target in ((Path(testbed.__file__).parent, "opt/testbed/testbed"),
+                               (Path(_PYROUTE2), "opt/testbed/lib/pyroute2")):
+            tar.add(str(source), arcname=target)
+    return buf.getvalue()
+
+
 def run_node(client: docker.DockerClient, image: str, lab: str, node: str, name: str, run_dir: Path,
-             dual_stack: bool, role: str = "node") -> Container:
+             dual_stack: bool, role: str = "node", local: bool = True) -> Container:
+    """A machine's container, started. On another host's engine (not local), its code is copied in before it starts
+    and its run folder is its own tmpfs: nothing of this machine's is bind-mounted there."""
     sysctls = {"net.ipv4.ip_forward": "1", "net.ipv4.conf.all.rp_filter": "0"}
     if dual_stack:
         sysctls |= {"net.ipv6.conf.all.disable_ipv6": "0", "net.ipv6.conf.default.disable_ipv6": "0",
@@ -111,6 +128,8 @@ def run_node(client: docker.DockerClient, image: str, lab: str, node: str, name:
     # Docker's networks are not used at all: the project builds the underlay itself (see network/underlay)
     # per-pod files on tmpfs: creating them on the container's overlayfs costs a millisecond each
     tmpfs = {"/run/netns": "mode=755", "/etc/netns": "mode=755"}
+    if not local:
+        tmpfs["/run/testbed"] = "mode=755"
     environment = {"TESTBED_NODE": node, "TESTBED_LAB": lab}
     # the fabric wires the other machines by their PIDs on this host (agent/fabric.py): it shares the host's PID
     # namespace (nothing else of it), where tini is not PID 1 and so reaps as a subreaper
@@ -119,11 +138,14 @@ def run_node(client: docker.DockerClient, image: str, lab: str, node: str, name:
     shared = {"pid_mode": "host", "restart_policy": {"Name": "always"}} if role == "fabric" else {}
     if shared:
         environment["TINI_SUBREAPER"] = "1"
-    host_config = api.create_host_config(network_mode="none", mounts=agent_mounts(run_dir), sysctls=sysctls,
+    host_config = api.create_host_config(network_mode="none", mounts=agent_mounts(run_dir) if local else [],
+                                         sysctls=sysctls,
                                          tmpfs=tmpfs, **shared, **SECURITY)
     host_config.update(UNMASKED)
     created = api.create_container(image, name=name, hostname=node, labels={LAB: lab, ROLE: role, NODE: node},
                                    environment=environment, host_config=host_config)
+    if not local:
+        api.put_archive(created["Id"], "/", _code())
     api.start(created["Id"])
     return client.containers.get(created["Id"])
 

@@ -6,6 +6,7 @@ so the Docker SDK is used only in this package (runtime/docker.py and images.py)
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import select
 import socket
@@ -73,6 +74,9 @@ class Stream:
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self.sock.close()
+
+
+RELAY = "relay.json"
 
 
 @dataclass
@@ -201,9 +205,11 @@ class Machine:
 class Provider:
     """One engine: the labs' machines and the node image as it has them."""
 
-    def __init__(self, client: docker.DockerClient | None = None, endpoint: str | None = None) -> None:
+    def __init__(self, client: docker.DockerClient | None = None, endpoint: str | engines.Endpoint | None = None
+                 ) -> None:
         """endpoint: unix://, tcp:// or ssh://, or context:NAME (default: as the docker CLI picks the engine)."""
-        self._client, self.endpoint = client, engines.resolve(endpoint)
+        self._client = client
+        self.endpoint = endpoint if isinstance(endpoint, engines.Endpoint) else engines.resolve(endpoint)
 
     @property
     def client(self) -> docker.DockerClient:
@@ -212,9 +218,11 @@ class Provider:
             self._client = rt.connect(self.endpoint)
         return self._client
 
-    def events(self, lab: str) -> Iterator[tuple[str, str]]:
-        """The lab's machines as the engine sees them change, as they come: (machine, start|unpause|die|...)."""
-        for event in self.client.events(decode=True, filters={"label": f"{rt.LAB}={lab}", "type": "container"}):
+    def events(self, lab: str, since: float | None = None) -> Iterator[tuple[str, str]]:
+        """The lab's machines as the engine sees them change, as they come: (machine, start|unpause|die|...); with
+        since (a time), from then on, so nothing is missed between a watcher's start and its subscription."""
+        filters = {"label": f"{rt.LAB}={lab}", "type": "container"}
+        for event in self.client.events(decode=True, filters=filters, since=since):
             attributes = event.get("Actor", {}).get("Attributes", {})
             yield attributes.get(rt.NODE, ""), event.get("status", "")
 
@@ -235,7 +243,17 @@ class Provider:
     def start(self, lab: str, machine: str, container_name: str, run_dir: Path, dual_stack: bool,
               role: str) -> Machine:
         """A machine of the lab from the current node image, with its agent starting."""
-        c = rt.run_node(self.client, images.reference(), lab, machine, container_name, run_dir, dual_stack, role)
+        local = self.endpoint.local
+        c = rt.run_node(self.client, images.reference(), lab, machine, container_name, run_dir, dual_stack, role,
+                        local)
+        # where this machine's agent is, for every process of this host that asks it (runtime/agent.call): its
+        # socket in the run folder here, or, on another host, a relay through that host's engine
+        relay = run_dir / RELAY
+        if local:
+            relay.unlink(missing_ok=True)
+        else:
+            relay.write_text(json.dumps({"engine": self.endpoint.host, "tls": self.endpoint.tls,
+                                         "container": container_name}))
         return Machine(self.client, c)
 
     def image_ready(self, say: Callable[[str], None]) -> str:
@@ -249,13 +267,13 @@ class Provider:
         was copied."""
         return images.copy(self.client, other.client, say, ref)
 
-    def check_usable(self) -> None:
-        """That this engine can run a lab's machines: it runs on this machine (the command line wires their
-        namespaces, by their PIDs here) and has, or can build, the node image."""
-        if not self.endpoint.local:
+    def check_usable(self, remote_ok: bool = False) -> None:
+        """That this engine can run a lab's machines: it runs on this machine (unless the topology names its hosts:
+        a lab's run folders are on this machine) and has, or can build, the node image."""
+        if not self.endpoint.local and not remote_ok:
             raise EnvironmentProblem(f"the Docker engine at {self.endpoint.host} ({self.endpoint.source}) is not "
-                                     "on this machine: a lab's machines are wired from here, so they need a local "
-                                     "engine (unset DOCKER_HOST, or `docker context use default`)")
+                                     "on this machine: a lab on other engines names them in the topology's hosts: "
+                                     "(unset DOCKER_HOST, or `docker context use default`)")
         images.check_buildable(self.client)
 
 

@@ -4,9 +4,14 @@ plan, which says where each pod lives."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+
+from testbed import state
 from testbed.errors import EnvironmentProblem, NotFound
 from testbed.plan.cluster import Plan, PodPlan
-from testbed.runtime.machines import Machine, Provider, Result
+from testbed.runtime.engines import Endpoint
+from testbed.runtime.machines import RELAY, Machine, Provider, Result
 
 __all__ = ["Result", "attach", "find", "known", "resolve", "run", "running", "wrap"]
 
@@ -46,10 +51,20 @@ def wrap(pod: PodPlan | None, command: list[str]) -> list[str]:
             pod.hostname, *command]
 
 
+def elsewhere(container: str) -> Machine | None:
+    """A machine of a lab on another host's engine, as its run folder here records where (machines.RELAY)."""
+    for relay in state.run_root().glob(f"*/*/{RELAY}"):
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            where = json.loads(relay.read_text())
+            if where["container"] == container:
+                return Provider(endpoint=Endpoint(where["engine"], where.get("tls"), "relay.json")).get(container)
+    return None
+
+
 def running(container: str, pod: PodPlan | None, provider: Provider | None = None) -> Machine:
     """The target's machine, if it runs; otherwise a clear error (exit 4) that says how to heal."""
     what = f"pod {pod.key} is on node {pod.node}, whose container" if pod else "container"
-    machine = (provider or Provider()).get(container)
+    machine = (provider or Provider()).get(container) or elsewhere(container)
     if machine is None:
         raise EnvironmentProblem(f"{what} {container} is missing; `testbed up` restarts it and restores its pods")
     return machine.require_running(what)

@@ -116,6 +116,11 @@ class Controller:
         if beat.get("readiness") != self.readiness.get(node):
             changed = node in self.readiness
             self.readiness[node] = beat.get("readiness") or {}
+            if node in self.relays:  # its agent's readiness.json is on its host: kept here too, for the syncs
+                folder = state.run_dir(self.name) / node
+                with contextlib.suppress(OSError):
+                    (folder / "readiness.json.tmp").write_text(json.dumps({"pods": self.readiness[node]}))
+                    os.replace(folder / "readiness.json.tmp", folder / "readiness.json")
             if changed:
                 self.work.put_nowait("sync")
 

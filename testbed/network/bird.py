@@ -1,5 +1,6 @@
 """A client for BIRD's control socket, from the host: every machine's socket sits in its run folder, which the
-host bind-mounts into it, so status and routes read sessions without a process in the container."""
+host bind-mounts into it, so status and routes read sessions without a process in the container. A machine on
+another host is asked through its agent (`birdc` in the machine), as its run folder is there."""
 
 from __future__ import annotations
 
@@ -10,8 +11,23 @@ from typing import Any
 CTL = "bird.ctl"
 
 
+def _relayed(path: Path, command: str, timeout: float) -> list[str]:
+    from testbed.runtime import agent
+
+    try:
+        got = agent.call(path.parent, "run", argv=["birdc", "-s", f"/run/testbed/{CTL}", *command.split()],
+                         seconds=timeout, timeout=timeout + 5)
+    except agent.AgentError as err:
+        raise OSError(str(err)) from None
+    if got["code"] is None or "ready." not in got["stdout"]:  # no answer in time, or no BIRD to answer
+        raise OSError(f"birdc: {got['stderr'].strip() or got['stdout'].strip()}"[:300])
+    return [line for line in got["stdout"].splitlines() if not line.startswith("BIRD ")]
+
+
 def query(path: Path, command: str, timeout: float = 3.0) -> list[str]:
     """The reply's lines, without BIRD's reply codes."""
+    if (path.parent / "relay.json").exists():
+        return _relayed(path, command, timeout)
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(timeout)
         s.connect(str(path))

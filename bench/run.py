@@ -14,6 +14,7 @@ import bench_cni
 import bench_dns
 import bench_edge
 import bench_faults
+import bench_hosts
 import bench_images
 import bench_observe
 import bench_pods
@@ -100,6 +101,8 @@ TARGETS = {
     "image_load_s": "≤ 5 s",
     "image_copy_to_second_engine_s": "(for multi-host: `docker save | docker load` took about 5 s)",
     "image_build_from_nothing_s": "~30 s (for comparison)",
+    "hosts_across_vs_within_ratio": "(the stitch's cost: pod→pod across two hosts against within one)",
+    "hosts_up_split_s": "(against hosts_up_one_engine_s: the same 4-node lab on one engine)",
 }
 
 
@@ -109,7 +112,7 @@ def main() -> None:
                          ("routing", bench_routing), ("proxy", bench_proxy), ("dns", bench_dns),
                          ("policy", bench_policy), ("observe", bench_observe), ("edge", bench_edge), ("cni", bench_cni),
                          ("faults", bench_faults), ("scale", bench_scale), ("cluster", bench_cluster),
-                         ("images", bench_images)):
+                         ("images", bench_images), ("hosts", bench_hosts)):
         if len(sys.argv) > 1 and sys.argv[1] not in ("--json", name):
             continue
         print(f"running {name} ...", file=sys.stderr, flush=True)

@@ -29,6 +29,16 @@ def providers(plan: Plan, default: Provider | None = None) -> dict[str, Provider
     return out
 
 
+def spread(plan: Plan) -> str:
+    """Which nodes run where, when the lab spans hosts (for its events): ' on 2 hosts (here: node1; there: ...)'."""
+    where: dict[str, list[str]] = {}
+    for n in plan.nodes:
+        where.setdefault(n.host, []).append(n.name)
+    if len(where) < 2:
+        return ""
+    return f" on {len(where)} hosts (" + "; ".join(f"{h}: {', '.join(names)}" for h, names in where.items()) + ")"
+
+
 def engines_of(name: str) -> dict[str, Provider]:
     """Every engine the lab may have machines on: its hosts as its state records them, and each remote machine's
     engine as its run folder here records it (so a crash before the state was complete loses none)."""

@@ -75,7 +75,7 @@ def _converge(plan: Plan, st: state.LabState, provider: Provider, say: Say, prog
     st.phase = "creating"
     st.save()  # before anything exists, so `down` after a crash finds the lab by its state too
     start = time.monotonic()
-    events.emit(plan.lab, "Started", f"lab/{plan.lab}", f"{command}: {len(plan.nodes)} node(s), "
+    events.emit(plan.lab, "Started", f"lab/{plan.lab}", f"{command}: {len(plan.nodes)} node(s){hosts.spread(plan)}, "
                                                         f"{len(plan.pods)} pod(s)", command=command)
     try:
         planned = {m.name for m in plan.machines()}

@@ -2,9 +2,10 @@
 link to a segment is a veth between that namespace and the machine's.
 
 The fabric container shares the host's PID namespace (and nothing else of the host), so it opens a machine's
-namespace by the PID the engine reports for it. That is the whole of the host-side work a lab needs, done by a
-container the engine starts: the command line makes nothing on the host itself, so the same code serves an engine
-on another machine."""
+namespace by the PID the engine reports for it, and the host's network namespace by its own ancestors' (the
+engine's shim), where the VXLAN device that stitches this host's fabric to the other hosts' is made. That is the
+whole of the host-side work a lab needs, done by a container the engine starts: the command line makes nothing
+on the host itself, so the same code serves an engine on another machine."""
 
 from __future__ import annotations
 

@@ -23,11 +23,13 @@ class Nodes:
         with this install's code."""
         machines = obs.plan.machines()
         pings = obs.ask_all("ping", [m.name for m in machines])
+        spread = len(obs.plan.topology.hosts) > 1
         out = []
         for m in machines:
+            where = f" on {m.host}" if spread else ""
             state, reply = obs.state(m.name), pings[m.name]
             if state != "running":
-                out.append(fail("container", m.name, f"{m.role} {m.name}: container {m.container} is {state}",
+                out.append(fail("container", m.name, f"{m.role} {m.name}{where}: container {m.container} is {state}",
                                 hint=HEAL))
             elif reply is None:
                 out.append(fail("agent", m.name, f"{m.role} {m.name}: its agent does not answer within "
@@ -36,7 +38,7 @@ class Nodes:
             elif reply.get("version") != code_version():
                 out.append(fail("agent", m.name, f"{m.role} {m.name}: its agent runs older code", hint=HEAL))
             else:
-                out.append(ok("agent", m.name, f"{m.role} {m.name}: container running, agent answering"))
+                out.append(ok("agent", m.name, f"{m.role} {m.name}{where}: container running, agent answering"))
         return out
 
     def run(self, ctx: Context) -> None:

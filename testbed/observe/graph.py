@@ -12,13 +12,18 @@ import subprocess
 from typing import Any
 
 from testbed.errors import EnvironmentProblem
-from testbed.plan.cluster import Plan
+from testbed.plan.cluster import NodePlan, Plan
 from testbed.policy.evaluate import peer_pods, selects
 
 FONT = "Helvetica"
 MANY = 60  # pairs of pods a policy rule may join with arrows of their own
 COLORS = {"node": "#e8f0fe", "pod": "#ffffff", "router": "#fff4e5", "external": "#f1f8e9", "service": "#f3e5f5"}
 
+
+
+def _on(plan: Plan, node: NodePlan) -> str:
+    """Where the node runs, when the lab spans hosts."""
+    return f"  on {node.host}" if len(plan.topology.hosts) > 1 else ""
 
 def ident(kind: str, name: str) -> str:
     """An id for SVG and HTML: kind, then the name with anything but letters, digits and '-' as '-'."""
@@ -50,8 +55,9 @@ def dot(plan: Plan, observed: dict[str, Any] | None = None, services: bool = Fal
     states = {n["name"]: n["state"] for n in observed.get("nodes", [])}
     for node in plan.nodes:
         down = states.get(node.name, "running") != "running"
+        title = f"{node.name}  {node.underlay_ip}  {node.cidr4}{_on(plan, node)}"
         lines += [f"  subgraph {_q('cluster_' + node.name)} {{",
-                  f'    id={_q(ident("node", node.name))} label={_q(f"{node.name}  {node.underlay_ip}  {node.cidr4}")}'
+                  f'    id={_q(ident("node", node.name))} label={_q(title)}'
                   f' style="rounded,filled" fillcolor="{COLORS["node"]}" color="{"red" if down else "#5b7db1"}";']
         pods = plan.pods_on(node.name)
         for pod in pods:
@@ -209,7 +215,7 @@ def mermaid(plan: Plan, services: bool = False, observed: dict[str, Any] | None 
 
     states = {n["name"]: n["state"] for n in observed.get("nodes", [])}
     for node in plan.nodes:
-        lines.append(f'  subgraph {ident("node", node.name)}["{node.name} {node.underlay_ip}"]')
+        lines.append(f'  subgraph {ident("node", node.name)}["{node.name} {node.underlay_ip}{_on(plan, node)}"]')
         lines += [f'    {ident("pod", p.key)}["{p.key}<br/>{p.ipv4}"]' for p in plan.pods_on(node.name)]
         lines.append("  end")
         link(f"  {ident('node', node.name)} --- fabric", states.get(node.name, "running") != "running")

@@ -91,18 +91,20 @@ class Relayed:
     RELAY = ["socat", "-", "UNIX-CONNECT:/run/testbed/agent.sock"]
 
     def __init__(self, machine: Machine | Callable[[], Machine | None], name: str = "") -> None:
-        """machine: the machine, or how to find it (its container, when first asked)."""
-        self._machine, self.stream = machine, None
+        """machine: the machine, or how to find it (its container, when first asked, and again when the one found
+        is gone: `down` and `up` made it anew under the same name)."""
+        self._find = machine if callable(machine) else None
+        self._machine: Machine | None = None if callable(machine) else machine
+        self.stream: Any = None
         self.name = name or getattr(machine, "container_name", "")
         self.lock = threading.Lock()
 
     @property
     def machine(self) -> Machine:
-        if callable(self._machine):
-            found = self._machine()
-            if found is None:
-                raise Unreachable(f"container {self.name} is missing")
-            self._machine = found
+        if self._machine is None and self._find is not None:
+            self._machine = self._find()
+        if self._machine is None:
+            raise Unreachable(f"container {self.name} is missing")
         return self._machine
 
     def call(self, op: str, timeout: float = 120.0, **args: Any) -> Any:
@@ -124,7 +126,12 @@ class Relayed:
             if self.stream is not None and self.stream.ended():  # the machine restarted since: open anew
                 self.close()
             if self.stream is None:
-                self.stream = self.machine.stream(self.RELAY)
+                try:
+                    self.stream = self.machine.stream(self.RELAY)
+                except OSError:  # the engine's own errors are OSErrors too (requests'): found anew next time
+                    if self._find is not None:
+                        self._machine = None
+                    raise
             self.stream.settimeout(timeout)
             self.stream.send(request)
             return _result(self.stream.line(), self.name, op)

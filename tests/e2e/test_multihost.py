@@ -138,6 +138,25 @@ def _left(name: str, engine: str) -> list[str]:
     return found
 
 
+def test_down_with_a_host_unreachable_removes_the_rest_and_fails_then_finishes(split, engine):
+    """The second host cut off (this machine's end of the LAN loses its address): `down` removes what is here,
+    names the host, exits non-zero and keeps the lab's state; once the host answers, `down` finishes."""
+    split("vxlan")
+    lan = f"{ENGINE}-lan"
+    subprocess.run(["ip", "addr", "del", f"{HERE}/30", "dev", lan], check=True)
+    try:
+        done = subprocess.run([sys.executable, "-m", "testbed", "down", NAME], cwd=ROOT, capture_output=True,
+                              text=True, timeout=120, check=False)
+    finally:
+        subprocess.run(["ip", "addr", "add", f"{HERE}/30", "dev", lan], check=True)
+    assert done.returncode == 4, done.stderr
+    assert engine in done.stderr and "could not be reached" in done.stderr
+    assert not Provider().machines(NAME) and state.load(NAME) is not None
+    assert Provider(endpoint=engine).machines(NAME)  # still there, as the host was cut off
+    assert labs.down(NAME, **quiet)
+    assert _left(NAME, engine) == []
+
+
 def test_down_leaves_nothing_on_either_engine_also_after_up_was_killed(split, engine, tmp_path):
     split("vxlan")
     assert labs.down(NAME, **quiet)
@@ -157,3 +176,15 @@ def test_down_leaves_nothing_on_either_engine_also_after_up_was_killed(split, en
                           text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     assert _left("e2e-split-kill", engine) == []
+
+
+@pytest.mark.parametrize("endpoint", ["tcp://198.18.0.254:2375", "context:no-such-context"],
+                         ids=["unreachable", "unknown"])
+def test_an_engine_that_cannot_be_reached_is_refused_naming_its_field(endpoint, tmp_path):
+    path = tmp_path / "bad-engine.yaml"
+    path.write_text(yaml.safe_dump(topology("vxlan", endpoint, "e2e-bad-engine")))
+    done = subprocess.run([sys.executable, "-m", "testbed", "up", str(path)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 2, done.stderr
+    assert f"{path}:" in done.stderr and "hosts[1].engine" in done.stderr and "host there" in done.stderr
+    assert state.load("e2e-bad-engine") is None and not Provider().machines("e2e-bad-engine")

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from testbed.errors import InvalidInput, show
+from testbed.model.hosts import STITCH_OVERHEAD
 from testbed.plan.cluster import NetworkTraits
 from testbed.plugins import Registry
 
@@ -79,11 +80,13 @@ def check(loaded: TopologyFile) -> None:
     if net.network not in known:
         reason = f"{show(net.network)} is not supported; choose one of: {', '.join(sorted(known))}"
         raise InvalidInput([loaded.doc.problem(("networking", "network"), reason)])
-    pod_mtu = net.mtu - known[net.network].overhead
+    stitch = STITCH_OVERHEAD if len(loaded.topology.hosts) > 1 else 0  # the hosts' VXLAN takes its share first
+    pod_mtu = net.mtu - stitch - known[net.network].overhead
     if net.dualStack and pod_mtu < 1280:
+        over = " over several hosts" if stitch else ""
         raise InvalidInput([loaded.doc.problem(("networking", "mtu"), f"networking.mtu {net.mtu} leaves pods "
-                                                                      f"{pod_mtu} with {net.network}, below IPv6's "
-                                                                      "1280")])
+                                                                      f"{pod_mtu} with {net.network}{over}, below "
+                                                                      "IPv6's 1280")])
 
 
 class PodNetwork:

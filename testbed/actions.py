@@ -51,6 +51,7 @@ class Context:
     # each host's engine, by the topology's host names (`provider` is the first host's)
     providers: dict[str, Provider] = field(default_factory=dict)
     _machines: dict[str, Machine] = field(default_factory=dict)
+    _pids: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.providers:
@@ -98,6 +99,13 @@ class Context:
             return render(self.previous) == render(self.plan)
         except (KeyError, StopIteration):  # a node or pod the previous plan did not have
             return False
+
+    def pid(self, machine: str) -> int:
+        """The machine's init on its host (which the fabric opens its namespace by), asked once per run: the
+        Nodes action comes first, and nothing after it restarts a machine."""
+        if machine not in self._pids:
+            self._pids[machine] = self.machine(machine).pid()
+        return self._pids[machine]
 
     def netops(self, machine: str, op: str, /, **args: Any) -> Any:
         """A machine-level network operation (agent/netops.py), done by the machine's agent in its namespace."""

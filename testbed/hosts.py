@@ -3,30 +3,19 @@ for `down`, every engine a lab may have left machines on."""
 
 from __future__ import annotations
 
-import contextlib
-import json
 from typing import TYPE_CHECKING
 
 from testbed import state
 from testbed.plan import machines
-from testbed.runtime.engines import Endpoint
-from testbed.runtime.machines import RELAY, Provider
+from testbed.runtime.machines import RELAY, Provider, elsewhere, provider
 
 if TYPE_CHECKING:
     from testbed.plan.cluster import Plan
 
-_engines: dict[str, Provider] = {}
-
-
 def providers(plan: Plan, default: Provider | None = None) -> dict[str, Provider]:
-    """Each host's engine: the one it names, else the one the docker CLI picks (default); one per endpoint."""
-    out = {}
-    for h in machines.hosts(plan.topology):
-        if h.engine is None:
-            out[h.name] = default or _engines.setdefault("", Provider())
-        else:
-            out[h.name] = _engines.setdefault(h.engine, Provider(endpoint=h.engine))
-    return out
+    """Each host's engine: the one it names, else the one the docker CLI picks (default)."""
+    return {h.name: (default or provider()) if h.engine is None else provider(h.engine)
+            for h in machines.hosts(plan.topology)}
 
 
 def spread(plan: Plan) -> str:
@@ -42,14 +31,13 @@ def spread(plan: Plan) -> str:
 def engines_of(name: str) -> dict[str, Provider]:
     """Every engine the lab may have machines on: its hosts as its state records them, and each remote machine's
     engine as its run folder here records it (so a crash before the state was complete loses none)."""
-    out = {"": Provider()}
+    out = {"": provider()}
     st = state.load(name) if state.valid(name) else None
     for h in (st.topology.get("hosts") or []) if st else []:
         if h.get("engine"):
-            out[h["engine"]] = Provider(endpoint=h["engine"])
+            out[h["engine"]] = provider(h["engine"])
     run = state.run_root() / name
     for relay in run.glob(f"*/{RELAY}") if run.is_dir() else []:
-        with contextlib.suppress(OSError, ValueError, KeyError):
-            where = json.loads(relay.read_text())
-            out.setdefault(where["engine"], Provider(endpoint=Endpoint(where["engine"], where.get("tls"))))
+        if (where := elsewhere(relay.parent)) is not None:
+            out.setdefault(where.engine.host, provider(where.engine))
     return out

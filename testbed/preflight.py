@@ -12,7 +12,7 @@ from testbed.model import loader
 from testbed.model.topology import underlay_holds
 from testbed.plan import ipam, machines
 from testbed.plan.cluster import Plan
-from testbed.runtime.machines import Provider, engine_errors
+from testbed.runtime.machines import Provider, engine_errors, provider
 
 
 def engines(loaded: loader.TopologyFile) -> dict[str, Provider]:
@@ -21,15 +21,15 @@ def engines(loaded: loader.TopologyFile) -> dict[str, Provider]:
     answer."""
     topo = loaded.topology
     if not topo.hosts:
-        provider = Provider()
-        provider.check_usable()
-        return {machines.LOCAL_HOST: provider}
+        local = provider()
+        local.check_usable()
+        return {machines.LOCAL_HOST: local}
     out, problems = {}, []
     for i, h in enumerate(topo.hosts):
         try:
-            provider = Provider(endpoint=h.engine)
-            provider.client  # noqa: B018 (connects, or says why not)
-            out[h.name] = provider
+            engine = provider(h.engine)
+            engine.client  # noqa: B018 (connects, or says why not)
+            out[h.name] = engine
         except (TestbedError, *engine_errors()) as err:
             problems.append(loaded.doc.problem(("hosts", i, "engine") if h.engine else ("hosts", i),
                                                f"host {h.name}: {err}"))

@@ -27,7 +27,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tenacity import RetryCallState, RetryError, Retrying, retry_if_exception_type, wait_fixed
+
 from testbed import events, lab, state
+from testbed.runtime.machines import elsewhere
 
 TICK = 0.25  # how often lease ages are compared with the grace period
 
@@ -68,7 +71,7 @@ class Controller:
         for node in self.nodes:
             folder = state.run_dir(self.name) / node
             path = folder / "control.sock"
-            if (folder / "relay.json").exists():
+            if elsewhere(folder) is not None:
                 if node not in self.relays:
                     self.relays.add(node)
                     threading.Thread(target=self._relayed_beats, args=(node, asyncio.get_running_loop()),
@@ -89,21 +92,26 @@ class Controller:
         from testbed.runtime import podexec
 
         listen = ["socat", "-u", "UNIX-LISTEN:/run/testbed/control.sock,fork,unlink-early", "STDOUT"]
-        while state.load(self.name) is not None:
-            try:
-                machine = podexec.elsewhere(f"{self.name}-{node}")
-                if machine is None or machine.state != "running":
-                    raise OSError("not running")
-                stream = machine.stream(listen)
-                stream.settimeout(None)
-                while True:
-                    line = stream.line()
-                    loop.call_soon_threadsafe(self._beat, json.loads(line))
-            except (OSError, EOFError, ValueError):
-                time.sleep(0.5)
-            except Exception as err:  # the engine's errors: its host is unreachable for now
-                _log(f"{node}: its beats through the engine: {type(err).__name__}: {err}")
-                time.sleep(1)
+
+        def relay() -> None:
+            machine = podexec.elsewhere(f"{self.name}-{node}")
+            if machine is None or machine.state != "running":
+                raise OSError("not running")
+            stream = machine.stream(listen)
+            stream.settimeout(None)
+            while True:
+                loop.call_soon_threadsafe(self._beat, json.loads(stream.line()))
+
+        def said(rs: RetryCallState) -> None:
+            if rs.outcome is not None and not isinstance(rs.outcome.exception(), (OSError, EOFError, ValueError)):
+                _log(f"{node}: its beats through the engine: {rs.outcome.exception()!r}")  # its host unreachable
+
+        # each try ends with the relay (the node restarted, its host went away): another, until the lab is gone
+        with contextlib.suppress(RetryError):
+            for attempt in Retrying(retry=retry_if_exception_type(Exception), wait=wait_fixed(0.5),
+                                    before_sleep=said, stop=lambda _: state.load(self.name) is None):
+                with attempt:
+                    relay()
 
     def _beat(self, beat: dict[str, Any]) -> None:
         node = beat.get("node")

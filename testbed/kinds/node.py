@@ -59,6 +59,8 @@ class Nodes:
                 m = None
             if m is None:
                 provider.start(ctx.lab, node.name, node.container, ctx.run_dir(node.name), dual, node.role)
+            elif not provider.endpoint.local and agent.wait_ready(ctx.run_dir(node.name))["version"] != code_version():
+                m.copy_code()  # on another host its code is a copy: the new one, which its agent re-executes
             agent.ensure_current(ctx.run_dir(node.name))
 
         each(one, ctx.plan.machines())

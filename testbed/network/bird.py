@@ -8,6 +8,8 @@ import socket
 from pathlib import Path
 from typing import Any
 
+from testbed.runtime.machines import elsewhere
+
 CTL = "bird.ctl"
 
 
@@ -26,7 +28,7 @@ def _relayed(path: Path, command: str, timeout: float) -> list[str]:
 
 def query(path: Path, command: str, timeout: float = 3.0) -> list[str]:
     """The reply's lines, without BIRD's reply codes."""
-    if (path.parent / "relay.json").exists():
+    if elsewhere(path.parent) is not None:
         return _relayed(path, command, timeout)
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(timeout)

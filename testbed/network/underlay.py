@@ -80,7 +80,7 @@ def wire(ctx: Context, bridge: str, ports: list[Port], mtu: int, stitched: bool 
     addresses, as the fabric's agent of the machine's host makes it; with stitched, the hosts' bridges are joined.
     A recreated machine's link comes back with the same MAC, so its peers' ARP entries stay right."""
     plan = ctx.plan
-    pids = dict(zip([p.machine for p in ports], each(lambda p: ctx.machine(p.machine).pid(), ports), strict=True))
+    pids = dict(zip([p.machine for p in ports], each(lambda p: ctx.pid(p.machine), ports), strict=True))
 
     def one(fabric: FabricPlan) -> int:
         mine = [p for p in ports if plan.machine(p.machine).host == fabric.host]

@@ -5,12 +5,18 @@ from __future__ import annotations
 import json
 import socket
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
+from tenacity import (
+    Retrying,
+    retry_if_exception,
+    retry_if_exception_type,
+    stop_after_delay,
+    wait_exponential,
+    wait_fixed,
+)
 
 from testbed.agent import protocol
 from testbed.agent.version import code_version
@@ -36,25 +42,22 @@ def _result(line: bytes, where: object, op: str) -> Any:
     return reply["result"]
 
 
-_relays: dict[str, Relayed] = {}
+_relays: dict[Any, Relayed] = {}
 _relays_lock = threading.Lock()
 
 
 def _relay(run_dir: Path) -> Relayed | None:
-    """The relay to a machine on another host, when its run folder here says it is there (runtime/machines.RELAY);
-    one per machine and process."""
-    try:
-        text = (run_dir / "relay.json").read_text()
-    except OSError:
+    """The relay to a machine on another host, when its run folder here says it is there (machines.elsewhere); one
+    per machine and process."""
+    from testbed.runtime import machines
+
+    where = machines.elsewhere(run_dir)
+    if where is None:
         return None
     with _relays_lock:
-        if (relayed := _relays.get(text)) is None:
-            from testbed.runtime.engines import Endpoint
-            from testbed.runtime.machines import Provider
-
-            where = json.loads(text)
-            provider = Provider(endpoint=Endpoint(where["engine"], where.get("tls"), "relay.json"))
-            relayed = _relays[text] = Relayed(lambda: provider.get(where["container"]), where["container"])
+        if (relayed := _relays.get(where)) is None:
+            engine = machines.provider(where.engine)
+            relayed = _relays[where] = Relayed(lambda: engine.get(where.container), where.container)
         return relayed
 
 
@@ -109,17 +112,18 @@ class Relayed:
 
     def call(self, op: str, timeout: float = 120.0, **args: Any) -> Any:
         request = _request(op, args)
+        # the relay could not connect (the machine restarted, its agent starts): the request never reached the
+        # agent, so it is sent again, as wait_ready waits for a socket
+        unsent = retry_if_exception(lambda err: isinstance(err, EOFError) and "connect(" in str(err))
         with self.lock:
-            deadline = time.monotonic() + min(timeout, 10)
-            while True:
-                try:
-                    return self._once(request, op, timeout)
-                except EOFError as err:  # the relay could not connect: the request never reached the agent
-                    if "connect(" not in str(err) or time.monotonic() > deadline:
-                        raise Unreachable(f"agent of {self.name}, through its engine: {op}: {err}") from None
-                    time.sleep(0.1)  # its agent starts (the machine restarted): as wait_ready waits for a socket
-                except OSError as err:
-                    raise Unreachable(f"agent of {self.name}, through its engine: {op}: {err}") from None
+            try:
+                for attempt in Retrying(retry=unsent, stop=stop_after_delay(min(timeout, 10)), wait=wait_fixed(0.1),
+                                        reraise=True):
+                    with attempt:
+                        return self._once(request, op, timeout)
+            except (OSError, EOFError) as err:
+                raise Unreachable(f"agent of {self.name}, through its engine: {op}: {err}") from None
+        raise AssertionError("unreachable")
 
     def _once(self, request: bytes, op: str, timeout: float) -> Any:
         try:

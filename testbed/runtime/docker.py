@@ -102,7 +102,7 @@ def agent_mounts(run_dir: Path) -> list[Any]:
 
 
 @functools.cache
-def _code() -> bytes:
+def code_archive() -> bytes:
     """The agent's code and its pyroute2 as a tar of /opt/testbed, for a machine on another host's engine (a local
     one has them bind-mounted read-only)."""
     _compiled()
@@ -145,7 +145,7 @@ def run_node(client: docker.DockerClient, image: str, lab: str, node: str, name:
     created = api.create_container(image, name=name, hostname=node, labels={LAB: lab, ROLE: role, NODE: node},
                                    environment=environment, host_config=host_config)
     if not local:
-        api.put_archive(created["Id"], "/", _code())
+        api.put_archive(created["Id"], "/", code_archive())
     api.start(created["Id"])
     return client.containers.get(created["Id"])
 

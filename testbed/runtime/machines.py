@@ -76,7 +76,23 @@ class Stream:
             self.sock.close()
 
 
-RELAY = "relay.json"
+RELAY = "relay.json"  # in a machine's run folder here, when it runs on another host: where it is
+
+
+@dataclass(frozen=True)
+class Elsewhere:
+    """A machine on another host, as its run folder here records it: its engine and its container."""
+
+    engine: engines.Endpoint
+    container: str
+
+
+def elsewhere(run_dir: Path) -> Elsewhere | None:
+    try:
+        where = json.loads((run_dir / RELAY).read_text())
+        return Elsewhere(engines.Endpoint(where["engine"], where.get("tls"), RELAY), where["container"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 @dataclass
@@ -171,6 +187,11 @@ class Machine:
         code = api.exec_inspect(exec_id)["ExitCode"]
         return Result(code if code is not None else 1, b"".join(kept[1]).decode(errors="replace"),
                       b"".join(kept[2]).decode(errors="replace"))
+
+    def copy_code(self) -> None:
+        """This install's agent code into a machine on another host's engine (one here has it bind-mounted): its
+        agent re-executes from it when asked (`reexec`)."""
+        self.client.api.put_archive(self.container.id, "/", rt.code_archive())
 
     def stream(self, command: list[str]) -> Stream:
         """Starts command in the machine with its standard input open, and returns its two ends at once."""
@@ -278,3 +299,13 @@ class Provider:
 
 
 engine_errors = rt.engine_errors
+_providers: dict[engines.Endpoint, Provider] = {}
+
+
+def provider(endpoint: str | engines.Endpoint | None = None) -> Provider:
+    """The engine at endpoint (default: as the docker CLI picks it), one Provider per endpoint and process."""
+    ep = endpoint if isinstance(endpoint, engines.Endpoint) else engines.resolve(endpoint)
+    key = engines.Endpoint(ep.host, ep.tls)  # the same engine, however it was named
+    if key not in _providers:
+        _providers[key] = Provider(endpoint=ep)
+    return _providers[key]

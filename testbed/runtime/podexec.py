@@ -4,13 +4,10 @@ plan, which says where each pod lives."""
 
 from __future__ import annotations
 
-import contextlib
-import json
-
 from testbed import state
 from testbed.errors import EnvironmentProblem, NotFound
 from testbed.plan.cluster import Plan, PodPlan
-from testbed.runtime.engines import Endpoint
+from testbed.runtime import machines
 from testbed.runtime.machines import RELAY, Machine, Provider, Result
 
 __all__ = ["Result", "attach", "find", "known", "resolve", "run", "running", "wrap"]
@@ -52,12 +49,11 @@ def wrap(pod: PodPlan | None, command: list[str]) -> list[str]:
 
 
 def elsewhere(container: str) -> Machine | None:
-    """A machine of a lab on another host's engine, as its run folder here records where (machines.RELAY)."""
+    """A machine of a lab on another host's engine, as its run folder here records where (machines.elsewhere)."""
     for relay in state.run_root().glob(f"*/*/{RELAY}"):
-        with contextlib.suppress(OSError, ValueError, KeyError):
-            where = json.loads(relay.read_text())
-            if where["container"] == container:
-                return Provider(endpoint=Endpoint(where["engine"], where.get("tls"), "relay.json")).get(container)
+        where = machines.elsewhere(relay.parent)
+        if where is not None and where.container == container:
+            return machines.provider(where.engine).get(container)
     return None
 
 

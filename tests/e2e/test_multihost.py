@@ -103,6 +103,17 @@ def test_pods_services_and_names_across_hosts(split, mode):
     assert seen == set(web), seen
 
 
+def test_trace_follows_a_packet_from_one_host_to_the_other(split):
+    lab = split("vxlan")
+    target = next(p for p in lab.pods(app="web") if p.node == "node1")
+    done = subprocess.run([sys.executable, "-m", "testbed", "trace", "--lab", NAME, "default/far",
+                           f"default/{target.name}:8080"], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "node4" in done.stdout and "VXLAN to node1" in done.stdout and f"source as {lab.pod('far').ipv4}:" \
+        in done.stdout, done.stdout
+
+
 @retry(stop=stop_after_delay(20), wait=wait_fixed(0.5), reraise=True)
 def _matrix(lab: Lab, want: dict) -> None:
     got = {(src, dst): lab.probe(src, f"default/{dst}:8080")["result"] for src, dst in want}

@@ -17,9 +17,10 @@ from typing import Any, Protocol
 
 from testbed import hosts, state
 from testbed.actions import each
+from testbed.errors import TestbedError
 from testbed.plan.cluster import Plan
 from testbed.runtime import agent
-from testbed.runtime.machines import Machine, Provider
+from testbed.runtime.machines import Machine, Provider, engine_errors
 
 AGENT_WAIT = 3.0  # seconds an agent gets to answer a check: a hung one is one finding, not a stall
 
@@ -75,9 +76,17 @@ class Observation:
         self.provider = provider or Provider()
         self.run_dir = state.run_dir(plan.lab)
         self.containers: dict[str, Machine] = {}
-        homes = {m.name: m.host for m in plan.machines()}
+        self.unreachable: dict[str, str] = {}  # host → why its engine did not answer
+        self.homes = homes = {m.name: m.host for m in plan.machines()}
         for host, engine in hosts.providers(plan, self.provider).items():  # each machine as its host's engine has it
-            for m in engine.machines(plan.lab):
+            try:
+                found = engine.machines(plan.lab)
+            except (TestbedError, OSError, *engine_errors()) as err:
+                if host == plan.fabric.host:
+                    raise  # this machine's own engine: nothing can be observed
+                self.unreachable[host] = f"{type(err).__name__}: {err}"
+                continue
+            for m in found:
                 if homes.get(m.name, host) == host:
                     self.containers[m.name] = m
         self._answers: dict[tuple[str, str, str], Any] = {}
@@ -87,6 +96,8 @@ class Observation:
 
     def state(self, machine: str) -> str:
         m = self.containers.get(machine)
+        if m is None and (host := self.homes.get(machine, "")) in self.unreachable:
+            return f"unreachable (host {host})"
         return m.state if m else "missing"
 
     def running(self, machine: str) -> bool:

@@ -339,7 +339,7 @@ def down(name: str, say: Say = print) -> bool:
         for endpoint, provider in hosts.engines_of(name).items():
             try:
                 found |= provider.remove_lab(name) > 0
-            except (TestbedError, *engine_errors()) as err:
+            except (TestbedError, OSError, *engine_errors()) as err:
                 if not endpoint:
                     raise
                 unreachable.append(f"{endpoint}: {err}")

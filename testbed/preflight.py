@@ -30,7 +30,7 @@ def engines(loaded: loader.TopologyFile) -> dict[str, Provider]:
             engine = provider(h.engine)
             engine.client  # noqa: B018 (connects, or says why not)
             out[h.name] = engine
-        except (TestbedError, *engine_errors()) as err:
+        except (TestbedError, OSError, *engine_errors()) as err:
             problems.append(loaded.doc.problem(("hosts", i, "engine") if h.engine else ("hosts", i),
                                                f"host {h.name}: {err}"))
     if problems:

@@ -91,7 +91,8 @@ def collect(name: str) -> dict[str, Any]:
     obs = Observation(plan)
     found = findings(obs, deep=False)
     agents = obs.ask_all("status", [m.name for m in plan.machines()])
-    reasons = [f.message for f in found if f.status != "ok"]
+    reasons = [f"host {host} does not answer: {why}" for host, why in obs.unreachable.items()]
+    reasons += [f.message for f in found if f.status != "ok"]
 
     nodes = []
     for n in plan.nodes:

@@ -6,6 +6,7 @@ endpoints on both, DNS from a pod on the second host, a NetworkPolicy enforced o
 the second host reached from the external host; then `down` leaves nothing on either engine, also after a
 `kill -9` of `up` halfway."""
 
+import json
 import os
 import signal
 import subprocess
@@ -150,16 +151,25 @@ def _left(name: str, engine: str) -> list[str]:
 
 
 def test_down_with_a_host_unreachable_removes_the_rest_and_fails_then_finishes(split, engine):
-    """The second host cut off (this machine's end of the LAN loses its address): `down` removes what is here,
-    names the host, exits non-zero and keeps the lab's state; once the host answers, `down` finishes."""
+    """The second host cut off (this machine's end of the LAN loses its address): `status` names it and shows the
+    rest; `down` removes what is here, names the host, exits non-zero and keeps the lab's state; once the host
+    answers, `down` finishes."""
     split("vxlan")
     lan = f"{ENGINE}-lan"
     subprocess.run(["ip", "addr", "del", f"{HERE}/30", "dev", lan], check=True)
     try:
+        seen = subprocess.run([sys.executable, "-m", "testbed", "status", "--lab", NAME, "--json"], cwd=ROOT,
+                              capture_output=True, text=True, timeout=120, check=False)
         done = subprocess.run([sys.executable, "-m", "testbed", "down", NAME], cwd=ROOT, capture_output=True,
                               text=True, timeout=120, check=False)
     finally:
         subprocess.run(["ip", "addr", "add", f"{HERE}/30", "dev", lan], check=True)
+    # status says which host does not answer, and shows the rest of the lab
+    status = json.loads(seen.stdout)
+    assert status["phase"] == "degraded" and any(r.startswith("host there does not answer") for r in status["reasons"])
+    states = {n["name"]: n["state"] for n in status["nodes"]}
+    assert states == {"node1": "running", "node2": "running", "node3": "unreachable (host there)",
+                      "node4": "unreachable (host there)"}, states
     assert done.returncode == 4, done.stderr
     assert engine in done.stderr and "could not be reached" in done.stderr
     assert not Provider().machines(NAME) and state.load(NAME) is not None

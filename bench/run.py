@@ -103,6 +103,7 @@ TARGETS = {
     "image_build_from_nothing_s": "~30 s (for comparison)",
     "hosts_across_vs_within_ratio": "(the stitch's cost: pod→pod across two hosts against within one)",
     "hosts_up_split_s": "(against hosts_up_one_engine_s: the same 4-node lab on one engine)",
+    "hosts_jumbo_across_vs_within_ratio": "(the same with a jumbo LAN and networking.mtu: 9000)",
 }
 
 

@@ -9,8 +9,11 @@ on the host itself, so the same code serves an engine on another machine."""
 
 from __future__ import annotations
 
+import errno
 import os
 from typing import Any
+
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_fixed
 
 from testbed.agent import nsutil
 from testbed.agent.links import one, sync_addresses
@@ -42,6 +45,10 @@ def host_netns() -> str:
 ZERO = "00:00:00:00:00:00"
 
 
+def _in_use(err: BaseException) -> bool:
+    return getattr(err, "code", None) == errno.EEXIST
+
+
 def _stitch(fab: Any, br: int, mtu: int, spec: dict[str, Any]) -> int:
     """The VXLAN device that joins this fabric to the other hosts': made by a netlink socket in the host's namespace
     (its UDP socket lives there, on the hosts' network) straight into this one, on the bridge; every peer host gets
@@ -63,8 +70,13 @@ def _stitch(fab: Any, br: int, mtu: int, spec: dict[str, Any]) -> int:
             with nsutil.entered(host_netns()):
                 host = IPRoute()
             with host:
-                host.link("add", ifname=name, kind="vxlan", vxlan_id=spec["vni"], vxlan_port=spec["port"],
-                          vxlan_local=spec["local"], vxlan_learning=1, mtu=mtu, net_ns_fd=own)
+                # the lab's last fabric here (a `down`, then `up`) may still hold the VNI on this port: the kernel
+                # tears an old namespace down in the background, and then its device is gone
+                for attempt in Retrying(retry=retry_if_exception(_in_use), stop=stop_after_delay(10),
+                                        wait=wait_fixed(0.1), reraise=True):
+                    with attempt:
+                        host.link("add", ifname=name, kind="vxlan", vxlan_id=spec["vni"], vxlan_port=spec["port"],
+                                  vxlan_local=spec["local"], vxlan_learning=1, mtu=mtu, net_ns_fd=own)
         finally:
             os.close(own)
         idx = one(fab, name)

@@ -56,6 +56,10 @@ def _relay(run_dir: Path) -> Relayed | None:
         return None
     with _relays_lock:
         if (relayed := _relays.get(where)) is None:
+            # a machine made anew under its name: the old one's stream may never say it ended (an engine keeps a
+            # removed container's exec connection open), so it is closed, not asked
+            for old in [k for k in _relays if k.container == where.container and k.engine == where.engine]:
+                _relays.pop(old).close()
             engine = machines.provider(where.engine)
             relayed = _relays[where] = Relayed(lambda: engine.get(where.container), where.container)
         return relayed

@@ -85,12 +85,14 @@ class Elsewhere:
 
     engine: engines.Endpoint
     container: str
+    id: str = ""  # the container's, so a machine made anew under the same name is told apart
 
 
 def elsewhere(run_dir: Path) -> Elsewhere | None:
     try:
         where = json.loads((run_dir / RELAY).read_text())
-        return Elsewhere(engines.Endpoint(where["engine"], where.get("tls"), RELAY), where["container"])
+        return Elsewhere(engines.Endpoint(where["engine"], where.get("tls"), RELAY), where["container"],
+                         where.get("id", ""))
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -274,7 +276,7 @@ class Provider:
             relay.unlink(missing_ok=True)
         else:
             relay.write_text(json.dumps({"engine": self.endpoint.host, "tls": self.endpoint.tls,
-                                         "container": container_name}))
+                                         "container": container_name, "id": c.id}))
         return Machine(self.client, c)
 
     def image_ready(self, say: Callable[[str], None]) -> str:

@@ -61,9 +61,13 @@ RNDC_CONF = f'key "testbed" {{ algorithm hmac-sha256; secret "{KEY}"; }};\n' \
             'options { default-key "testbed"; default-server 127.0.0.1; };\n'
 RNDC = f"rndc -c {DIR}/rndc.conf"
 # a server's start: BIND's copy of each zone is the rendering when that is newer (a sync wrote it while the
-# server was down); otherwise BIND's own file and journal, which hold every update it took
+# server was down), or when BIND's file and journal no longer load together (a server killed between the two
+# writes leaves "journal out of sync with zone", and BIND then serves no such zone at all); otherwise BIND's own
+# file and journal, which hold every update it took
 START = (f'd={DIR}/$(hostname); cd "$d" || exit 1; for z in *.zone; do y="${{z%.zone}}.dyn"; '
-         'if [ ! -e "$y" ] || [ "$z" -nt "$y" ]; then cp "$z" "$y" && rm -f "$y.jnl"; fi; done; '
+         'if [ ! -e "$y" ] || [ "$z" -nt "$y" ] || '
+         '! named-checkzone -q -j -J "$y.jnl" "${z%.zone}" "$y" >/dev/null 2>&1; '
+         'then cp "$z" "$y" && rm -f "$y.jnl"; fi; done; '
          'exec named -g -c "$d/named.conf"')
 UPDATE_CHUNK = 500  # records a message: one update message must stay under DNS's 64 KiB
 

@@ -12,6 +12,7 @@ from testbed.runtime.machines import RELAY, Provider, elsewhere, provider
 if TYPE_CHECKING:
     from testbed.plan.cluster import Plan
 
+
 def providers(plan: Plan, default: Provider | None = None) -> dict[str, Provider]:
     """Each host's engine: the one it names, else the one the docker CLI picks (default)."""
     return {h.name: (default or provider()) if h.engine is None else provider(h.engine)

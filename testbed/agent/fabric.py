@@ -16,7 +16,7 @@ from typing import Any
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_fixed
 
 from testbed.agent import nsutil
-from testbed.agent.links import one, sync_addresses
+from testbed.agent.links import one, sync_addresses, vxlan_is
 
 
 def _bridge(fab: Any, name: str, mtu: int) -> int:
@@ -57,12 +57,9 @@ def _stitch(fab: Any, br: int, mtu: int, spec: dict[str, Any]) -> int:
 
     name = spec["name"]
     idx = one(fab, name)
-    if idx is not None:
-        info = dict(fab.get_links(idx)[0].get_attr("IFLA_LINKINFO").get_attr("IFLA_INFO_DATA")["attrs"])
-        if (info.get("IFLA_VXLAN_ID"), info.get("IFLA_VXLAN_PORT"), info.get("IFLA_VXLAN_LOCAL")) != (
-                spec["vni"], spec["port"], spec["local"]):
-            fab.link("del", index=idx)
-            idx = None
+    if idx is not None and not vxlan_is(fab, idx, spec["vni"], spec["port"], spec["local"]):
+        fab.link("del", index=idx)
+        idx = None
     made = idx is None
     if made:
         own = os.open("/proc/self/ns/net", os.O_RDONLY)

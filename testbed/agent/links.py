@@ -51,3 +51,9 @@ def sync_routes(handle: Any, proto: int, wanted: dict[str, dict[str, object]]) -
         family = socket.AF_INET6 if ":" in dst else socket.AF_INET
         handle.route("replace", dst=dst, family=family, proto=proto, table=254, **args)
     return len(wanted), removed
+
+
+def vxlan_is(handle: Any, index: int, vni: int, port: int, local: str) -> bool:
+    """Whether a VXLAN device has this VNI, UDP port and local address (else it is made anew)."""
+    info = dict(handle.get_links(index)[0].get_attr("IFLA_LINKINFO").get_attr("IFLA_INFO_DATA")["attrs"])
+    return (info.get("IFLA_VXLAN_ID"), info.get("IFLA_VXLAN_PORT"), info.get("IFLA_VXLAN_LOCAL")) == (vni, port, local)

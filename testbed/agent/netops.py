@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from testbed.agent import nlbatch, nlmsg, nsutil
-from testbed.agent.links import one, route_dst, sync_addresses, sync_routes
+from testbed.agent.links import one, route_dst, sync_addresses, sync_routes, vxlan_is
 
 OPS: dict[str, Callable[..., Any]] = {}
 RTNH_F_ONLINK = 4
@@ -118,12 +118,9 @@ def _device(nd: Any, name: str, vni: int, port: int, local: str, uplink: str, mt
             addresses: list[list[Any]]) -> tuple[int, bool]:
     """The device, and whether it was made now (then it holds no entry yet)."""
     idx = one(nd, name)
-    if idx is not None:
-        info = dict(nd.get_links(idx)[0].get_attr("IFLA_LINKINFO").get_attr("IFLA_INFO_DATA")["attrs"])
-        if (info.get("IFLA_VXLAN_ID"), info.get("IFLA_VXLAN_PORT"), info.get("IFLA_VXLAN_LOCAL")) != (
-                vni, port, local):
-            nd.link("del", index=idx)
-            idx = None
+    if idx is not None and not vxlan_is(nd, idx, vni, port, local):
+        nd.link("del", index=idx)
+        idx = None
     created = idx is None
     if idx is None:
         nd.link("add", ifname=name, kind="vxlan", vxlan_id=vni, vxlan_port=port, vxlan_local=local,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from ipaddress import IPv4Network
 from pathlib import Path
 from typing import TypeVar
@@ -15,7 +15,7 @@ from testbed.actions import Action, Context, run_all
 from testbed.errors import EnvironmentProblem, Interrupted, InvalidInput, NotFound, Refused, TestbedError, show
 from testbed.installers import Prepare, addons, installers
 from testbed.kinds.external import External
-from testbed.kinds.node import Nodes
+from testbed.kinds.node import Nodes, revive
 from testbed.kinds.router import Router
 from testbed.model import kube, loader
 from testbed.model.loader import Doc, Manifest
@@ -192,16 +192,18 @@ def refresh(name: str) -> Context:
         return ctx
 
 
-def heal(name: str, intact: Callable[[Plan], bool] | None = None) -> bool:
+def heal(name: str, intact: Callable[[Plan], bool] | None = None, started: Sequence[str] = ()) -> bool:
     """What the kubelet and the node lifecycle controller do, for the lab's controller: the lab converged from
     its state (pods, links, routes, rules and daemons back where a machine restarted; evicted pods placed
-    anew; a returning node's stale pods removed), unless intact(plan) says there is nothing to do. Whether it
-    converged."""
+    anew; a returning node's stale pods removed), unless intact(plan) says there is nothing to do. The nodes that
+    started get their agents first (kinds/node.revive). Whether it converged."""
     with state.locked(name):
         st = _require(name)
         if st.phase != "ready":  # a command is at work, or stopped halfway: it finishes the job
             return False
         plan = _plan(st, _stored(st))
+        if started:
+            revive(Context(plan, Provider(), lambda _: None), started)
         if intact is not None and intact(plan):
             return False
         _converge(plan, st, Provider(), lambda _: None, None, _previous(st), verify=True, command="heal")

@@ -29,7 +29,7 @@ from testbed.agent.processes import pod_processes, process_name
 from testbed.agent.readiness import Prober
 from testbed.agent.rules import Rules
 from testbed.agent.supervisor import Supervisor, write_files
-from testbed.agent.version import code_version
+from testbed.agent.version import started_with
 
 RUN_DIR = os.environ.get("TESTBED_RUN_DIR", "/run/testbed")
 RESTART_DELAY = 0.1  # a killed netexec pod's sockets come back after this, as a container after its restart
@@ -40,6 +40,7 @@ class Agent:
         self.node = node
         self._pods: Any = None
         self._tracer: Any = None
+        self._zygote: Any = None
         self.daemons = Supervisor(os.path.join(RUN_DIR, "logs"))
         self.rules = Rules()
         self.prober = Prober(os.path.join(RUN_DIR, "readiness.json"), self.restart_container)
@@ -47,7 +48,7 @@ class Agent:
         self.delayer = Delayer()
         self.prober.on_change = self.heartbeat.poke
         self.lock = asyncio.Lock()
-        self.version = code_version()
+        self.version = started_with()
         self.reexec = False
         self.served: list[Any] = []
         self.received: dict[str, int] = {}  # requests by op, the quiet ones aside: what a sync really sent
@@ -58,7 +59,7 @@ class Agent:
             "files": self.write_files, "cni_check": self.cni_check, "kill_pod": self.kill_pod, "delay": self.delay,
             "probe": self.probe, "run": self.run,
             "compare": self.compare, "inspect": self.inspect, "wire": self.wire,
-            "netops": self.netops,
+            "netops": self.netops, "agents": self.agents,
             "restart": self.restart, "trace_start": self.trace_start, "trace_stop": self.trace_stop}
 
     @property
@@ -70,6 +71,15 @@ class Agent:
 
             self._pods = PodManager(self.node, os.path.join(RUN_DIR, "pods.json"))
         return self._pods
+
+    @property
+    def zygote(self) -> Any:
+        """The fabric's: what forks the nodes' agents (agent/zygote.py)."""
+        if self._zygote is None:
+            from testbed.agent.zygote import Handle
+
+            self._zygote = Handle(RUN_DIR)
+        return self._zygote
 
     async def handle(self, req: dict[str, Any]) -> Any:
         op, args = protocol.parse(req)
@@ -180,6 +190,9 @@ class Agent:
 
         return await asyncio.to_thread(fabric.wire, req.bridge, req.mtu, req.ports, req.stitch)
 
+    async def agents(self, req: protocol.Agents) -> Any:
+        return await asyncio.to_thread(self.zygote.spawn, req.machines)
+
     async def run(self, req: protocol.Run) -> Any:
         argv = (["ip", "netns", "exec", req.netns] if req.netns else []) + req.argv
         stdin = asyncio.subprocess.PIPE if req.input else asyncio.subprocess.DEVNULL
@@ -256,6 +269,9 @@ class Agent:
                         f"{type(err).__name__}: {err}")
                 writer.write(json.dumps(reply).encode() + b"\n")
                 await writer.drain()
+                del reply
+                if req.get("op") not in QUIET:
+                    _trim()
                 if self.reexec:
                     log("re-executing with the code now on disk")
                     os.execv(sys.executable, [sys.executable, "-m", "testbed.agent"])
@@ -270,6 +286,15 @@ def log(message: str) -> None:
     """A line on the agent's own output, which the engine keeps (`testbed logs NODE/agent`)."""
     sys.stderr.write(f"{time.strftime('%H:%M:%S')} {message}\n")
     sys.stderr.flush()
+
+
+def _trim() -> None:
+    """The heap's free pages back to the kernel: a sync's rulesets and replies are freed, but glibc keeps their
+    pages, which would stay the node's memory for as long as it idles."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).malloc_trim(0)
 
 
 def _rss_kib() -> int:
@@ -305,7 +330,7 @@ def reap_inherited() -> None:
 async def main() -> None:
     reap_inherited()
     own_name_resolves()
-    log(f"agent of {os.environ.get('TESTBED_NODE', os.uname().nodename)} starting, code {code_version()}")
+    log(f"agent of {os.environ.get('TESTBED_NODE', os.uname().nodename)} starting, code {started_with()}")
     with contextlib.suppress(OSError):  # testbed's wiring as a CNI plugin, for conflists that chain it
         cniplugin.install()
     agent = Agent(os.environ.get("TESTBED_NODE", os.uname().nodename))
@@ -315,6 +340,8 @@ async def main() -> None:
         os.unlink(tmp)
     server = await asyncio.start_unix_server(agent.client, path=tmp, limit=64 * 1024 * 1024)
     agent.heartbeat.start()
+    if os.environ.get("TESTBED_ROLE") == "fabric":
+        agent.zygote.start()  # warm (a third of a second of CPU) while the nodes' containers start
     os.replace(tmp, path)  # the socket appears only once it accepts, so the host's wait is exact
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -182,6 +182,14 @@ class Wire:
 
 
 @dataclass
+class Agents:
+    """On the lab's fabric machine: an agent for each node (forked by agent/zygote.py unless one it forked serves
+    the node already). Each machine: {name, pid}, the node's init on this host. Answers {agents, errors}."""
+
+    machines: list[dict[str, Any]]
+
+
+@dataclass
 class Delay:
     """Delay what leaves the node's underlay link (ms 0: stop; None: only say how the delayer fares)."""
 
@@ -217,7 +225,7 @@ OPS: dict[str, type] = {"ping": Ping, "reexec": Reexec, "status": Status, "sync_
                         "daemons": Daemons, "rules": Rules, "serve": Serve, "iptables": Iptables,
                         "ipsets": Ipsets, "conntrack": Conntrack, "files": Files,
                         "cni_check": CniCheck, "kill_pod": KillPod, "delay": Delay, "probe": Probe, "run": Run,
-                        "compare": Compare, "wire": Wire, "netops": Netops,
+                        "compare": Compare, "wire": Wire, "netops": Netops, "agents": Agents,
                         "inspect": Inspect, "restart": Restart, "trace_start": TraceStart,
                         "trace_stop": TraceStop}
 

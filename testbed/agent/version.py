@@ -18,3 +18,15 @@ def code_version() -> str:
     for path in sorted(HERE.glob("*.py")):
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:16]
+
+
+_started: str | None = None
+
+
+def started_with() -> str:
+    """The digest of the code this process runs, taken the first time it is asked: a process forked from a warm
+    one (agent/zygote.py) runs the code its parent loaded, whatever the files say by then."""
+    global _started
+    if _started is None:
+        _started = code_version()
+    return _started

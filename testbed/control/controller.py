@@ -240,7 +240,7 @@ class Controller:
                     machines = sorted(j.split(" ", 1)[1] for j in jobs if j.startswith("heal ") and " " in j)
                     check = (lambda plan, names=tuple(machines): all(_intact(plan, m) for m in names)) \
                         if machines and not any(j.startswith("converge") for j in jobs) else None
-                    done = await loop.run_in_executor(None, lab.heal, self.name, check)
+                    done = await loop.run_in_executor(None, lab.heal, self.name, check, machines)
                     what = "converged" if done else "checked"
                 else:
                     await loop.run_in_executor(None, lab.refresh, self.name)

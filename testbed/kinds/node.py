@@ -4,6 +4,9 @@ install's code. A machine that crashed or runs an older image is replaced; the l
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from pathlib import Path
+
 from testbed.actions import Context, each
 from testbed.agent.version import code_version
 from testbed.checks import HEAL, Finding, Observation, fail, ok
@@ -11,6 +14,7 @@ from testbed.errors import TestbedError
 from testbed.plan.cluster import NodePlan
 from testbed.plan.machines import ExternalPlan, FabricPlan, RouterPlan
 from testbed.runtime import agent
+from testbed.runtime.machines import Machine
 
 
 class Nodes:
@@ -47,8 +51,10 @@ class Nodes:
             if provider is not ctx.provider:
                 ctx.provider.copy_image_to(provider, ctx.say, image)
         dual = ctx.plan.topology.networking.dualStack
+        fresh: dict[str, Machine] = {}
+        kept: dict[str, Machine] = {}
 
-        def one(node: NodePlan | RouterPlan | ExternalPlan | FabricPlan) -> None:
+        def container(node: NodePlan | RouterPlan | ExternalPlan | FabricPlan) -> None:
             provider = ctx.provider_of(node.name)
             m = provider.get(node.container)
             if m is not None and m.lab != ctx.lab:
@@ -58,9 +64,57 @@ class Nodes:
                 m.remove()
                 m = None
             if m is None:
-                provider.start(ctx.lab, node.name, node.container, ctx.run_dir(node.name), dual, node.role)
-            elif not provider.endpoint.local and agent.wait_ready(ctx.run_dir(node.name))["version"] != code_version():
-                m.copy_code()  # on another host its code is a copy: the new one, which its agent re-executes
+                fresh[node.name] = provider.start(ctx.lab, node.name, node.container, ctx.run_dir(node.name), dual,
+                                                  node.role)
+            else:
+                kept[node.name] = m
+
+        def current(node: NodePlan | RouterPlan | ExternalPlan | FabricPlan) -> None:
+            provider = ctx.provider_of(node.name)
+            if (node.name in kept and not provider.endpoint.local
+                    and agent.wait_ready(ctx.run_dir(node.name))["version"] != code_version()):
+                kept[node.name].copy_code()  # on another host its code is a copy: the new one, which its agent
+                # re-executes
             agent.ensure_current(ctx.run_dir(node.name))
 
-        each(one, ctx.plan.machines())
+        each(container, ctx.plan.machines())
+        forked_agents(ctx, {**kept, **fresh}, fresh)
+        each(current, ctx.plan.machines())
+
+
+def _answers(run_dir: Path) -> bool:
+    try:
+        agent.call(run_dir, "ping", timeout=2)
+        return True
+    except (OSError, agent.AgentError):
+        return False
+
+
+def forked_agents(ctx: Context, machines: dict[str, Machine], fresh: Iterable[str] = ()) -> None:
+    """An agent for each node among machines that has none, forked by its host's fabric (agent/zygote.py): every
+    fresh one, and a running one whose agent does not answer (its container was started again)."""
+    new = set(fresh)
+    by_host: dict[str, list[dict[str, object]]] = {}
+    for n in ctx.plan.nodes:
+        m = machines.get(n.name)
+        if m is not None and (n.name in new or (m.state == "running" and not _answers(ctx.run_dir(n.name)))):
+            by_host.setdefault(n.host, []).append({"name": n.name, "pid": m.pid()})
+    fabrics = {f.host: f for f in ctx.plan.fabrics}
+
+    def ask(host: str) -> None:
+        run_dir = ctx.run_dir(fabrics[host].name)
+        agent.ensure_current(run_dir)  # what it forks runs the code it loaded
+        reply = agent.call(run_dir, "agents", machines=by_host[host])
+        if reply.get("errors"):
+            raise TestbedError("no agent could be started in " + "; ".join(f"{name}: {why}" for name, why in
+                                                                         sorted(reply["errors"].items())))
+
+    each(ask, list(by_host))
+
+
+def revive(ctx: Context, names: Iterable[str]) -> None:
+    """For the control plane: nodes that started again (a restart, a fault cleared) get their agents back before
+    it decides what to converge; until its agent beats, such a node is not even in the plan it converges."""
+    found = {n: ctx.provider_of(n).get(ctx.plan.machine(n).container) for n in names
+             if n in {node.name for node in ctx.plan.nodes}}
+    forked_agents(ctx, {n: m for n, m in found.items() if m is not None})

@@ -130,7 +130,10 @@ def run_node(client: docker.DockerClient, image: str, lab: str, node: str, name:
     tmpfs = {"/run/netns": "mode=755", "/etc/netns": "mode=755"}
     if not local:
         tmpfs["/run/testbed"] = "mode=755"
-    environment = {"TESTBED_NODE": node, "TESTBED_LAB": lab}
+    environment = {"TESTBED_NODE": node, "TESTBED_LAB": lab, "TESTBED_ROLE": role}
+    # a node's agent is forked into it by its host's fabric (agent/zygote.py), sharing that process's memory: the
+    # node's own init only holds it open
+    command = ["tini", "-g", "--", "sleep", "infinity"] if role == "node" else None
     # the fabric wires the other machines by their PIDs on this host (agent/fabric.py): it shares the host's PID
     # namespace (nothing else of it), where tini is not PID 1 and so reaps as a subreaper
     # (and the engine starts it again if it dies: every machine's links hang on it, and the control plane re-wires
@@ -143,7 +146,7 @@ def run_node(client: docker.DockerClient, image: str, lab: str, node: str, name:
                                          tmpfs=tmpfs, **shared, **SECURITY)
     host_config.update(UNMASKED)
     created = api.create_container(image, name=name, hostname=node, labels={LAB: lab, ROLE: role, NODE: node},
-                                   environment=environment, host_config=host_config)
+                                   environment=environment, host_config=host_config, command=command)
     if not local:
         api.put_archive(created["Id"], "/", code_archive())
     api.start(created["Id"])

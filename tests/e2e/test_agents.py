@@ -1,0 +1,91 @@
+"""Nodes' agents forked by their host's fabric (agent/zygote.py), on a lab of their own: each runs in its node's
+namespaces and cgroup and shares the fabric's pages; it outlives a restart of the fabric, which still watches it;
+and its death stops its node, which `up` brings back with its pods, as when the agent was the node's main
+process."""
+
+import os
+import signal
+from pathlib import Path
+
+import docker
+from tenacity import retry, retry_if_result, stop_after_delay, wait_fixed
+
+from testbed import lab as labs
+from testbed import state
+from testbed.pytest_plugin import Lab
+from testbed.runtime import agent
+
+TOPOLOGY = """\
+apiVersion: testbed/v1alpha1
+kind: Topology
+name: e2e-agents
+nodes: 2
+manifests:
+  - {apiVersion: v1, kind: Pod, metadata: {name: p}, spec: {nodeName: node1, containers: [{name: c}]}}
+"""
+quiet = {"say": lambda _: None}
+
+
+def _agent_pid(container: docker.models.containers.Container) -> int:
+    """The agent's PID on this host, from the node's own processes (its cgroup's, as `docker top` lists them)."""
+    top = container.top(ps_args="-o pid,args")
+    pids = [int(row[0]) for row in top["Processes"] if "testbed.agent" in row[1]]
+    assert len(pids) == 1, top["Processes"]
+    return pids[0]
+
+
+def _shared_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        return sum(int(line.split()[1]) for line in f if line.startswith(("Shared_Dirty:", "Shared_Clean:")))
+
+
+def _parent(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
+@retry(retry=retry_if_result(lambda s: s != "exited"), stop=stop_after_delay(20), wait=wait_fixed(0.2),
+       retry_error_callback=lambda rs: rs.outcome.result())
+def _state(container: docker.models.containers.Container) -> str:
+    container.reload()
+    return str(container.status)
+
+
+@retry(retry=retry_if_result(lambda s: s != "ready"), stop=stop_after_delay(20), wait=wait_fixed(0.2),
+       retry_error_callback=lambda rs: rs.outcome.result())
+def _phase(lab: Lab) -> str:
+    return str(lab.status()["phase"])
+
+
+def test_a_forked_agent_lives_in_its_node_outlives_the_fabric_and_takes_its_node_down_when_it_dies(tmp_path: Path):
+    topology = tmp_path / "agents.yaml"
+    topology.write_text(TOPOLOGY)
+    ctx = labs.up(topology, **quiet)
+    client = docker.from_env()
+    lab, node = Lab(ctx.lab), ctx.plan.node("node1")
+    try:
+        c = client.containers.get(node.container)
+        pid, init = _agent_pid(c), c.attrs["State"]["Pid"]
+        for ns in ("pid", "net", "mnt", "uts", "ipc"):
+            assert os.readlink(f"/proc/{pid}/ns/{ns}") == os.readlink(f"/proc/{init}/ns/{ns}"), ns
+        with open(f"/proc/{_parent(pid)}/cmdline") as f:
+            assert "testbed.agent.zygote" in f.read()
+        assert _shared_kib(pid) > 4096  # the zygote's modules, not copied
+        assert lab.exec("p", "hostname").stdout.strip() == "p"
+
+        # the fabric restarts (its processes are killed): the agents are not its, and keep serving
+        client.containers.get(ctx.plan.fabric.container).restart(timeout=0)
+        agent.wait_ready(state.run_dir(ctx.lab) / ctx.plan.fabric.name)
+        assert _agent_pid(c) == pid
+        assert agent.call(state.run_dir(ctx.lab) / node.name, "ping")["node"] == node.name
+
+        # its agent dies: the node stops, seen by the fabric that started after the agent did
+        os.kill(pid, signal.SIGKILL)
+        assert _state(c) == "exited"
+        labs.up(topology, **quiet)
+        c = client.containers.get(node.container)
+        assert _agent_pid(c) != pid
+        assert lab.exec("p", "hostname").stdout.strip() == "p"
+        assert _phase(lab) == "ready", lab.status()["reasons"]  # once its agent beats again
+    finally:
+        labs.down(ctx.lab, **quiet)

@@ -23,7 +23,6 @@ import gc
 import importlib
 import json
 import os
-import select
 import selectors
 import signal
 import sys
@@ -155,6 +154,7 @@ class Zygote:
         self.sel = selectors.DefaultSelector()
         self.by_init: dict[int, Forked] = {}
         self.by_fd: dict[int, Forked] = {}
+        self.pending: dict[int, float] = {}  # a node's init (pidfd) whose agent ended -> when to stop the node
         self.own_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY)
         self.host = host_side()
 
@@ -180,9 +180,11 @@ class Zygote:
 
     def _forget(self, f: Forked) -> None:
         for fd in (f.init_fd, f.agent_fd):
-            self.sel.unregister(fd)
-            self.by_fd.pop(fd, None)
-            os.close(fd)
+            if fd >= 0:
+                self.sel.unregister(fd)
+                self.by_fd.pop(fd, None)
+                os.close(fd)
+        self.pending.pop(f.init_fd, None)
         self.by_init.pop(f.init, None)
 
     def _save(self) -> None:
@@ -199,6 +201,8 @@ class Zygote:
     def spawn(self, name: str, init: int) -> int:
         """The node's agent (forked now, unless one this process watches serves it already): its PID here."""
         if (known := self.by_init.get(init)) is not None:
+            if known.agent_fd < 0:
+                raise OSError(f"the agent of {name} has just ended: its node stops")
             return known.agent
         init_fd = os.pidfd_open(init)
         fds: dict[str, int] = {}
@@ -229,19 +233,34 @@ class Zygote:
         return pid
 
     def ended(self, fd: int) -> None:
-        """An agent or its node ended: a node whose agent died is stopped, as when the agent was its main process."""
+        """An agent or its node ended. The agent is reaped at once: a node's init cannot end while a process of
+        its namespace is left. A node that stops kills its agent before its init has quite ended; an agent that
+        dies while its node runs stops the node (as when the agent was its main process), unless the node's end
+        follows within NODE_ENDING."""
         f = self.by_fd.get(fd)
         if f is None:
             return
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(f.agent, os.WNOHANG)  # reaped first: a node's init does not end before its every process has
-        # a node that stops kills its agent before its init has quite ended: that is no agent's death
-        if fd == f.agent_fd and not select.select([f.init_fd], [], [], NODE_ENDING)[0]:
-            _log(f"the agent of {f.name} ended: its node stops")
-            with contextlib.suppress(OSError):
-                signal.pidfd_send_signal(f.init_fd, signal.SIGKILL)
+        if fd == f.agent_fd:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(f.agent, os.WNOHANG)
+            self.sel.unregister(fd)
+            self.by_fd.pop(fd, None)
+            os.close(fd)
+            f.agent_fd = -1
+            self.pending[f.init_fd] = time.monotonic() + NODE_ENDING
+            return
         self._forget(f)
         self._save()
+
+    def overdue(self) -> None:
+        now = time.monotonic()
+        for init_fd, deadline in list(self.pending.items()):
+            if deadline <= now:
+                f = self.by_fd[init_fd]
+                del self.pending[init_fd]
+                _log(f"the agent of {f.name} ended: its node stops")
+                with contextlib.suppress(OSError):
+                    signal.pidfd_send_signal(f.init_fd, signal.SIGKILL)
 
     def request(self, line: bytes) -> dict[str, Any]:
         agents: dict[str, int] = {}
@@ -258,7 +277,8 @@ class Zygote:
         self.sel.register(sys.stdin.buffer.fileno(), selectors.EVENT_READ)
         stdin = sys.stdin.buffer
         while True:
-            for key, _ in self.sel.select():
+            wait = max(0.0, min(self.pending.values()) - time.monotonic()) if self.pending else None
+            for key, _ in self.sel.select(wait):
                 if key.fd != stdin.fileno():
                     self.ended(key.fd)
                     continue
@@ -271,6 +291,7 @@ class Zygote:
                     reply = {"agents": {}, "errors": {"*": f"bad request: {err}"}}
                 sys.stdout.write(json.dumps(reply) + "\n")
                 sys.stdout.flush()
+            self.overdue()
 
 
 def warm() -> None:

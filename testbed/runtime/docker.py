@@ -179,9 +179,11 @@ def remove_lab(client: docker.DockerClient, lab: str) -> int:
         with contextlib.suppress(NotFound):
             c.remove(force=True)
 
-    # at once: each removal mostly waits on the engine (a killed init, its namespaces torn down)
+    # at once: each removal mostly waits on the engine (a killed init, its namespaces torn down). The fabric goes
+    # last: it reaps the nodes' agents (agent/zygote.py), and a node's namespaces end only once its agent is reaped
     with ThreadPoolExecutor(max_workers=16) as pool:
-        list(pool.map(remove, found))
+        list(pool.map(remove, [c for c in found if c.labels.get(ROLE) != "fabric"]))
+        list(pool.map(remove, [c for c in found if c.labels.get(ROLE) == "fabric"]))
     for n in client.networks.list(filters={"label": f"{LAB}={lab}"}):
         with contextlib.suppress(NotFound):
             n.remove()

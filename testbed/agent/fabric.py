@@ -31,15 +31,11 @@ def _bridge(fab: Any, name: str, mtu: int) -> int:
 def host_netns() -> str:
     """The host's network namespace: that of the nearest ancestor outside this container's (the engine's shim,
     which runs in the host's network, whichever PID namespace the engine has)."""
-    mine = os.readlink("/proc/self/ns/net")
-    pid = os.getpid()
-    while pid > 1:
-        with open(f"/proc/{pid}/stat") as f:
-            pid = int(f.read().rsplit(")", 1)[1].split()[1])
-        if pid > 0 and os.readlink(f"/proc/{pid}/ns/net") != mine:
-            return f"/proc/{pid}/ns/net"
-    raise OSError("no ancestor of the fabric's agent is in the host's network namespace (is its PID namespace the "
-                  "host's?)")
+    pid = nsutil.ancestor_outside("net")
+    if pid is None:
+        raise OSError("no ancestor of the fabric's agent is in the host's network namespace (is its PID namespace "
+                      "the host's?)")
+    return f"/proc/{pid}/ns/net"
 
 
 ZERO = "00:00:00:00:00:00"

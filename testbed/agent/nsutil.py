@@ -52,6 +52,19 @@ def entered(target: str | int) -> Iterator[None]:
             os.close(fd)
 
 
+def ancestor_outside(kind: str) -> int | None:
+    """The nearest ancestor of this process in another namespace of kind ("net", "mnt"...) than its own: from a
+    container that shares the host's PID namespace, the engine's shim, which runs in the host's."""
+    mine = os.readlink(f"/proc/self/ns/{kind}")
+    pid = os.getpid()
+    while pid > 1:
+        with open(f"/proc/{pid}/stat") as f:
+            pid = int(f.read().rsplit(")", 1)[1].split()[1])
+        if pid > 0 and os.readlink(f"/proc/{pid}/ns/{kind}") != mine:
+            return pid
+    return None
+
+
 def is_mount_point(path: str) -> bool:
     """From mountinfo: os.path.ismount misses bind mounts of a folder onto itself (same device as the parent)."""
     real = os.path.realpath(path)

@@ -31,6 +31,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from testbed.agent import nsutil
+
 WARM = ("__main__", "pods", "netops", "links", "kernel", "libnft", "nftdiff", "iptdiff", "rules", "netstate",
         "nlbatch", "nlmsg", "readiness", "heartbeat", "supervisor", "workload", "delayer", "processes", "trace",
         "iproute", "macs", "podhealth", "cni", "cniwire")
@@ -58,19 +60,6 @@ def _start_time(pid: int) -> str:
     """The kernel's start time of a process: with its PID, what tells it from a later one given the same PID."""
     with open(f"/proc/{pid}/stat") as f:
         return f.read().rsplit(")", 1)[1].split()[19]
-
-
-def host_side() -> int:
-    """A process in the host's mount namespace: this one's nearest ancestor outside the container's (the engine's
-    shim; the host's PID 1 may refuse to be looked into)."""
-    mine = os.readlink("/proc/self/ns/mnt")
-    pid = os.getpid()
-    while pid > 1:
-        with open(f"/proc/{pid}/stat") as f:
-            pid = int(f.read().rsplit(")", 1)[1].split()[1])
-        if pid > 0 and os.readlink(f"/proc/{pid}/ns/mnt") != mine:
-            return pid
-    return 1
 
 
 def cgroup_files(mountinfo: str, cgroups: str, root: str) -> list[str]:
@@ -156,7 +145,8 @@ class Zygote:
         self.by_fd: dict[int, Forked] = {}
         self.pending: dict[int, float] = {}  # a node's init (pidfd) whose agent ended -> when to stop the node
         self.own_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY)
-        self.host = host_side()
+        # the host's mounts, through a process there: its PID 1 may refuse to be looked into
+        self.host = nsutil.ancestor_outside("mnt") or 1
 
     def adopt(self) -> None:
         """The agents a fabric before this one forked, where both they and their nodes still run."""

@@ -41,6 +41,7 @@ CLONE_NEWPID = 0x20000000
 M_ARENA_MAX = -8
 RECORD = "agents.json"
 NODE_ENDING = 0.5  # seconds
+IDLE = 0.2  # seconds without an event before the record is written
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -143,6 +144,7 @@ class Zygote:
         self.sel = selectors.DefaultSelector()
         self.by_init: dict[int, Forked] = {}
         self.by_fd: dict[int, Forked] = {}
+        self.unsaved = False
         self.pending: dict[int, float] = {}  # a node's init (pidfd) whose agent ended -> when to stop the node
         self.own_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY)
         # the host's mounts, through a process there: its PID 1 may refuse to be looked into
@@ -178,6 +180,7 @@ class Zygote:
         self.by_init.pop(f.init, None)
 
     def _save(self) -> None:
+        self.unsaved = False
         items = []
         for f in self.by_init.values():
             with contextlib.suppress(OSError):  # one that ended meanwhile is forgotten when its pidfd says so
@@ -240,7 +243,7 @@ class Zygote:
             self.pending[f.init_fd] = time.monotonic() + NODE_ENDING
             return
         self._forget(f)
-        self._save()
+        self.unsaved = True  # written once the loop is idle: 200 nodes stopping together would write it 200 times
 
     def overdue(self) -> None:
         now = time.monotonic()
@@ -268,7 +271,12 @@ class Zygote:
         stdin = sys.stdin.buffer
         while True:
             wait = max(0.0, min(self.pending.values()) - time.monotonic()) if self.pending else None
-            for key, _ in self.sel.select(wait):
+            if self.unsaved:
+                wait = min(wait, IDLE) if wait is not None else IDLE
+            events = self.sel.select(wait)
+            if not events and self.unsaved:
+                self._save()
+            for key, _ in events:
                 if key.fd != stdin.fileno():
                     self.ended(key.fd)
                     continue

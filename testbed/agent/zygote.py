@@ -136,6 +136,7 @@ class Forked:
     agent: int
     init_fd: int
     agent_fd: int
+    started: tuple[str, str] = ("", "")  # the init's and the agent's start times: what tells them from later PIDs
 
 
 class Zygote:
@@ -165,6 +166,7 @@ class Zygote:
         self._save()
 
     def _watch(self, f: Forked) -> None:
+        f.started = (_start_time(f.init), _start_time(f.agent))
         self.by_init[f.init] = f
         self.by_fd[f.init_fd] = self.by_fd[f.agent_fd] = f
         self.sel.register(f.init_fd, selectors.EVENT_READ)
@@ -181,11 +183,8 @@ class Zygote:
 
     def _save(self) -> None:
         self.unsaved = False
-        items = []
-        for f in self.by_init.values():
-            with contextlib.suppress(OSError):  # one that ended meanwhile is forgotten when its pidfd says so
-                items.append({"name": f.name, "init": f.init, "agent": f.agent, "initStart": _start_time(f.init),
-                              "agentStart": _start_time(f.agent)})
+        items = [{"name": f.name, "init": f.init, "agent": f.agent, "initStart": f.started[0],
+                  "agentStart": f.started[1]} for f in self.by_init.values()]
         tmp = self.record + ".new"
         with open(tmp, "w") as f:
             json.dump(items, f)
@@ -222,7 +221,13 @@ class Zygote:
             for fd in [*fds.values(), out]:
                 if fd >= 0:
                     os.close(fd)
-        self._watch(Forked(name, init, pid, init_fd, os.pidfd_open(pid)))
+        agent_fd = os.pidfd_open(pid)  # its own child, not reaped: there even if it ended already
+        try:
+            self._watch(Forked(name, init, pid, init_fd, agent_fd))
+        except OSError:  # the node ended meanwhile
+            for fd in (init_fd, agent_fd):
+                os.close(fd)
+            raise
         return pid
 
     def ended(self, fd: int) -> None:
@@ -311,18 +316,6 @@ def warm() -> None:
     gc.freeze()  # the collector would write to every object's header, and so copy every page, in every child
 
 
-def main() -> None:
-    run_dir = sys.argv[1] if len(sys.argv) > 1 else "/run/testbed"
-    warm()
-    z = Zygote(run_dir)
-    z.adopt()
-    z.serve()
-
-
-if __name__ == "__main__":
-    main()
-
-
 class Handle:
     """The fabric agent's end: the zygote as its child process, started again if it ended."""
 
@@ -347,3 +340,15 @@ class Handle:
             if not line:
                 raise OSError(f"the zygote ended (code {self.proc.wait()})")
             return dict(json.loads(line))
+
+
+def main() -> None:
+    run_dir = sys.argv[1] if len(sys.argv) > 1 else "/run/testbed"
+    warm()
+    z = Zygote(run_dir)
+    z.adopt()
+    z.serve()
+
+
+if __name__ == "__main__":
+    main()

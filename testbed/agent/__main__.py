@@ -78,7 +78,7 @@ class Agent:
         if self._zygote is None:
             from testbed.agent.zygote import Handle
 
-            self._zygote = Handle(RUN_DIR)
+            self._zygote = Handle()
         return self._zygote
 
     async def handle(self, req: dict[str, Any]) -> Any:

@@ -9,8 +9,8 @@ before: in its `ps`, its `docker top`, its memory, its logs. A node's own init (
 the container open.
 
 Its agent's death stops the node, as it did when the agent was the container's main process: the control plane sees
-the node stop and the next sync replaces it. Which agent serves which node is kept in the fabric's run folder, so
-a new fabric (after a crash) still watches the agents the last one forked.
+the node stop and the next sync replaces it. Which agent serves which node is kept in the fabric container's own
+filesystem, so the fabric started again (after a crash) still watches the agents it forked before.
 
 The fabric's agent talks to this process over its standard input and output, a JSON line each way:
 {"spawn": [{"name", "pid"}]} (pid: the node's init on this host) -> {"agents": {name: pid}, "errors": {name: why}}."""
@@ -39,7 +39,9 @@ WARM = ("__main__", "pods", "netops", "links", "kernel", "libnft", "nftdiff", "i
 NAMESPACES = ("ipc", "uts", "net", "mnt")  # the PID namespace is the fork's; the mount namespace goes last
 CLONE_NEWPID = 0x20000000
 M_ARENA_MAX = -8
-RECORD = "agents.json"
+# the fabric container's own filesystem, which its restarts keep on any host (a machine's run folder on another
+# host's engine is a tmpfs, empty again after a restart)
+RECORD = "/var/lib/testbed/agents.json"
 NODE_ENDING = 0.5  # seconds
 IDLE = 0.2  # seconds without an event before the record is written
 
@@ -140,8 +142,9 @@ class Forked:
 
 
 class Zygote:
-    def __init__(self, run_dir: str) -> None:
-        self.record = os.path.join(run_dir, RECORD)
+    def __init__(self, record: str = RECORD) -> None:
+        self.record = record
+        os.makedirs(os.path.dirname(record), exist_ok=True)
         self.sel = selectors.DefaultSelector()
         self.by_init: dict[int, Forked] = {}
         self.by_fd: dict[int, Forked] = {}
@@ -160,9 +163,19 @@ class Zygote:
             return
         for item in known:
             with contextlib.suppress(OSError, KeyError):
-                if (_start_time(item["init"]), _start_time(item["agent"])) == (item["initStart"], item["agentStart"]):
-                    self._watch(Forked(item["name"], item["init"], item["agent"], os.pidfd_open(item["init"]),
-                                       os.pidfd_open(item["agent"])))
+                if _start_time(item["init"]) != item["initStart"]:
+                    continue  # that node is gone
+                init_fd = os.pidfd_open(item["init"])
+                try:
+                    alive = _start_time(item["agent"]) == item["agentStart"]
+                except OSError:
+                    alive = False
+                if not alive:  # it died while no zygote watched: its node stops, as it would have then
+                    _log(f"the agent of {item['name']} ended: its node stops")
+                    signal.pidfd_send_signal(init_fd, signal.SIGKILL)
+                    os.close(init_fd)
+                    continue
+                self._watch(Forked(item["name"], item["init"], item["agent"], init_fd, os.pidfd_open(item["agent"])))
         self._save()
 
     def _watch(self, f: Forked) -> None:
@@ -319,8 +332,7 @@ def warm() -> None:
 class Handle:
     """The fabric agent's end: the zygote as its child process, started again if it ended."""
 
-    def __init__(self, run_dir: str) -> None:
-        self.run_dir = run_dir
+    def __init__(self) -> None:
         self.proc: Any = None
         self.lock = threading.Lock()
 
@@ -328,7 +340,7 @@ class Handle:
         import subprocess
 
         if self.proc is None or self.proc.poll() is not None:
-            self.proc = subprocess.Popen([sys.executable, "-m", "testbed.agent.zygote", self.run_dir],
+            self.proc = subprocess.Popen([sys.executable, "-m", "testbed.agent.zygote"],
                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE)
 
     def spawn(self, machines: list[dict[str, Any]]) -> dict[str, Any]:
@@ -343,9 +355,8 @@ class Handle:
 
 
 def main() -> None:
-    run_dir = sys.argv[1] if len(sys.argv) > 1 else "/run/testbed"
     warm()
-    z = Zygote(run_dir)
+    z = Zygote()
     z.adopt()
     z.serve()
 

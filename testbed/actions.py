@@ -68,6 +68,11 @@ class Context:
         """The engine of the host the machine is on."""
         return self.providers.get(self.plan.machine(machine).host) or self.provider
 
+    def remember(self, machines: dict[str, Machine]) -> None:
+        """Machines a step already holds (the Nodes action, which made or found them): later steps need not look
+        them up again."""
+        self._machines.update(machines)
+
     def machine(self, name: str) -> Machine:
         if name not in self._machines:
             container = self.plan.machine(name).container

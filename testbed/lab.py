@@ -202,11 +202,12 @@ def heal(name: str, intact: Callable[[Plan], bool] | None = None, started: Seque
         if st.phase != "ready":  # a command is at work, or stopped halfway: it finishes the job
             return False
         plan = _plan(st, _stored(st))
+        engine = Provider()
         if started:
-            revive(Context(plan, Provider(), lambda _: None), started)
+            revive(Context(plan, engine, lambda _: None), started)
         if intact is not None and intact(plan):
             return False
-        _converge(plan, st, Provider(), lambda _: None, None, _previous(st), verify=True, command="heal")
+        _converge(plan, st, engine, lambda _: None, None, _previous(st), verify=True, command="heal")
         return True
 
 

@@ -17,7 +17,7 @@ MS_REC = 16384
 MS_SHARED = 1 << 20
 MNT_DETACH = 2
 
-_libc = ctypes.CDLL(None, use_errno=True)
+libc = ctypes.CDLL(None, use_errno=True)
 
 
 def _check(ret: int, what: str) -> None:
@@ -31,8 +31,8 @@ def self_fd() -> int:
     return os.open("/proc/thread-self/ns/net", os.O_RDONLY)
 
 
-def setns(fd: int) -> None:
-    _check(_libc.setns(fd, CLONE_NEWNET), "setns")
+def setns(fd: int, kind: int = CLONE_NEWNET, what: str = "net") -> None:
+    _check(libc.setns(fd, kind), f"setns {what}")
 
 
 @contextlib.contextmanager
@@ -52,14 +52,25 @@ def entered(target: str | int) -> Iterator[None]:
             os.close(fd)
 
 
+def stat(pid: int) -> list[str]:
+    """A process's /proc/PID/stat after its command's name (which may hold spaces): [0] its state, [1] its
+    parent, [19] its start time."""
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()
+
+
+def start_time(pid: int) -> str:
+    """With its PID, what tells a process from a later one the kernel gives the same PID."""
+    return stat(pid)[19]
+
+
 def ancestor_outside(kind: str) -> int | None:
     """The nearest ancestor of this process in another namespace of kind ("net", "mnt"...) than its own: from a
     container that shares the host's PID namespace, the engine's shim, which runs in the host's."""
     mine = os.readlink(f"/proc/self/ns/{kind}")
     pid = os.getpid()
     while pid > 1:
-        with open(f"/proc/{pid}/stat") as f:
-            pid = int(f.read().rsplit(")", 1)[1].split()[1])
+        pid = int(stat(pid)[1])  # its parent
         if pid > 0 and os.readlink(f"/proc/{pid}/ns/{kind}") != mine:
             return pid
     return None
@@ -77,8 +88,8 @@ def ensure_run_dir(run_dir: str) -> None:
     os.makedirs(run_dir, exist_ok=True)
     if is_mount_point(run_dir):
         return
-    _check(_libc.mount(run_dir.encode(), run_dir.encode(), None, MS_BIND | MS_REC, None), "bind mount")
-    _check(_libc.mount(b"none", run_dir.encode(), None, MS_SHARED | MS_REC, None), "make shared")
+    _check(libc.mount(run_dir.encode(), run_dir.encode(), None, MS_BIND | MS_REC, None), "bind mount")
+    _check(libc.mount(b"none", run_dir.encode(), None, MS_SHARED | MS_REC, None), "make shared")
 
 
 def create_named(path: str) -> None:
@@ -87,9 +98,9 @@ def create_named(path: str) -> None:
     os.close(fd)
     saved = self_fd()
     try:
-        _check(_libc.unshare(CLONE_NEWNET), "unshare")
+        _check(libc.unshare(CLONE_NEWNET), "unshare")
         try:
-            _check(_libc.mount(b"/proc/thread-self/ns/net", path.encode(), None, MS_BIND, None), "bind netns")
+            _check(libc.mount(b"/proc/thread-self/ns/net", path.encode(), None, MS_BIND, None), "bind netns")
         finally:
             setns(saved)
     except OSError:
@@ -102,7 +113,7 @@ def create_named(path: str) -> None:
 
 def remove_named(path: str) -> None:
     """Unpin a named netns; the kernel frees it once no socket or process holds it. Missing is fine."""
-    _libc.umount2(path.encode(), MNT_DETACH)
+    libc.umount2(path.encode(), MNT_DETACH)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
 

@@ -20,6 +20,8 @@ from typing import Any
 
 from tenacity import retry, retry_if_result, stop_after_delay, wait_fixed
 
+from testbed.agent import nsutil
+
 BACKOFF_FIRST = 0.1
 BACKOFF_MAX = 5.0
 STOP_GRACE = 2.0
@@ -123,8 +125,7 @@ class Supervisor:
     @staticmethod
     def _identity(pid: int) -> str:
         """pid and start time: a pid the kernel has given to another process since does not match."""
-        with open(f"/proc/{pid}/stat") as f:
-            return f"{pid} {f.read().rsplit(')', 1)[1].split()[19]}"
+        return f"{pid} {nsutil.start_time(pid)}"
 
     def _reap_stale(self, name: str) -> None:
         """A process an earlier agent of this machine started under this name (it crashed, or re-executed with

@@ -18,7 +18,6 @@ The fabric's agent talks to this process over its standard input and output, a J
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import gc
 import importlib
 import json
@@ -45,24 +44,9 @@ RECORD = "/var/lib/testbed/agents.json"
 NODE_ENDING = 0.5  # seconds
 IDLE = 0.2  # seconds without an event before the record is written
 
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
 def _log(text: str) -> None:
     sys.stderr.write(f"{time.strftime('%H:%M:%S')} zygote: {text}\n")
     sys.stderr.flush()
-
-
-def _setns(fd: int, kind: int, what: str) -> None:
-    if _libc.setns(fd, kind) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"setns {what}: {os.strerror(err)}")
-
-
-def _start_time(pid: int) -> str:
-    """The kernel's start time of a process: with its PID, what tells it from a later one given the same PID."""
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().rsplit(")", 1)[1].split()[19]
 
 
 def cgroup_files(mountinfo: str, cgroups: str, root: str) -> list[str]:
@@ -106,7 +90,7 @@ def _child(init: int, fds: dict[str, int], out: int, env: dict[str, str], cgroup
             except OSError as err:
                 _log(f"agent of PID {init}: not moved into {path}: {err}")
         for kind in NAMESPACES:
-            _setns(fds[kind], 0, kind)
+            nsutil.setns(fds[kind], 0, kind)
         os.chdir("/")
         os.setsid()  # out of the fabric's process group, which its tini signals when the fabric stops
         null = os.open(os.devnull, os.O_RDONLY)
@@ -163,11 +147,11 @@ class Zygote:
             return
         for item in known:
             with contextlib.suppress(OSError, KeyError):
-                if _start_time(item["init"]) != item["initStart"]:
+                if nsutil.start_time(item["init"]) != item["initStart"]:
                     continue  # that node is gone
                 init_fd = os.pidfd_open(item["init"])
                 try:
-                    alive = _start_time(item["agent"]) == item["agentStart"]
+                    alive = nsutil.start_time(item["agent"]) == item["agentStart"]
                 except OSError:
                     alive = False
                 if not alive:  # it died while no zygote watched: its node stops, as it would have then
@@ -179,7 +163,7 @@ class Zygote:
         self._save()
 
     def _watch(self, f: Forked) -> None:
-        f.started = (_start_time(f.init), _start_time(f.agent))
+        f.started = (nsutil.start_time(f.init), nsutil.start_time(f.agent))
         self.by_init[f.init] = f
         self.by_fd[f.init_fd] = self.by_fd[f.agent_fd] = f
         self.sel.register(f.init_fd, selectors.EVENT_READ)
@@ -218,15 +202,15 @@ class Zygote:
                 env = dict(e.split("=", 1) for e in f.read().decode().split("\0") if "=" in e)
             out = os.open(f"/proc/{init}/fd/2", os.O_WRONLY)  # the engine's log of the node
             cgroups = _cgroup_files(init, self.host)
-            _setns(fds["pid"], CLONE_NEWPID, "pid")  # for the fork's child alone
+            nsutil.setns(fds["pid"], CLONE_NEWPID, "pid")  # for the fork's child alone
             try:
                 pid = os.fork()
             except OSError:
-                _setns(self.own_pidns, CLONE_NEWPID, "pid (back)")
+                nsutil.setns(self.own_pidns, CLONE_NEWPID, "pid (back)")
                 raise
             if pid == 0:
                 _child(init, fds, out, env, cgroups)  # never returns
-            _setns(self.own_pidns, CLONE_NEWPID, "pid (back)")
+            nsutil.setns(self.own_pidns, CLONE_NEWPID, "pid (back)")
         except BaseException:
             os.close(init_fd)
             raise
@@ -324,7 +308,7 @@ def warm() -> None:
             importlib.import_module(f"testbed.agent.{name}")
         except Exception as err:  # one that fails is imported by an agent that needs it
             _log(f"not warmed: testbed.agent.{name}: {err}")
-    _libc.mallopt(M_ARENA_MAX, 2)  # a thread's own heap of up to 64 MiB is a node's memory, not shared
+    nsutil.libc.mallopt(M_ARENA_MAX, 2)  # a thread's own heap of up to 64 MiB is a node's memory, not shared
     gc.collect()
     gc.freeze()  # the collector would write to every object's header, and so copy every page, in every child
 

@@ -94,11 +94,12 @@ def forked_agents(ctx: Context, machines: dict[str, Machine], fresh: Iterable[st
     """An agent for each node among machines that has none, forked by its host's fabric (agent/zygote.py): every
     fresh one, and a running one whose agent does not answer (its container was started again)."""
     new = set(fresh)
+    ctx.remember(machines)
     by_host: dict[str, list[dict[str, object]]] = {}
     for n in ctx.plan.nodes:
         m = machines.get(n.name)
         if m is not None and (n.name in new or (m.state == "running" and not _answers(ctx.run_dir(n.name)))):
-            by_host.setdefault(n.host, []).append({"name": n.name, "pid": m.pid()})
+            by_host.setdefault(n.host, []).append({"name": n.name, "pid": ctx.pid(n.name)})
     fabrics = {f.host: f for f in ctx.plan.fabrics}
 
     def ask(host: str) -> None:
@@ -115,6 +116,6 @@ def forked_agents(ctx: Context, machines: dict[str, Machine], fresh: Iterable[st
 def revive(ctx: Context, names: Iterable[str]) -> None:
     """For the control plane: nodes that started again (a restart, a fault cleared) get their agents back before
     it decides what to converge; until its agent beats, such a node is not even in the plan it converges."""
-    found = {n: ctx.provider_of(n).get(ctx.plan.machine(n).container) for n in names
-             if n in {node.name for node in ctx.plan.nodes}}
+    nodes = {node.name for node in ctx.plan.nodes}
+    found = {n: ctx.provider_of(n).get(ctx.plan.machine(n).container) for n in names if n in nodes}
     forked_agents(ctx, {n: m for n, m in found.items() if m is not None})

@@ -48,6 +48,9 @@ class Context:
     # previous is what the nodes hold (its sync finished): what renders the same from both plans is not sent again
     incremental: bool = False
     wiring: dict[str, dict[str, Any]] = field(default_factory=dict)  # pods the CNI plugins wired otherwise
+    # the pods' processes this sync started (their names): they read what earlier steps wrote, so an installer
+    # has no news for them
+    started: set[str] = field(default_factory=set)
     # each host's engine, by the topology's host names (`provider` is the first host's)
     providers: dict[str, Provider] = field(default_factory=dict)
     _machines: dict[str, Machine] = field(default_factory=dict)

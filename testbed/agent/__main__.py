@@ -100,10 +100,12 @@ class Agent:
         """Processes of pods that go or change stop first (they would hold the pod's netns), then the pods
         are synced, then the processes of the pods as they are now run."""
         async with self.lock:
-            await self.daemons.sync(pod_processes(self.pods.unchanged(req.net, req.pods)), group="pods")
+            started: list[str] = []
+            await self.daemons.sync(pod_processes(self.pods.unchanged(req.net, req.pods)), "pods", started)
             result = await self.pods.sync(req.net, req.pods, req.verify)
             wired = [p for p in req.pods if (held := self.pods.pods.get(p["netns"])) is None or held.wired]
-            await self.daemons.sync(pod_processes(wired), group="pods")  # no network, no containers
+            await self.daemons.sync(pod_processes(wired), "pods", started)  # no network, no containers
+            result["started"] = started
             self.prober.sync(req.pods, {f"{p.spec['namespace']}/{p.spec['name']}": p.errors[0]
                                         for p in self.pods.pods.values() if not p.wired})
             return result

@@ -93,8 +93,10 @@ class Supervisor:
     def log_path(self, name: str) -> str:
         return os.path.join(self.log_dir, f"{name}.log")
 
-    async def sync(self, desired: list[dict[str, Any]], group: str = "daemons") -> dict[str, int]:
-        """Makes the processes of one group (the machine's daemons, or its pods' processes) exactly desired."""
+    async def sync(self, desired: list[dict[str, Any]], group: str = "daemons",
+                   started: list[str] | None = None) -> dict[str, int]:
+        """Makes the processes of one group (the machine's daemons, or its pods' processes) exactly desired; the
+        names of those it starts go to started."""
         added = removed = changed = 0
         want = {d["name"]: d for d in desired}
         for name in sorted(n for n, p in self.procs.items() if p.group == group and n not in want):
@@ -109,14 +111,14 @@ class Supervisor:
                     changed += 1
                     if not (proc.reload and await self._reload(proc)):
                         await self._stop(proc)
-                        self._start(name, d, digest, group)
+                        self._start(name, d, digest, group, started)
                 continue
             if proc is not None:
                 await self._stop(proc)
                 changed += 1
             else:
                 added += 1
-            self._start(name, d, digest, group)
+            self._start(name, d, digest, group, started)
         return {"added": added, "removed": removed, "changed": changed}
 
     def _pid_path(self, name: str) -> str:
@@ -143,8 +145,10 @@ class Supervisor:
                 os.killpg(pid, signal.SIGKILL)
             _gone(pid)  # its port is free once it is gone
 
-    def _start(self, name: str, d: dict[str, Any], digest: str, group: str) -> None:
+    def _start(self, name: str, d: dict[str, Any], digest: str, group: str, started: list[str] | None) -> None:
         self._reap_stale(name)
+        if started is not None:
+            started.append(name)
         proc = Proc(name, d["argv"], d.get("files", {}), d.get("reload"), digest, group, d.get("restart", "Always"))
         proc.task = asyncio.get_running_loop().create_task(self._run(proc))
         self.procs[name] = proc

@@ -190,6 +190,7 @@ class Pods:
             nodes = [] if ctx.as_last else \
                 [n for n in nodes if n.name not in known or wanted(before, known[n.name]) != wanted(ctx.plan, n)]
         results = each(one, nodes)
+        ctx.started |= {name for r in results for name in r.get("started", [])}
         if wiring:
             _wiring(ctx, results)
         created = sum(r["created"] for r in results)

@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from tenacity import retry, retry_if_result, stop_after_delay, wait_fixed
@@ -18,6 +19,7 @@ from tenacity import retry, retry_if_result, stop_after_delay, wait_fixed
 from testbed import state
 
 READY_TIMEOUT = 30.0  # how long `up` waits for probed pods to pass
+KICK = 0.2  # seconds between the probes `up` asks of a pod that is not ready yet
 
 
 def observed(name: str) -> dict[str, bool]:
@@ -32,21 +34,30 @@ def observed(name: str) -> dict[str, bool]:
 
 def wait(name: str, pods: dict[str, str], timeout: float = READY_TIMEOUT) -> dict[str, bool]:
     """Until every pod of pods (key → its node) is reported ready, or timeout: what was observed last. Their
-    agents probe them at once first: the installers have seen their servers answer, and a probe's next period
-    may be a second away."""
+    agents probe the pods not ready yet at once, and again every KICK seconds while they are not: a server
+    that was still starting would otherwise wait a whole period for its next probe."""
     from testbed.runtime import agent
 
     by_node: dict[str, list[str]] = {}
     for pod, node in pods.items():
         by_node.setdefault(node, []).append(pod)
-    for node, keys in by_node.items():
-        with contextlib.suppress(OSError, agent.AgentError):
-            agent.call(state.run_dir(name) / node, "probe", pods=keys, timeout=5)
+    kicked = 0.0
+
+    def kick(seen: dict[str, bool]) -> None:
+        nonlocal kicked
+        kicked = time.monotonic()
+        for node, keys in by_node.items():
+            if waiting := [k for k in keys if not seen.get(k)]:
+                with contextlib.suppress(OSError, agent.AgentError):
+                    agent.call(state.run_dir(name) / node, "probe", pods=waiting, timeout=5)
 
     @retry(retry=retry_if_result(lambda seen: not all(seen.get(k) for k in pods)), stop=stop_after_delay(timeout),
            wait=wait_fixed(0.05), retry_error_callback=lambda s: s.outcome.result() if s.outcome else {})
     def poll() -> dict[str, bool]:
-        return observed(name)
+        seen = observed(name)
+        if time.monotonic() - kicked >= KICK:
+            kick(seen)
+        return seen
 
     return poll()
 

@@ -261,7 +261,7 @@ class Provider:
         return rt.lab_names(self.client)
 
     def remove_lab(self, lab: str) -> int:
-        return rt.remove_lab(self.client, lab)
+        return rt.remove_lab(self.client, lab, self.endpoint.local)
 
     def start(self, lab: str, machine: str, container_name: str, run_dir: Path, dual_stack: bool,
               role: str) -> Machine:

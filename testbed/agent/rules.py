@@ -9,7 +9,8 @@ new, a sync failed, another mode ran) answers `stale`, and the owner sends the w
 
 What the agent remembers is what it did, not what the kernel holds now: with `verify` (every `up`), the kernel
 is read and compared with the meant text first (agent/kernel.py), so a table flushed or deleted behind the
-agent's back is loaded again."""
+agent's back is loaded again. What the agent does not remember (it is new: a machine that just started) is
+written whole anyway, so the kernel is not read for it."""
 
 from __future__ import annotations
 
@@ -87,7 +88,7 @@ class Rules:
                 continue
             key = (tool, owner)
             digest = hashlib.sha256(text.encode()).hexdigest()
-            if verify and not (await self.compare_iptables(tool, text))["match"]:
+            if verify and key in self.digests and not (await self.compare_iptables(tool, text))["match"]:
                 self._forget(key)
             if self.digests.get(key) == digest:
                 continue
@@ -111,7 +112,8 @@ class Rules:
 
     async def ipsets(self, prefix: str, sets: dict[str, dict[str, Any]], keep: list[str] | None,
                      verify: bool = False) -> dict[str, int]:
-        if verify and sets and not (await self.compare_ipsets(prefix, sets))["match"]:
+        if verify and any(("ipset", n) in self.digests for n in sets) and \
+                not (await self.compare_ipsets(prefix, sets))["match"]:
             for name in sets:
                 self.digests.pop(("ipset", name), None)
         lines, changed = [], 0
@@ -163,7 +165,7 @@ class Rules:
         it did: how (diff, whole, deleted) and why a whole table."""
         key = (family, table)
         why = "first sync" if key not in self.texts else "the difference did not apply"
-        if verify and not (await self.compare_nft(family, table, text))["match"]:
+        if verify and key in self.digests and not (await self.compare_nft(family, table, text))["match"]:
             self._forget(key)
             why = "the kernel held something else (read by `up`)"
         digest = hashlib.sha256((text or "").encode()).hexdigest()

@@ -16,7 +16,8 @@ SET = NLM_F_REQUEST | NLM_F_ACK
 REPLACE = SET | NLM_F_REPLACE | NLM_F_CREATE  # what `ip ... replace` asks
 ADD = SET | NLM_F_EXCL | NLM_F_CREATE  # `ip ... add`
 IFF_UP = 0x1
-IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER, IFLA_LINKINFO, IFLA_NET_NS_FD = 1, 3, 4, 10, 18, 28
+IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER, IFLA_LINKINFO, IFLA_AF_SPEC, IFLA_NET_NS_FD = 1, 3, 4, 10, 18, 26, 28
+IFLA_INET6_ADDR_GEN_MODE, IN6_ADDR_GEN_MODE_NONE = 8, 1
 IFLA_INFO_KIND, IFLA_INFO_DATA, IFLA_INFO_SLAVE_DATA, VETH_INFO_PEER, IFLA_BRPORT_MODE = 1, 2, 5, 1, 4
 IFA_ADDRESS, IFA_LOCAL, IFA_FLAGS = 1, 2, 8
 NDA_DST, NDA_LLADDR = 1, 2
@@ -77,6 +78,13 @@ def hairpin(name: str) -> bytes:
 def link_up(index: int) -> bytes:
     """`ip link set dev INDEX up`."""
     return _message(RTM_NEWLINK, _IFINFOMSG.pack(0, 0, index, IFF_UP, IFF_UP), 0, SET)
+
+
+def no_link_local(index: int) -> bytes:
+    """`ip link set dev INDEX addrgenmode none`: IPv6 makes no link-local address for it as it comes up, so no
+    duplicate-address detection and no multicast reports either."""
+    spec = _attr(socket.AF_INET6, _attr(IFLA_INET6_ADDR_GEN_MODE, bytes([IN6_ADDR_GEN_MODE_NONE])))
+    return _message(RTM_NEWLINK, _IFINFOMSG.pack(0, 0, index, 0, 0) + _attr(IFLA_AF_SPEC, spec), 0, SET)
 
 
 def addr(index: int, address: str, prefixlen: int, flags: int = 0) -> bytes:

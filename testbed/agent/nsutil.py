@@ -118,6 +118,16 @@ def remove_named(path: str) -> None:
         os.unlink(path)
 
 
+def ipv6_on() -> None:
+    """IPv6 on in the calling thread's netns, read first: the write retries its syscall until it gets the RTNL
+    lock, spinning while other agents hold it."""
+    path = "/proc/sys/net/ipv6/conf/all/disable_ipv6"
+    with open(path) as f:
+        if f.read().strip() == "0":
+            return
+    write_sysctl("net.ipv6.conf.all.disable_ipv6", 0)
+
+
 def write_sysctl(name: str, value: str | int) -> None:
     """Write a sysctl of the calling thread's netns (net.* under /proc/sys resolves per thread)."""
     with open("/proc/sys/" + name.replace(".", "/"), "w") as f:

@@ -24,6 +24,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -176,31 +177,39 @@ class Controller:
             await self.listen()
             if any(f.get("until") and f["until"] <= now for f in st.faults):  # a fault's --for ran out
                 self.work.put_nowait("faults")
+            # what takes the lab's lock waits in a thread: held by a long apply, it must not stop this loop from
+            # reading the beats, or every lease would age behind it and each node look dead once it is free
             for node in self.nodes:
                 cond = st.conditions.get(node, {"ready": True, "since": now})
                 fresh = now - self.leases[node] < self.grace and node not in self.stopped
                 if cond["ready"] and not fresh:
-                    self._condition(node, False, "its container stopped" if node in self.stopped else
-                                    f"no heartbeat for {now - self.leases[node]:.1f} s")
-                    self.work.put_nowait("sync")
+                    late = node not in self.stopped
+                    why = f"no heartbeat for {now - self.leases[node]:.1f} s" if late else "its container stopped"
+                    # a beat that came while the lock was waited for keeps it Ready
+                    still = (lambda n=node, seen=self.leases[node]: self.leases[n] == seen) if late else None
+                    if await asyncio.to_thread(self._condition, node, False, why, still):
+                        self.work.put_nowait("sync")
                 elif not cond["ready"] and fresh:
-                    self._condition(node, True, "heartbeats again")
+                    await asyncio.to_thread(self._condition, node, True, "heartbeats again")
                     self.work.put_nowait(f"heal {node}")
                 elif not cond["ready"] and not cond.get("evicted") and now - cond["since"] >= self.eviction:
-                    self._evict(node)
+                    await asyncio.to_thread(self._evict, node)
                     self.work.put_nowait("converge")
 
-    def _condition(self, node: str, ready: bool, why: str) -> None:
+    def _condition(self, node: str, ready: bool, why: str, still: Callable[[], bool] | None = None) -> bool:
+        """The node's condition set, unless still (asked under the lab's lock) says it no longer holds; whether
+        it was."""
         with state.locked(self.name):
             st = state.load(self.name)
-            if st is None:
-                return
+            if st is None or (still is not None and not still()):
+                return False
             st.conditions[node] = {"ready": ready, "since": time.time(), "evicted": False}
             st.save()
         word = "Ready" if ready else "NotReady"
         _log(f"node {node} is {word}: {why}")
         events.emit(self.name, f"Node{word}", f"node/{node}", f"node {node} is {word}: {why}",
                     kind="Normal" if ready else "Warning", node=node, ready=ready)
+        return True
 
     def _evict(self, node: str) -> None:
         """Its Deployment pods get a new name, so the next converge places them on healthy nodes."""

@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # the SDK (with requests and urllib3) costs a command ~0.15 s
 LAB = "testbed.lab"
 ROLE = "testbed.role"
 NODE = "testbed.node"
+HALT_WAIT = 120  # seconds a killed machine may take to end before it is removed by force anyway
 
 # privileged mode fails on hosts whose bounding set lacks CAP_SYS_RESOURCE; explicit grants work everywhere and
 # say what a node needs
@@ -172,7 +173,7 @@ def get(client: docker.DockerClient, name: str) -> Container | None:
         return None
 
 
-def _halt(client: docker.DockerClient, found: list[Container]) -> None:
+def _halt(client: docker.DockerClient, found: list[Container]) -> set[str]:
     """Every running machine but the fabric killed at once, through its init's PID on this machine. Its pods'
     namespaces then end together, and the kernel frees them in a few batches: one at a time, each would walk
     every namespace still alive (their netns ids), which made `down` of 10,000 pods quadratic. A PID is used
@@ -189,10 +190,11 @@ def _halt(client: docker.DockerClient, found: list[Container]) -> None:
 
     running = [c for c in found if c.status == "running" and c.attrs["Labels"].get(ROLE) != "fabric"]
     with ThreadPoolExecutor(max_workers=16) as pool:
-        pids = [p for p in pool.map(pid, running) if p]
-    for p in pids:
+        pids = {c.id: p for c, p in zip(running, pool.map(pid, running), strict=True) if p}
+    for p in pids.values():
         with contextlib.suppress(ProcessLookupError):
             os.kill(p, signal.SIGKILL)
+    return set(pids)
 
 
 def remove_lab(client: docker.DockerClient, lab: str, local: bool = True) -> int:
@@ -200,11 +202,15 @@ def remove_lab(client: docker.DockerClient, lab: str, local: bool = True) -> int
 
     # sparse: the listing alone, not an inspection of each container in turn (a second at 200 nodes)
     found = client.containers.list(all=True, filters={"label": f"{LAB}={lab}"}, sparse=True, ignore_removed=True)
-    if local:
-        _halt(client, found)
+    halted = _halt(client, found) if local else set()
 
     def remove(c: Container) -> None:
         with contextlib.suppress(NotFound):
+            if c.id in halted:  # the engine is told to kill only what is still running: a machine _halt killed
+                # may take it longer to see end (its pods' namespaces end with every other node's, in the
+                # kernel's queue) than a forced removal waits, which then fails
+                with contextlib.suppress(*engine_errors(), OSError):
+                    client.api.wait(c.id, timeout=HALT_WAIT, condition="not-running")
             c.remove(force=True)
 
     # at once: each removal mostly waits on the engine. The fabric goes last: it reaps the nodes' agents

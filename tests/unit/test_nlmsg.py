@@ -79,6 +79,12 @@ def test_a_pod_veth_born_enslaved_up_with_its_peer_in_the_pod():
     assert _whole(ifinfmsg, mine) == _whole(ifinfmsg, theirs)
 
 
+def test_no_link_local_address():
+    assert _whole(ifinfmsg, nlmsg.no_link_local(2)) == _whole(
+        ifinfmsg, _pyroute2(lambda b: b.link("set", index=2, IFLA_AF_SPEC={"attrs": [
+            ("AF_INET6", {"attrs": [("IFLA_INET6_ADDR_GEN_MODE", 1)]})]})))
+
+
 def test_hairpin_and_link_up():
     assert _whole(ifinfmsg, nlmsg.hairpin("tbabc")) == _whole(
         ifinfmsg, _pyroute2(lambda b: b.link("set", ifname="tbabc", kind="bridge_slave", mode=1)))

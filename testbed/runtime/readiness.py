@@ -19,7 +19,7 @@ from tenacity import retry, retry_if_result, stop_after_delay, wait_fixed
 from testbed import state
 
 READY_TIMEOUT = 30.0  # how long `up` waits for probed pods to pass
-KICK = 0.2  # seconds between the probes `up` asks of a pod that is not ready yet
+KICK, KICKING = 0.2, 3.0  # seconds between the probes `up` asks of a pod that is not ready yet; for how long
 
 
 def observed(name: str) -> dict[str, bool]:
@@ -34,14 +34,15 @@ def observed(name: str) -> dict[str, bool]:
 
 def wait(name: str, pods: dict[str, str], timeout: float = READY_TIMEOUT) -> dict[str, bool]:
     """Until every pod of pods (key → its node) is reported ready, or timeout: what was observed last. Their
-    agents probe the pods not ready yet at once, and again every KICK seconds while they are not: a server
-    that was still starting would otherwise wait a whole period for its next probe."""
+    agents probe the pods not ready yet at once, and again every KICK seconds while they are not, for KICKING
+    seconds: a server still starting would otherwise wait a whole period for its next probe; one that is not
+    starting is left to its period."""
     from testbed.runtime import agent
 
     by_node: dict[str, list[str]] = {}
     for pod, node in pods.items():
         by_node.setdefault(node, []).append(pod)
-    kicked = 0.0
+    kicked, start = 0.0, time.monotonic()
 
     def kick(seen: dict[str, bool]) -> None:
         nonlocal kicked
@@ -55,7 +56,7 @@ def wait(name: str, pods: dict[str, str], timeout: float = READY_TIMEOUT) -> dic
            wait=wait_fixed(0.05), retry_error_callback=lambda s: s.outcome.result() if s.outcome else {})
     def poll() -> dict[str, bool]:
         seen = observed(name)
-        if time.monotonic() - kicked >= KICK:
+        if time.monotonic() - kicked >= KICK and time.monotonic() - start < KICKING:
             kick(seen)
         return seen
 

@@ -75,7 +75,7 @@ def test_a_hung_plugin_is_killed_and_its_pod_alone_is_not_ready(testbed_lab, tmp
     try:
         pod = next(p for p in lab.status()["pods"] if p["name"] == "slow")
         assert not pod["ready"]
-        assert any("timed out after 5 s and was killed" in w for w in pod["warnings"]), pod
+        assert any("timed out after 10 s and was killed" in w for w in pod["warnings"]), pod
         assert lab.pod("default/slow").ready is False  # out of any Service's endpoints
         assert lab.probe("default/a", "svc/default/b:80")["result"] == "connected"  # the others are fine
     finally:

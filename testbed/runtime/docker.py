@@ -206,9 +206,9 @@ def remove_lab(client: docker.DockerClient, lab: str, local: bool = True) -> int
 
     def remove(c: Container) -> None:
         with contextlib.suppress(NotFound):
-            if c.id in halted:  # the engine is told to kill only what is still running: a machine _halt killed
-                # may take it longer to see end (its pods' namespaces end with every other node's, in the
-                # kernel's queue) than a forced removal waits, which then fails
+            if c.id in halted:  # waited for first: the engine may see a killed machine end (its pods' namespaces
+                # go with every other node's, in the kernel's queue) later than a forced removal waits for its exit,
+                # and that removal then fails
                 with contextlib.suppress(*engine_errors(), OSError):
                     client.api.wait(c.id, timeout=HALT_WAIT, condition="not-running")
             c.remove(force=True)

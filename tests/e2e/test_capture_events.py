@@ -36,14 +36,15 @@ def _capture_while(lab, args: list[str], traffic) -> subprocess.CompletedProcess
 def test_a_pod_capture_is_a_pcap_with_the_probes_packets(testbed_lab, tmp_path):
     lab, out = testbed_lab, tmp_path / "pod.pcap"
     c = lab.pod("c")
-    got = _capture_while(lab, ["a1", "--filter", f"tcp port 8080 and host {c.ipv4}", "-c", "3", "--duration", "8",
+    # -c 16: more than one connection's packets, as tcpdump may start in the middle of a probe's connection
+    got = _capture_while(lab, ["a1", "--filter", f"tcp port 8080 and host {c.ipv4}", "-c", "16", "--duration", "8",
                                "-w", str(out)], lambda: lab.exec("a1", f"curl -s -m 1 http://{c.ipv4}:8080/"))
     assert got.returncode == 0, got.stderr
     packets = rdpcap(str(out))
-    assert len(packets) == 3
-    # the probe's SYN among them: a late packet of an earlier connection between the two pods may come first
-    syn = next(p for p in packets if p[TCP].flags == "S")
+    assert len(packets) == 16
+    syn = next(p for p in packets if p[TCP].flags == "S")  # a probe's SYN, and its answer
     assert syn[IP].src == lab.pod("a1").ipv4 and syn[IP].dst == c.ipv4 and syn[TCP].dport == 8080
+    assert any(p[TCP].flags == "SA" and p[IP].src == c.ipv4 and p[TCP].dport == syn[TCP].sport for p in packets)
 
 
 def test_a_fabric_capture_holds_vxlan_encapsulated_packets(testbed_lab, tmp_path):

@@ -24,7 +24,7 @@ def _capture_while(lab, args: list[str], traffic) -> subprocess.CompletedProcess
     result: dict = {}
     thread = threading.Thread(target=lambda: result.setdefault("r", cli("capture", "--lab", lab.name, *args)))
     thread.start()
-    for _ in range(5):  # tcpdump starts in under a second; the traffic repeats until the capture has it
+    for _ in range(12):  # tcpdump starts in under a second; the traffic repeats until the capture has it
         traffic()
         thread.join(timeout=0.6)
         if not thread.is_alive():

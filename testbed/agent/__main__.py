@@ -108,6 +108,9 @@ class Agent:
             result["started"] = started
             self.prober.sync(req.pods, {f"{p.spec['namespace']}/{p.spec['name']}": p.errors[0]
                                         for p in self.pods.pods.values() if not p.wired})
+            again = set(started)
+            self.prober.restarted([(f"{p['namespace']}/{p['name']}", c) for p in req.pods
+                                   for c in p.get("processes") or {} if process_name(p["netns"], c) in again])
             return result
 
     async def sync_daemons(self, req: protocol.Daemons) -> Any:

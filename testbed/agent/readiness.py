@@ -119,6 +119,15 @@ class Prober:
             self.tasks[k] = (digest, asyncio.get_running_loop().create_task(loop(k, probe, spec)))
         self._write()
 
+    def restarted(self, containers: list[tuple[str, str]]) -> None:
+        """Containers (pod, container) whose process this sync started again: not ready until their readiness
+        probe passes anew, as a restarted container is for the kubelet."""
+        gone = [pc for pc in containers if self.ready.get(pc)]
+        for pc in gone:
+            self.ready[pc] = False
+        if gone:
+            self._write()
+
     def now(self, pods: list[str]) -> None:
         """Probe these pods at once, then every period again from there."""
         for pod in pods:

@@ -64,7 +64,8 @@ def service_manifests(gateways: list[Gateway], selector: dict[str, str], lb: boo
                                  "labels": {"gateway.networking.k8s.io/gateway-name": g.metadata.name}},
                     "spec": {"type": "LoadBalancer" if lb else "ClusterIP", "selector": selector,
                              "ports": [{"name": f"l{port}", "port": port, "targetPort": target}
-                                       for port, target in inside.items()]}})
+                                       for port, target in inside.items()],
+                             **({"externalTrafficPolicy": "Local"} if lb else {})}})
     return out
 
 

@@ -6,7 +6,7 @@ route parent."""
 
 import pytest
 import yaml
-from edgelab import address, client, get, served_by
+from edgelab import CLIENT, address, client, get, served_by
 
 GATEWAY = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway", "metadata": {"name": "gw"},
            "spec": {"gatewayClassName": "testbed", "listeners": [
@@ -113,6 +113,15 @@ def test_the_gateway_has_its_own_address_and_its_conditions(gw):
     assert listeners["web"]["attachedRoutes"] == 7  # every route of the web listener but the one with no host
     assert listeners["same"]["attachedRoutes"] == 0 and listeners["selected"]["attachedRoutes"] == 1
     assert conditions(gw, "GatewayClass//testbed") == {"Accepted": "Accepted"}
+
+
+def test_a_gateway_keeps_the_clients_address(gw):
+    """The Gateway's Service has externalTrafficPolicy Local (Envoy Gateway's default): its address is held by
+    a node with a proxy, whose kube-proxy does not masquerade, so the backend sees the external host itself."""
+    svc = next(s for s in gw.plan.services if s.lb_ips == [address(gw, "default/gw")])
+    assert svc.external_local
+    headers = get(gw, "match.gw.example.com", "/who", ip=address(gw, "default/gw")).doc["headers"]
+    assert headers["X-Forwarded-For"] == [gw.plan.machine(CLIENT).ip]
 
 
 def test_hostnames_intersect_with_the_listeners(gw):

@@ -56,7 +56,7 @@ def run(rounds: int = 3) -> dict[str, float]:
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
         yaml.safe_dump(data, f)
     path = Path(f.name)
-    cli = [sys.executable, "-m", "testbed.cli"]
+    cli = [sys.executable, "-m", "testbed"]  # what the `testbed` command runs
     cold, warm = [], []
     try:
         for _ in range(rounds):

@@ -51,6 +51,8 @@ class Context:
     # the pods' processes this sync started (their names): they read what earlier steps wrote, so an installer
     # has no news for them
     started: set[str] = field(default_factory=set)
+    # the machines whose containers this sync made: their kernels hold none of the rules an installer removes
+    fresh: set[str] = field(default_factory=set)
     # each host's engine, by the topology's host names (`provider` is the first host's)
     providers: dict[str, Provider] = field(default_factory=dict)
     _machines: dict[str, Machine] = field(default_factory=dict)

@@ -6,7 +6,7 @@ address a packet arrived with."""
 from __future__ import annotations
 
 from testbed import netns
-from testbed.actions import Change, Context
+from testbed.actions import Change, Context, each
 from testbed.checks import HEAL, Finding, Observation, fail, ok
 from testbed.network.underlay import (
     EXTERNAL_BRIDGE,
@@ -99,14 +99,19 @@ class External:
         if plan.router is None:
             return Change()
         change = wire(ctx, EXTERNAL_BRIDGE, _ports(plan), plan.topology.networking.mtu)
-        for h in plan.externals:
+
+        def one(h: ExternalPlan) -> Change:
             defaults: dict[str, dict[str, object]] = {"0.0.0.0/0": {"gateway": h.gateway}}
             if h.gateway6:
                 defaults["::/0"] = {"gateway": h.gateway6}
             ctx.netops(h.name, "routes", proto=netns.PROTO_DEFAULT, wanted=defaults)
             run_dir = ctx.run_dir(h.name)
             daemons = [knot_daemon(plan, h)] if h.role == "dns" else []
-            change += Change(**agent.call(run_dir, "daemons", procs=daemons))
+            done = Change(**agent.call(run_dir, "daemons", procs=daemons))
             if h.role == "web":
                 agent.call(run_dir, "serve", name=h.name, ports=WEB_PORTS, dual=bool(h.ip6))
+            return done
+
+        for done in each(one, plan.externals):
+            change += done
         return change

@@ -78,6 +78,7 @@ class Nodes:
             agent.ensure_current(ctx.run_dir(node.name))
 
         each(container, ctx.plan.machines())
+        ctx.fresh.update(fresh)
         forked_agents(ctx, {**kept, **fresh}, fresh)
         each(current, ctx.plan.machines())
 

@@ -73,7 +73,7 @@ class KubeProxy(Installer):
             # `up` reads the kernel and sends the whole table (a table changed behind the agent's back heals)
             old = None if ctx.verify else old
             start = time.monotonic()
-            other_gone = ctx.unchanged(lambda p: p.topology.kubeProxy.mode)
+            other_gone = ctx.unchanged(lambda p: p.topology.kubeProxy.mode) or node.name in ctx.fresh
             if use_nft:
                 if not other_gone:
                     agent.call(run_dir, "iptables", v4=ipt.empty(), v6=ipt.empty() if dual else None,

@@ -48,8 +48,8 @@ class NetworkPolicies(Installer):
 
         def one(node: NodePlan) -> bool:
             text, (sets, tables) = views[node.name]
-            if held[node.name]:
-                return False
+            if held[node.name] or (text is None and not sets and not tables and node.name in ctx.fresh):
+                return False  # the node holds these rules, or has none to remove (its container is new)
             run_dir = ctx.run_dir(node.name)
             verify, start = ctx.verify, time.monotonic()
             answer = agent.call(run_dir, "rules", family=nft.FAMILY, table=nft.TABLE, text=text, verify=verify)

@@ -22,7 +22,7 @@ from testbed.model.loader import Doc, Manifest
 from testbed.model.topology import Topology
 from testbed.network import registry, underlay
 from testbed.network.bridge import Bridge
-from testbed.network.pods import Pods
+from testbed.network.pods import UNWIRED, Pods
 from testbed.network.registry import PodNetwork, Settle
 from testbed.network.underlay import Underlay
 from testbed.plan import cluster
@@ -148,8 +148,7 @@ def up(path: str | Path, say: Say = print, progress: Say | None = None, replace:
 def _settle_readiness(ctx: Context, progress: Say | None) -> None:
     """`up` hands over a ready lab: it waits for probed pods (the DNS servers) to pass, then syncs the
     endpoints they bring."""
-    # only pods whose probes can pass: a NotReady node's pods wait for the control plane, not for `up`
-    planned = {p.key: p.ready for p in ctx.plan.pods if p.probes and p.node not in ctx.plan.unavailable}
+    planned = awaited(ctx.plan, ctx.notes.get(UNWIRED, set()))
     if not planned:
         return
     if progress:
@@ -157,6 +156,14 @@ def _settle_readiness(ctx: Context, progress: Say | None) -> None:
     seen = readiness.wait(ctx.plan.lab, {p.key: p.node for p in ctx.plan.pods if p.key in planned})
     if {k: seen.get(k, False) for k in planned} != planned:
         ctx.plan = refresh(ctx.plan.lab).plan
+
+
+def awaited(plan: Plan, unwired: set[str]) -> dict[str, bool]:
+    """The probed pods `up` waits for (key → ready as planned): only those whose probes can pass. A NotReady
+    node's pods wait for the control plane; a pod whose CNI plugins failed has no network to be probed through
+    until a later sync wires it."""
+    return {p.key: p.ready for p in plan.pods
+            if p.probes and p.node not in plan.unavailable and p.key not in unwired}
 
 
 def _require(name: str) -> state.LabState:

@@ -142,6 +142,9 @@ def check_pods(obs: Observation, deep: bool) -> list[Finding]:
     return out
 
 
+UNWIRED = "unwired pods"  # ctx.notes: the keys of pods whose plugins failed this sync
+
+
 def _wiring(ctx: Context, results: list[dict[str, Any]]) -> None:
     """What the plugins gave that the plan did not expect: addresses other than the planned ones (the lab
     adopts them), and pods they could not wire (not ready, with the plugin's message)."""
@@ -155,6 +158,7 @@ def _wiring(ctx: Context, results: list[dict[str, Any]]) -> None:
             pod = by_netns.get(netns)
             if pod is not None:
                 ctx.say(f"pod {pod.key} has no network: {why}")
+                ctx.notes.setdefault(UNWIRED, set()).add(pod.key)
                 if pod.ready:
                     ctx.wiring[pod.key] = {"error": why}
 

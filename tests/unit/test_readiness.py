@@ -119,3 +119,16 @@ def test_an_https_probe_works_in_an_agent_that_started_without_ssl(tmp_path, mon
         assert out.stdout.strip() == "True", out.stderr
     finally:
         server.shutdown()
+
+
+def test_up_waits_only_for_probed_pods_that_have_a_network():
+    """A pod whose CNI plugins failed cannot pass its probe until a later sync wires it: `up` does not wait the
+    readiness timeout for it (nor for pods that have no probe)."""
+    from testbed.lab import awaited
+
+    p = plan()
+    first, second = sorted(pod.key for pod in p.pods if pod.namespace == "default")
+    assert awaited(p, set()).keys() >= {first, second}
+    left = awaited(p, {first})
+    assert first not in left and second in left
+    assert all(pod.probes for pod in p.pods if pod.key in left)

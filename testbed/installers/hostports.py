@@ -60,6 +60,8 @@ class HostPorts(Installer):
                 return False  # the node holds this table: nothing is sent
             start = time.monotonic()
             text = render(ctx.plan, node) if rendered else None
+            if text is None and node.name in ctx.fresh:
+                return False  # a new container holds no table to remove
             answer = agent.call(ctx.run_dir(node.name), "rules", family=FAMILY, table=TABLE, text=text,
                                 verify=ctx.verify)
             return report(ctx, self.name, node.name, f"table {FAMILY} {TABLE}", answer, start)

@@ -109,8 +109,9 @@ class PodNetwork:
         from testbed.actions import Change
 
         change = Change()
-        # the other modes went when the lab's last sync ran this one
-        if not ctx.unchanged(lambda p: p.topology.networking.network):
+        # the other modes went when the lab's last sync ran this one; new containers never held them
+        if not ctx.unchanged(lambda p: p.topology.networking.network) and \
+                not all(m.name in ctx.fresh for m in ctx.plan.machines()):
             for name, cls in modes().items():
                 if name != self.chosen:
                     change += cls().uninstall(ctx)

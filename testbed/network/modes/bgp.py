@@ -266,8 +266,7 @@ class Bgp(NetworkMode):
 
     def uninstall(self, ctx: Context) -> Change:
         machines = [*ctx.plan.nodes, *([ctx.plan.router] if ctx.plan.router else [])]
-        for node in ctx.plan.nodes:
-            _bridge_proxies(ctx, node, False)
+        each(lambda node: _bridge_proxies(ctx, node, False), ctx.plan.nodes)
         return self._daemons(ctx, {m.name: [] for m in machines})
 
     @staticmethod

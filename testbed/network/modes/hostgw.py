@@ -4,7 +4,7 @@ through that node's underlay address. Needs the nodes on one L2 segment, which t
 from __future__ import annotations
 
 from testbed import netns
-from testbed.actions import Change, Context
+from testbed.actions import Change, Context, each
 from testbed.checks import HEAL, Finding, Observation, fail, ok
 from testbed.network.registry import NetworkMode, register
 from testbed.plan.cluster import NodePlan, Plan
@@ -49,7 +49,5 @@ class HostGw(NetworkMode):
         return out
 
     def uninstall(self, ctx: Context) -> Change:
-        removed = 0
-        for node in ctx.plan.nodes:
-            removed += ctx.netops(node.name, "routes", proto=netns.PROTO_HOST_GW, wanted={})[1]
-        return Change(removed=removed)
+        return Change(removed=sum(each(lambda n: ctx.netops(n.name, "routes", proto=netns.PROTO_HOST_GW,
+                                                            wanted={})[1], ctx.plan.nodes)))

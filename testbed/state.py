@@ -121,6 +121,28 @@ def load(name: str) -> LabState | None:
     return st
 
 
+class Watched:
+    """A lab's state, read again only when its file changed (every save replaces it): for a process that looks
+    at it several times a second, as the controller does (the state of 10,000 pods takes tens of ms to parse).
+    What get() returns is shared: read it, never change it."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._seen: tuple[int, int, int] | None = None
+        self._state: LabState | None = None
+
+    def get(self) -> LabState | None:
+        try:
+            s = (lab_dir(self.name) / "state.json").stat()
+        except FileNotFoundError:
+            self._seen = self._state = None
+            return None
+        seen = (s.st_ino, s.st_mtime_ns, s.st_size)
+        if seen != self._seen:
+            self._state, self._seen = load(self.name), seen
+        return self._state
+
+
 def names() -> list[str]:
     """The labs with a state file; a folder whose name is not a lab name is not testbed's and is ignored."""
     if not root().is_dir():

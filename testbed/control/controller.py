@@ -60,6 +60,7 @@ class Controller:
         # whose instance is shut down, rather than after the grace period (a hung node still takes that long)
         self.stopped: set[str] = set()
         self.pids: dict[str, Any] = {}  # each node's agent, by its beats: a new one means the node started again
+        self.state = state.Watched(name)
 
     @staticmethod
     def _nodes(st: state.LabState) -> list[dict[str, Any]]:
@@ -168,7 +169,7 @@ class Controller:
         while True:
             await asyncio.sleep(TICK)
             now = time.time()
-            st = state.load(self.name)
+            st = self.state.get()
             if st is None:
                 return  # the lab is gone: so is its control plane
             self.nodes = [n["name"] for n in self._nodes(st)]

@@ -161,12 +161,24 @@ def build(topo: Topology, manifests: list[Manifest], pods: list, previous: dict[
             lb_pool.take(str(svc.spec.loadBalancerIP))
     if problems:
         raise InvalidInput(problems)
-    return [_plan(m, topo, pods, slices, previous.get(m.key, {}), cluster_pool, lb_pool, node_ports)
+    index = _by_label(pods)
+    return [_plan(m, topo, pods, index, slices, previous.get(m.key, {}), cluster_pool, lb_pool, node_ports)
             for m in services]
 
 
-def _plan(m: Manifest, topo: Topology, pods: list, slices: list[kube.EndpointSlice], prev: dict[str, str],
-          cluster_pool: _Pool, lb_pool: _Pool, node_ports: set[int]) -> ServicePlan:
+def _by_label(pods: list) -> dict[tuple[str, str, str], list]:
+    """(namespace, label, value) → the pods that carry it, in the pods' order: a selector then looks only at
+    the pods of its rarest label (1,000 Services over 10,000 pods were 10 million label comparisons)."""
+    out: dict[tuple[str, str, str], list] = {}
+    for pod in pods:
+        for k, v in pod.labels.items():
+            out.setdefault((pod.namespace, k, v), []).append(pod)
+    return out
+
+
+def _plan(m: Manifest, topo: Topology, pods: list, index: dict[tuple[str, str, str], list],
+          slices: list[kube.EndpointSlice], prev: dict[str, str], cluster_pool: _Pool, lb_pool: _Pool,
+          node_ports: set[int]) -> ServicePlan:
     svc = m.obj
     assert isinstance(svc, kube.Service)
     spec, ns = svc.spec, svc.metadata.namespace or "default"
@@ -220,17 +232,18 @@ def _plan(m: Manifest, topo: Topology, pods: list, slices: list[kube.EndpointSli
     if spec.type == "ExternalName":  # a CNAME: no endpoints, whatever its selector says
         return out
     if spec.selector:
-        out.endpoints = _from_pods(spec.selector, ns, ports, pods, svc.metadata.name)
+        out.endpoints = _from_pods(spec.selector, ns, ports, index, svc.metadata.name)
     else:
         out.endpoints = _from_slices(svc.metadata.name, ns, ports, slices, pods)
     return out
 
 
-def _from_pods(selector: dict[str, str], ns: str, ports: list[PortPlan], pods: list,
+def _from_pods(selector: dict[str, str], ns: str, ports: list[PortPlan], index: dict[tuple[str, str, str], list],
                service: str) -> list[EndpointPlan]:
     out = []
-    for pod in pods:
-        if pod.namespace != ns or any(pod.labels.get(k) != v for k, v in selector.items()):
+    candidates = min((index.get((ns, k, v), []) for k, v in selector.items()), key=len)
+    for pod in candidates:
+        if any(pod.labels.get(k) != v for k, v in selector.items()):
             continue
         resolved: dict[str, int] = {}
         for p in ports:

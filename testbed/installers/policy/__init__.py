@@ -46,20 +46,29 @@ class NetworkPolicies(Installer):
             lambda p, name=node.name: views[name] if p is plan else rendered(p, name, p.policies, before))
             for node in plan.nodes}
 
+        # the other mode's rules went with the last sync in this mode (or never were, on a new container)
+        same_mode = ctx.unchanged(lambda p: p.topology.kubeProxy.mode)
+
         def one(node: NodePlan) -> bool:
             text, (sets, tables) = views[node.name]
-            if held[node.name] or (text is None and not sets and not tables and node.name in ctx.fresh):
-                return False  # the node holds these rules, or has none to remove (its container is new)
+            if held[node.name]:
+                return False  # the node holds these rules: nothing is sent
+            fresh = node.name in ctx.fresh
+            clean = same_mode or fresh
             run_dir = ctx.run_dir(node.name)
             verify, start = ctx.verify, time.monotonic()
-            answer = agent.call(run_dir, "rules", family=nft.FAMILY, table=nft.TABLE, text=text, verify=verify)
-            changed = report(ctx, self.name, node.name, f"table {nft.FAMILY} {nft.TABLE}", answer, start)
+            changed = False
+            # each mode's own rules, and the other mode's to remove unless they are known gone
+            if (use_nft and not (text is None and fresh)) or not clean:
+                answer = agent.call(run_dir, "rules", family=nft.FAMILY, table=nft.TABLE, text=text, verify=verify)
+                changed = report(ctx, self.name, node.name, f"table {nft.FAMILY} {nft.TABLE}", answer, start)
             if sets:
                 changed |= bool(agent.call(run_dir, "ipsets", prefix=ipt.PREFIX, sets=sets, verify=verify)["changed"])
-            answer = agent.call(run_dir, "iptables", owner="policy", v4=tables.get(4, ipt.empty()),
-                                v6=tables.get(6, ipt.empty()) if dual else None, verify=verify)
-            changed |= report(ctx, self.name, node.name, "mangle table", answer, start)
-            changed |= bool(agent.call(run_dir, "ipsets", prefix=ipt.PREFIX, keep=sorted(sets))["removed"])
+            if (not use_nft and not (not tables and not sets and fresh)) or not clean:
+                answer = agent.call(run_dir, "iptables", owner="policy", v4=tables.get(4, ipt.empty()),
+                                    v6=tables.get(6, ipt.empty()) if dual else None, verify=verify)
+                changed |= report(ctx, self.name, node.name, "mangle table", answer, start)
+                changed |= bool(agent.call(run_dir, "ipsets", prefix=ipt.PREFIX, keep=sorted(sets))["removed"])
             return bool(changed)
 
         changed = sum(each(one, plan.nodes))

@@ -9,7 +9,8 @@ new, a sync failed, another mode ran) answers `stale`, and the owner sends the w
 
 What the agent remembers is what it did, not what the kernel holds now: with `verify` (every `up`), the kernel
 is read and compared with the meant text first (agent/kernel.py), so a table flushed or deleted behind the
-agent's back is loaded again. What the agent does not remember (it is new: a machine that just started) is
+agent's back is loaded again; unless no transaction but the agent's own ran since its last change (the
+ruleset's generation, agent/nftgen.py, is the one it saw then). What the agent does not remember (it is new: a machine that just started) is
 written whole anyway, so the kernel is not read for it."""
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import hashlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from testbed.agent import iptdiff, kernel, nftdiff
+from testbed.agent import iptdiff, kernel, nftdiff, nftgen
 from testbed.agent.libnft import Nft
 
 
@@ -30,13 +31,31 @@ class Rules:
         self.ipset_names: set[str] | None = None  # the ipsets this agent made; None until it has looked
         self.tokens: dict[tuple[str, str], str] = {}  # what an owner says a table holds, after its last sync
         self.libnft = Nft.load()  # None without the library: the nft command then
+        self.generation: int | None = None  # the ruleset's generation after this agent's last change (nftgen)
 
     async def nft(self, script: str) -> str:
         """One nft script, in one transaction."""
         return await self._nft(script)
 
     async def _nft(self, script: str) -> str:
-        return await (self.libnft.run(script) if self.libnft else _run("nft", ["-f", "-"], script))
+        try:
+            return await (self.libnft.run(script) if self.libnft else _run("nft", ["-f", "-"], script))
+        finally:
+            self._changed()
+
+    async def _restore(self, tool: str, args: list[str], text: str) -> str:
+        """iptables-restore (nft backend): a transaction of the same ruleset."""
+        try:
+            return await _run(tool, args, text)
+        finally:
+            self._changed()
+
+    def _changed(self) -> None:
+        self.generation = nftgen.generation()
+
+    def _untouched(self) -> bool:
+        """Whether no transaction but this agent's ran since its last change: the kernel holds what it wrote."""
+        return self.generation is not None and nftgen.generation() == self.generation
 
     def _forget(self, key: tuple[str, str]) -> None:
         """The text kept for a difference no longer says what the table holds: the next whole text reloads."""
@@ -71,7 +90,7 @@ class Rules:
         async def run() -> bool:
             for tool, text in (("iptables-restore", v4), ("ip6tables-restore", v6)):
                 if text:
-                    await _run(tool, ["--noflush"], text)
+                    await self._restore(tool, ["--noflush"], text)
                 self._forget((tool, owner))
             return bool(v4 or v6)
 
@@ -88,7 +107,8 @@ class Rules:
                 continue
             key = (tool, owner)
             digest = hashlib.sha256(text.encode()).hexdigest()
-            if verify and key in self.digests and not (await self.compare_iptables(tool, text))["match"]:
+            if verify and key in self.digests and not self._untouched() and \
+                    not (await self.compare_iptables(tool, text))["match"]:
                 self._forget(key)
             if self.digests.get(key) == digest:
                 continue
@@ -99,12 +119,12 @@ class Rules:
             if partial is not None:
                 try:
                     if partial:
-                        await _run(tool, ["--noflush"], partial)
+                        await self._restore(tool, ["--noflush"], partial)
                 except RuntimeError:
                     partial = None  # a full restore below puts the tables right
             if partial is None:  # whole tables: what other programs hold in them stays
-                await _run(tool, [], kernel.keep_foreign(await _run(tool.replace("-restore", "-save"), [], ""),
-                                                         text))
+                await self._restore(tool, [], kernel.keep_foreign(await _run(tool.replace("-restore", "-save"), [],
+                                                                             ""), text))
             self.digests[key], self.texts[key] = digest, text
             changed = True
         self._token(("iptables", owner), token)
@@ -165,7 +185,8 @@ class Rules:
         it did: how (diff, whole, deleted) and why a whole table."""
         key = (family, table)
         why = "first sync" if key not in self.texts else "the difference did not apply"
-        if verify and key in self.digests and not (await self.compare_nft(family, table, text))["match"]:
+        if verify and key in self.digests and not self._untouched() and \
+                not (await self.compare_nft(family, table, text))["match"]:
             self._forget(key)
             why = "the kernel held something else (read by `up`)"
         digest = hashlib.sha256((text or "").encode()).hexdigest()

@@ -1,0 +1,48 @@
+"""The ruleset generation an agent records after its own changes (agent/nftgen.py): the netlink request and
+the kernel's answer, and the real counter of a scratch network namespace moving with each commit."""
+
+import shutil
+import struct
+import subprocess
+import sys
+
+import pytest
+
+from testbed.agent import nftgen
+
+
+def test_the_request_asks_nftables_for_its_generation():
+    length, kind, flags, _, _ = nftgen.HEADER.unpack_from(nftgen.request())
+    assert (length, kind, flags) == (20, (10 << 8) | 16, 1)
+
+
+def test_the_answer_carries_the_generation_big_endian():
+    attrs = struct.pack("=HH", 8, nftgen.NFTA_GEN_ID) + struct.pack(">I", 258) + \
+        struct.pack("=HH", 8, 2) + struct.pack(">I", 7)
+    body = nftgen.NFGENMSG.pack(0, 0, 0) + attrs
+    data = nftgen.HEADER.pack(16 + len(body), (10 << 8) | nftgen.NFT_MSG_NEWGEN, 0, 1, 0) + body
+    assert nftgen.parse(data) == 258
+    error = nftgen.HEADER.pack(36, 2, 0, 1, 0) + bytes(20)  # NLMSG_ERROR
+    assert nftgen.parse(error) is None
+    assert nftgen.parse(b"") is None
+
+
+SCRIPT = """
+import subprocess
+from testbed.agent import nftgen
+before = nftgen.generation()
+subprocess.run(["nft", "add", "table", "inet", "t"], check=True)
+after = nftgen.generation()
+subprocess.run(["nft", "list", "table", "inet", "t"], check=True, capture_output=True)
+print(before, after, nftgen.generation())
+"""
+
+
+@pytest.mark.skipif(shutil.which("nft") is None or shutil.which("unshare") is None, reason="needs nft and unshare")
+def test_a_commit_moves_the_generation_and_a_listing_does_not():
+    done = subprocess.run(["unshare", "-n", sys.executable, "-c", SCRIPT], capture_output=True, text=True,
+                          check=False)
+    if done.returncode != 0 and "Operation not permitted" in done.stderr:
+        pytest.skip("no new network namespace here: " + done.stderr.strip()[-200:])
+    before, after, listed = (int(x) for x in done.stdout.split())
+    assert after == before + 1 and listed == after

@@ -31,31 +31,49 @@ class Rules:
         self.ipset_names: set[str] | None = None  # the ipsets this agent made; None until it has looked
         self.tokens: dict[tuple[str, str], str] = {}  # what an owner says a table holds, after its last sync
         self.libnft = Nft.load()  # None without the library: the nft command then
-        self.generation: int | None = None  # the ruleset's generation after this agent's last change (nftgen)
+        # the ruleset's generation (agent/nftgen.py) when this agent last looked, and the tables known to hold
+        # what it last wrote or read there since: anyone else's transaction moves the generation and empties it
+        self.generation: int | None = None
+        self.intact: set[tuple[str, str]] = set()
 
     async def nft(self, script: str) -> str:
-        """One nft script, in one transaction."""
-        return await self._nft(script)
+        """One nft script, in one transaction (to the tables' checks, a change like anyone else's)."""
+        return await self._write(None, self._nft_run(script))
 
-    async def _nft(self, script: str) -> str:
-        try:
-            return await (self.libnft.run(script) if self.libnft else _run("nft", ["-f", "-"], script))
-        finally:
-            self._changed()
+    async def _nft(self, script: str, key: tuple[str, str]) -> str:
+        return await self._write(key, self._nft_run(script))
 
-    async def _restore(self, tool: str, args: list[str], text: str) -> str:
+    def _nft_run(self, script: str) -> Awaitable[str]:
+        return self.libnft.run(script) if self.libnft else _run("nft", ["-f", "-"], script)
+
+    async def _restore(self, tool: str, args: list[str], text: str, owner: str) -> str:
         """iptables-restore (nft backend): a transaction of the same ruleset."""
-        try:
-            return await _run(tool, args, text)
-        finally:
-            self._changed()
+        return await self._write((tool, owner), _run(tool, args, text))
 
-    def _changed(self) -> None:
-        self.generation = nftgen.generation()
+    async def _write(self, key: tuple[str, str] | None, work: Awaitable[str]) -> str:
+        self._look()
+        out = await work
+        if key is not None:  # its own change: what it knew of the other tables still holds
+            self.generation = nftgen.generation()
+            self.intact.add(key)
+        return out
 
-    def _untouched(self) -> bool:
-        """Whether no transaction but this agent's ran since its last change: the kernel holds what it wrote."""
-        return self.generation is not None and nftgen.generation() == self.generation
+    def _look(self) -> None:
+        now = nftgen.generation()
+        if now is None or now != self.generation:
+            self.intact.clear()
+        self.generation = now
+
+    async def _holds(self, key: tuple[str, str], compare: Callable[[], Awaitable[dict[str, Any]]]) -> bool:
+        """Whether the kernel holds what this agent last made of a table: known without reading the table back
+        when no transaction but the agent's own ran since it last looked; read and compared otherwise."""
+        self._look()
+        if key in self.intact:
+            return True
+        if (await compare())["match"]:
+            self.intact.add(key)
+            return True
+        return False
 
     def _forget(self, key: tuple[str, str]) -> None:
         """The text kept for a difference no longer says what the table holds: the next whole text reloads."""
@@ -79,7 +97,7 @@ class Rules:
                     token: str | None) -> dict[str, Any]:
         async def run() -> bool:
             if script:
-                await self._nft(script)
+                await self._nft(script, (family, table))
             self._forget((family, table))
             return bool(script)
 
@@ -90,7 +108,7 @@ class Rules:
         async def run() -> bool:
             for tool, text in (("iptables-restore", v4), ("ip6tables-restore", v6)):
                 if text:
-                    await self._restore(tool, ["--noflush"], text)
+                    await self._restore(tool, ["--noflush"], text, owner)
                 self._forget((tool, owner))
             return bool(v4 or v6)
 
@@ -107,8 +125,8 @@ class Rules:
                 continue
             key = (tool, owner)
             digest = hashlib.sha256(text.encode()).hexdigest()
-            if verify and key in self.digests and not self._untouched() and \
-                    not (await self.compare_iptables(tool, text))["match"]:
+            if verify and key in self.digests and \
+                    not await self._holds(key, lambda t=tool, x=text: self.compare_iptables(t, x)):
                 self._forget(key)
             if self.digests.get(key) == digest:
                 continue
@@ -119,12 +137,12 @@ class Rules:
             if partial is not None:
                 try:
                     if partial:
-                        await self._restore(tool, ["--noflush"], partial)
+                        await self._restore(tool, ["--noflush"], partial, owner)
                 except RuntimeError:
                     partial = None  # a full restore below puts the tables right
             if partial is None:  # whole tables: what other programs hold in them stays
-                await self._restore(tool, [], kernel.keep_foreign(await _run(tool.replace("-restore", "-save"), [],
-                                                                             ""), text))
+                saved = await _run(tool.replace("-restore", "-save"), [], "")
+                await self._restore(tool, [], kernel.keep_foreign(saved, text), owner)
             self.digests[key], self.texts[key] = digest, text
             changed = True
         self._token(("iptables", owner), token)
@@ -185,8 +203,7 @@ class Rules:
         it did: how (diff, whole, deleted) and why a whole table."""
         key = (family, table)
         why = "first sync" if key not in self.texts else "the difference did not apply"
-        if verify and key in self.digests and not self._untouched() and \
-                not (await self.compare_nft(family, table, text))["match"]:
+        if verify and key in self.digests and not await self._holds(key, lambda: self.compare_nft(family, table, text)):
             self._forget(key)
             why = "the kernel held something else (read by `up`)"
         digest = hashlib.sha256((text or "").encode()).hexdigest()
@@ -198,12 +215,12 @@ class Rules:
         small = nftdiff.script(old, text) if old and text else None
         if small is not None:
             try:
-                await self._nft(small)
+                await self._nft(small, key)
             except RuntimeError:
                 small = None  # whatever went wrong, a full reload below puts the table right
         if small is None:
             # creating the table first makes the delete valid whether or not it existed: one transaction
-            await self._nft(f"table {family} {table}\ndelete table {family} {table}\n" + (text or ""))
+            await self._nft(f"table {family} {table}\ndelete table {family} {table}\n" + (text or ""), key)
         self.digests[key] = digest
         if text:
             self.texts[key] = text

@@ -46,3 +46,42 @@ def test_a_commit_moves_the_generation_and_a_listing_does_not():
         pytest.skip("no new network namespace here: " + done.stderr.strip()[-200:])
     before, after, listed = (int(x) for x in done.stdout.split())
     assert after == before + 1 and listed == after
+
+
+def test_a_table_is_read_back_unless_only_the_agents_own_changes_ran(monkeypatch):
+    """What `up`'s verify trusts: a table the agent wrote, while the generation moved only by its own writes;
+    anyone else's transaction (even before the agent's next write of another table) makes it read them all."""
+    import asyncio
+
+    from testbed.agent import rules
+
+    now = {"gen": 10}
+    monkeypatch.setattr(nftgen, "generation", lambda: now["gen"])
+    asked: list[tuple[str, str]] = []
+
+    async def written() -> str:
+        now["gen"] += 1
+        return ""
+
+    async def scenario() -> list[bool]:
+        r = rules.Rules()
+
+        def holds(key: tuple[str, str], match: bool):  # type: ignore[no-untyped-def]
+            async def compare() -> dict[str, bool]:
+                asked.append(key)
+                return {"match": match}
+            return r._holds(key, compare)
+
+        a, b = ("inet", "a"), ("inet", "b")
+        await r._write(a, written())
+        await r._write(b, written())
+        out = [await holds(a, False), await holds(b, False)]  # only its own writes: trusted, not read
+        now["gen"] += 1  # someone else's transaction
+        await r._write(b, written())  # the agent's next write does not vouch for a
+        out += [await holds(a, True), await holds(a, False), await holds(b, False)]
+        await r._write(None, written())  # a script outside the tables (a trace's rules) is anyone's change
+        out.append(await holds(b, True))
+        return out
+
+    assert asyncio.run(scenario()) == [True, True, True, True, True, True]
+    assert asked == [("inet", "a"), ("inet", "b")]

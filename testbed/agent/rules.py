@@ -9,9 +9,9 @@ new, a sync failed, another mode ran) answers `stale`, and the owner sends the w
 
 What the agent remembers is what it did, not what the kernel holds now: with `verify` (every `up`), the kernel
 is read and compared with the meant text first (agent/kernel.py), so a table flushed or deleted behind the
-agent's back is loaded again; unless no transaction but the agent's own ran since its last change (the
-ruleset's generation, agent/nftgen.py, is the one it saw then). What the agent does not remember (it is new:
-a machine that just started) is written whole anyway, so the kernel is not read for it."""
+agent's back is loaded again; unless every transaction since the agent last wrote or read that table was its
+own (the ruleset's generation, agent/nftgen.py, moved by nothing else). What the agent does not remember (it
+is new: a machine that just started) is written whole anyway, so the kernel is not read for it."""
 
 from __future__ import annotations
 

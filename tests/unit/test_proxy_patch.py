@@ -167,7 +167,7 @@ def test_an_agent_takes_a_patch_only_from_the_state_it_holds(monkeypatch):
         return ""
 
     agent = rules.Rules()
-    monkeypatch.setattr(agent, "_nft", run)
+    monkeypatch.setattr(agent, "_nft_run", run)
     table = {"family": "inet", "table": "t"}
 
     async def scenario() -> list[bool]:

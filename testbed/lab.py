@@ -148,7 +148,7 @@ def up(path: str | Path, say: Say = print, progress: Say | None = None, replace:
 def _settle_readiness(ctx: Context, progress: Say | None) -> None:
     """`up` hands over a ready lab: it waits for probed pods (the DNS servers) to pass, then syncs the
     endpoints they bring."""
-    planned = awaited(ctx.plan, ctx.notes.get(UNWIRED, set()))
+    planned = readiness.awaited(ctx.plan, ctx.notes.get(UNWIRED, set()))
     if not planned:
         return
     if progress:
@@ -156,14 +156,6 @@ def _settle_readiness(ctx: Context, progress: Say | None) -> None:
     seen = readiness.wait(ctx.plan.lab, {p.key: p.node for p in ctx.plan.pods if p.key in planned})
     if {k: seen.get(k, False) for k in planned} != planned:
         ctx.plan = refresh(ctx.plan.lab).plan
-
-
-def awaited(plan: Plan, unwired: set[str]) -> dict[str, bool]:
-    """The probed pods `up` waits for (key → ready as planned): only those whose probes can pass. A NotReady
-    node's pods wait for the control plane; a pod whose CNI plugins failed has no network to be probed through
-    until a later sync wires it."""
-    return {p.key: p.ready for p in plan.pods
-            if p.probes and p.node not in plan.unavailable and p.key not in unwired}
 
 
 def _require(name: str) -> state.LabState:

@@ -13,13 +13,25 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tenacity import retry, retry_if_result, stop_after_delay, wait_fixed
 
 from testbed import state
 
+if TYPE_CHECKING:
+    from testbed.plan.cluster import Plan
+
 READY_TIMEOUT = 30.0  # how long `up` waits for probed pods to pass
 KICK, KICKING = 0.2, 3.0  # seconds between the probes `up` asks of a pod that is not ready yet; for how long
+
+
+def awaited(plan: Plan, unwired: set[str]) -> dict[str, bool]:
+    """The probed pods `up` waits for (key → ready as planned): only those whose probes can pass. A NotReady
+    node's pods wait for the control plane; a pod whose CNI plugins failed has no network to be probed through
+    until a later sync wires it."""
+    return {p.key: p.ready for p in plan.pods
+            if p.probes and p.node not in plan.unavailable and p.key not in unwired}
 
 
 def observed(name: str) -> dict[str, bool]:

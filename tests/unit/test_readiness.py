@@ -124,7 +124,7 @@ def test_an_https_probe_works_in_an_agent_that_started_without_ssl(tmp_path, mon
 def test_up_waits_only_for_probed_pods_that_have_a_network():
     """A pod whose CNI plugins failed cannot pass its probe until a later sync wires it: `up` does not wait the
     readiness timeout for it (nor for pods that have no probe)."""
-    from testbed.lab import awaited
+    from testbed.runtime.readiness import awaited
 
     p = plan()
     first, second = sorted(pod.key for pod in p.pods if pod.namespace == "default")

@@ -59,12 +59,12 @@ class NetworkPolicies(Installer):
             verify, start = ctx.verify, time.monotonic()
             changed = False
             # each mode's own rules, and the other mode's to remove unless they are known gone
-            if (use_nft and not (text is None and fresh)) or not clean:
+            if (use_nft and (text is not None or not fresh)) or not clean:
                 answer = agent.call(run_dir, "rules", family=nft.FAMILY, table=nft.TABLE, text=text, verify=verify)
                 changed = report(ctx, self.name, node.name, f"table {nft.FAMILY} {nft.TABLE}", answer, start)
             if sets:
                 changed |= bool(agent.call(run_dir, "ipsets", prefix=ipt.PREFIX, sets=sets, verify=verify)["changed"])
-            if (not use_nft and not (not tables and not sets and fresh)) or not clean:
+            if (not use_nft and (tables or sets or not fresh)) or not clean:
                 answer = agent.call(run_dir, "iptables", owner="policy", v4=tables.get(4, ipt.empty()),
                                     v6=tables.get(6, ipt.empty()) if dual else None, verify=verify)
                 changed |= report(ctx, self.name, node.name, "mangle table", answer, start)

@@ -58,3 +58,17 @@ def test_each_verb_is_registered_by_the_module_the_lazy_group_names():
         importlib.import_module(f"testbed.cli.{module}")
     assert {name: cmd.callback.__module__ for name, cmd in main.commands.items()} == \
         {name: f"testbed.cli.{module}" for name, module in VERBS.items()}
+
+
+def test_a_mesh_too_big_to_read_is_counted_and_its_broken_links_listed(capsys):
+    link = {"type": "vxlan", "fromIf": "vxlan0", "toIf": "vxlan0", "state": "up"}
+    mesh = [{**link, "from": f"node{a}", "to": f"node{b}"} for a in range(1, 21) for b in range(a + 1, 21)]
+    mesh[7] = {**mesh[7], "state": "down"}
+    show.status(base.console(), {**STATUS, "links": mesh})
+    text = capsys.readouterr().out
+    assert "links: 190" in text and "vxlan │ up    │ 189" in text and "vxlan │ down  │ 1" in text
+    assert f"{mesh[7]['from']}:vxlan0" in text and f"{mesh[8]['from']}:vxlan0 │ {mesh[8]['to']}" not in text
+
+    show.status(base.console(), {**STATUS, "links": mesh[:3]})
+    text = capsys.readouterr().out
+    assert all(f"{m['from']}:vxlan0 │ {m['to']}:vxlan0" in text for m in mesh[:3])

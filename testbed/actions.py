@@ -128,10 +128,10 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-def each(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
+def each(fn: Callable[[T], R], items: Iterable[T], width: int = 16) -> list[R]:
     """fn over items at once: per-machine work is mostly waiting (on an agent, on dockerd), so it overlaps well
     even on two cores."""
-    with ThreadPoolExecutor(max_workers=16) as pool:
+    with ThreadPoolExecutor(max_workers=max(1, width)) as pool:
         return list(pool.map(fn, items))
 
 

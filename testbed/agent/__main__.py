@@ -102,6 +102,8 @@ class Agent:
         async with self.lock:
             started: list[str] = []
             await self.daemons.sync(pod_processes(self.pods.unchanged(req.net, req.pods)), "pods", started)
+            if req.release:
+                return {"released": await self.pods.release([p["netns"] for p in req.pods]), "started": started}
             result = await self.pods.sync(req.net, req.pods, req.verify)
             wired = [p for p in req.pods if (held := self.pods.pods.get(p["netns"])) is None or held.wired]
             await self.daemons.sync(pod_processes(wired), "pods", started)  # no network, no containers

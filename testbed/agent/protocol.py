@@ -28,6 +28,7 @@ class SyncPods:
     net: dict[str, Any]
     pods: list[dict[str, Any]]
     verify: bool = False  # `up`: a pod whose network is not as made (CNI CHECK fails, an address is gone) is rebuilt
+    release: bool = False  # only let the pods that go go, at once (PodManager.release); the sync follows
 
 
 @dataclass

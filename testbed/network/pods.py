@@ -163,6 +163,29 @@ def _wiring(ctx: Context, results: list[dict[str, Any]]) -> None:
                     ctx.wiring[pod.key] = {"error": why}
 
 
+RELEASE_AT = 200  # pods going at once past which every node lets go of them together first
+
+
+def _release(ctx: Context, nodes: list[NodePlan], wanted: Any, cni: bool) -> list[dict[str, Any]]:
+    """Before a sync that removes many pods, every node with pods going unpins them at once (agent:
+    PodManager.release), so that the kernel destroys their namespaces in a few batches: deleting 10,000 pods
+    node after node spent most of its time in the kernel's walk of the namespaces still alive. CNI pods go
+    through their plugins' DEL first, which needs the netns."""
+    if cni or ctx.previous is None or not ctx.trusted:
+        return []
+    kept = {p.netns for p in ctx.plan.pods}
+    gone = [p for p in ctx.previous.pods if p.netns not in kept]
+    if len(gone) < RELEASE_AT:
+        return []
+    going = {p.node for p in gone}
+
+    def one(node: NodePlan) -> dict[str, Any]:
+        net, specs = wanted(ctx.plan, node)
+        return agent.call(ctx.run_dir(node.name), "sync_pods", net=net, pods=specs, release=True)
+
+    return each(one, [n for n in nodes if n.name in going], width=len(going))
+
+
 class Pods:
     name = "pods"
     title = "Creating pods"
@@ -193,8 +216,9 @@ class Pods:
             known = {n.name: n for n in before.nodes}       # is told nothing (`up` reads every node's kernel)
             nodes = [] if ctx.as_last else \
                 [n for n in nodes if n.name not in known or wanted(before, known[n.name]) != wanted(ctx.plan, n)]
+        released = _release(ctx, nodes, wanted, bool(wiring))
         results = each(one, nodes)
-        ctx.started |= {name for r in results for name in r.get("started", [])}
+        ctx.started |= {name for r in released + results for name in r.get("started", [])}
         if wiring:
             _wiring(ctx, results)
         created = sum(r["created"] for r in results)

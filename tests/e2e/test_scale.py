@@ -7,6 +7,7 @@ import pytest
 from conftest import curl, url
 
 from testbed import state
+from testbed.agent.pods import host_veth
 from testbed.runtime import agent
 
 pytestmark = pytest.mark.topology("tests/e2e/large.yaml")
@@ -53,3 +54,43 @@ def test_an_apply_for_one_node_is_sent_to_that_node_alone(lab, tmp_path: Path):
         assert curl(lab, "first", url(lab.pod("extra").ipv4, 8080, "/hostname")) == "extra"
     finally:
         lab.delete(tmp_path / "one.yaml")
+
+
+CROWD = """apiVersion: apps/v1
+kind: Deployment
+metadata: {name: crowd}
+spec:
+  replicas: 300
+  selector: {matchLabels: {app: crowd}}
+  template:
+    metadata: {labels: {app: crowd}}
+    spec: {containers: [{name: c, ports: [{containerPort: 8080}]}]}
+"""
+
+
+def test_a_big_delete_lets_go_of_every_pod_at_once_and_the_same_pods_come_back(lab, tmp_path: Path):
+    """Past RELEASE_AT pods, every node unpins its departing pods before the sync that waits for them: each
+    such node is asked twice, nothing of them stays, and the same names can be made again at once."""
+    def syncs() -> dict[str, int]:
+        return {n.name: agent.call(state.run_dir(lab.name) / n.name, "status")["received"].get("sync_pods", 0)
+                for n in lab.plan.nodes}
+
+    manifest = tmp_path / "crowd.yaml"
+    manifest.write_text(CROWD)
+    for _ in range(2):  # the second apply makes the very names the delete just removed
+        lab.apply(manifest)
+        crowd = lab.pods("default", app="crowd")
+        assert len(crowd) == 300
+        for pod in crowd[::50]:
+            assert curl(lab, "first", url(pod.ipv4, 8080, "/hostname")) == pod.name
+        holding, before = {p.node for p in crowd}, syncs()
+        lab.delete(manifest)
+        after = syncs()
+        assert {n for n in after if after[n] - before[n] == 2} == holding
+        # neither a pinned netns nor a host-side veth of theirs: the kernel destroyed them all
+        traces = {p.netns for p in crowd} | {host_veth(p.netns) for p in crowd}
+        left = {n: found for n in sorted(holding) if (found := traces & set(agent.call(
+            state.run_dir(lab.name) / n, "run", argv=["sh", "-c", "ls /run/netns; ls /sys/class/net"])["stdout"]
+            .split()))}
+        assert left == {} and lab.pods("default", app="crowd") == []
+    assert curl(lab, "last", url(lab.pods("default", app="web")[0].ipv4, 8080, "/hostname"))

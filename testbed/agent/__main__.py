@@ -313,15 +313,18 @@ def _rss_kib() -> int:
 
 
 def own_name_resolves(hosts: str = "/etc/hosts") -> None:
-    """The machine's own name in its /etc/hosts: a container without a network gets none there, and a daemon
-    that looks its name up (knotd does, for its identity) would wait seconds for the lab's unreachable resolver."""
+    """localhost and the machine's own name in its /etc/hosts: a machine whose engine networking is disabled
+    (runtime/docker.run_node) gets an empty file, and a daemon that looks its name up (knotd does, for its
+    identity) would wait seconds for the lab's unreachable resolver."""
     name = os.uname().nodename
+    lines = {"localhost": "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n",
+             name: f"127.0.1.1\t{name}\n"}
     try:
         with open(hosts) as f:
             known = {w for line in f if not line.lstrip().startswith("#") for w in line.split()[1:]}
-        if name not in known:
+        if missing := "".join(text for word, text in lines.items() if word not in known):
             with open(hosts, "a") as f:
-                f.write(f"127.0.1.1\t{name}\n")
+                f.write(missing)
     except OSError:
         pass
 

@@ -14,7 +14,7 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-from testbed.agent import nlbatch, nlmsg, nsutil
+from testbed.agent import nlbatch, nldump, nlmsg, nsutil
 from testbed.agent.links import one, route_dst, sync_addresses, sync_routes, vxlan_is
 
 OPS: dict[str, Callable[..., Any]] = {}
@@ -164,15 +164,13 @@ def vxlan(nd: Any, name: str, vni: int, port: int, local: str, uplink: str, mtu:
     if fresh:
         return True
     for family in (socket.AF_INET, socket.AF_INET6):
-        for r in nd.get_routes(family=family, oif=idx):
-            dst = r.get_attr("RTA_DST")
-            if dst and r.get_attr("RTA_GATEWAY") and f"{dst}/{r['dst_len']}" not in want_routes:
-                nd.route("del", dst=f"{dst}/{r['dst_len']}", oif=idx, family=family)
-        for n in nd.get_neighbours(family=family, ifindex=idx):
-            if n.get_attr("NDA_DST") not in want_neigh:
-                nd.neigh("del", ifindex=idx, dst=n.get_attr("NDA_DST"), family=family)
-    for f in nd.fdb("dump", ifindex=idx):
-        mac = f.get_attr("NDA_LLADDR")
-        if mac and mac not in want_fdb and f.get_attr("NDA_DST"):
-            nd.fdb("del", ifindex=idx, lladdr=mac, dst=f.get_attr("NDA_DST"))
+        for dst in nldump.gateway_routes(family, idx):
+            if dst not in want_routes:
+                nd.route("del", dst=dst, oif=idx, family=family)
+        for gw, _ in nldump.neighbours(family, idx):
+            if gw and gw not in want_neigh:
+                nd.neigh("del", ifindex=idx, dst=gw, family=family)
+    for remote, mac in nldump.neighbours(nldump.AF_BRIDGE, idx):
+        if mac and mac not in want_fdb and remote:
+            nd.fdb("del", ifindex=idx, lladdr=mac, dst=remote)
     return False

@@ -33,8 +33,8 @@ from typing import Any
 from testbed.agent import nsutil
 
 WARM = ("__main__", "pods", "netops", "links", "kernel", "libnft", "nftdiff", "iptdiff", "rules", "netstate",
-        "nlbatch", "nlmsg", "readiness", "heartbeat", "supervisor", "workload", "delayer", "processes", "trace",
-        "iproute", "macs", "podhealth", "cni", "cniwire")
+        "nlbatch", "nldump", "nlmsg", "readiness", "heartbeat", "supervisor", "workload", "delayer", "processes",
+        "trace", "iproute", "macs", "podhealth", "cni", "cniwire")
 NAMESPACES = ("ipc", "uts", "net", "mnt")  # the PID namespace is the fork's; the mount namespace goes last
 CLONE_NEWPID = 0x20000000
 M_ARENA_MAX = -8

@@ -148,8 +148,12 @@ def run_node(client: docker.DockerClient, image: str, lab: str, node: str, name:
                                          sysctls=sysctls,
                                          tmpfs=tmpfs, **shared, **SECURITY)
     host_config.update(UNMASKED)
+    # networking disabled, not just "none": the engine then gives the machine its own empty netns without a
+    # libnetwork sandbox, whose teardown deadlocks Docker 20.10's daemon when many machines end at once (the
+    # "none" network's lock against the controller's: moby/moby#46661, fixed after 20.10.24, Debian 12's)
     created = api.create_container(image, name=name, hostname=node, labels={LAB: lab, ROLE: role, NODE: node},
-                                   environment=environment, host_config=host_config, command=command)
+                                   environment=environment, host_config=host_config, command=command,
+                                   network_disabled=True)
     if not local:
         api.put_archive(created["Id"], "/", code_archive())
     api.start(created["Id"])

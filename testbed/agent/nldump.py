@@ -10,38 +10,46 @@ import struct
 from collections.abc import Iterator
 
 from testbed.agent import nlbatch
+from testbed.agent.nlmsg import (
+    AF_BRIDGE,
+    HEADER,
+    NDA_DST,
+    NDA_LLADDR,
+    NDMSG,
+    NLM_F_REQUEST,
+    RT_TABLE_MAIN,
+    RTA_DST,
+    RTA_GATEWAY,
+    RTA_OIF,
+    RTMSG,
+)
 
 RTM_GETROUTE, RTM_GETNEIGH = 26, 30
-NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
+NLM_F_DUMP = 0x300
 NLMSG_ERROR, NLMSG_DONE = 2, 3
-NDA_DST, NDA_LLADDR = 1, 2
-RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_TABLE = 1, 4, 5, 15
-RT_TABLE_MAIN = 254
-AF_BRIDGE = 7
-_HEADER = struct.Struct("=LHHLL")
+RTA_TABLE = 15
 _ATTR = struct.Struct("=HH")
-_NDMSG = struct.Struct("=BBHiHBB")
-_RTMSG = struct.Struct("=BBBBBBBBI")
-_OIF = struct.Struct("=i")
+_I32 = struct.Struct("=i")
+__all__ = ["AF_BRIDGE", "gateway_routes", "neighbours"]
 
 
 def _dump(kind: int, body: bytes) -> Iterator[bytes]:
     """Each answer's payload (what follows its netlink header), until the dump is done."""
     with nlbatch.open_socket() as sock:
-        sock.send(_HEADER.pack(_HEADER.size + len(body), kind, NLM_F_REQUEST | NLM_F_DUMP, 1, 0) + body)
+        sock.send(HEADER.pack(HEADER.size + len(body), kind, NLM_F_REQUEST | NLM_F_DUMP, 1, 0) + body)
         while True:
             buf = sock.recv(1 << 20)
             offset = 0
             while offset < len(buf):
-                length, mtype = _HEADER.unpack_from(buf, offset)[:2]
+                length, mtype = HEADER.unpack_from(buf, offset)[:2]
                 if mtype == NLMSG_DONE:
                     return
                 if mtype == NLMSG_ERROR:
-                    errno = -struct.unpack_from("=i", buf, offset + _HEADER.size)[0]
+                    errno = -struct.unpack_from("=i", buf, offset + HEADER.size)[0]
                     if errno:
                         raise OSError(errno, f"rtnetlink dump {kind}")
                 else:
-                    yield buf[offset + _HEADER.size:offset + length]
+                    yield buf[offset + HEADER.size:offset + length]
                 offset += (length + 3) & ~3
 
 
@@ -63,13 +71,13 @@ def _address(family: int, raw: bytes | None) -> str | None:
 def gateway_routes(family: int, oif: int) -> list[str]:
     """The main table's routes through a gateway out of device oif: their destinations, `ADDRESS/LENGTH`."""
     out = []
-    for payload in _dump(RTM_GETROUTE, _RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0)):
-        rtm_family, dst_len, _, _, table = _RTMSG.unpack_from(payload)[:5]
-        attrs = _attrs(payload, _RTMSG.size)
+    for payload in _dump(RTM_GETROUTE, RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0)):
+        rtm_family, dst_len, _, _, table = RTMSG.unpack_from(payload)[:5]
+        attrs = _attrs(payload, RTMSG.size)
         if RTA_TABLE in attrs:
-            table = _OIF.unpack(attrs[RTA_TABLE])[0]
+            table = _I32.unpack(attrs[RTA_TABLE])[0]
         if table != RT_TABLE_MAIN or RTA_GATEWAY not in attrs or RTA_DST not in attrs or \
-                RTA_OIF not in attrs or _OIF.unpack(attrs[RTA_OIF])[0] != oif:
+                RTA_OIF not in attrs or _I32.unpack(attrs[RTA_OIF])[0] != oif:
             continue
         out.append(f"{_address(rtm_family, attrs[RTA_DST])}/{dst_len}")
     return out
@@ -79,11 +87,11 @@ def neighbours(family: int, ifindex: int) -> list[tuple[str | None, str | None]]
     """The neighbour entries on device ifindex: (destination, link-layer address). With AF_BRIDGE, its forwarding
     database: (the remote's address, MAC)."""
     out = []
-    for payload in _dump(RTM_GETNEIGH, _NDMSG.pack(family, 0, 0, 0, 0, 0, 0)):
-        ndm_family, _, _, index = _NDMSG.unpack_from(payload)[:4]
+    for payload in _dump(RTM_GETNEIGH, NDMSG.pack(family, 0, 0, 0, 0, 0, 0)):
+        ndm_family, _, _, index = NDMSG.unpack_from(payload)[:4]
         if index != ifindex:
             continue
-        attrs = _attrs(payload, _NDMSG.size)
+        attrs = _attrs(payload, NDMSG.size)
         dst = attrs.get(NDA_DST)
         dst_family = socket.AF_INET6 if dst is not None and len(dst) == 16 else socket.AF_INET
         mac = attrs.get(NDA_LLADDR)

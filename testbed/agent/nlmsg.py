@@ -26,9 +26,9 @@ NUD_NOARP, NUD_PERMANENT = 0x40, 0x80
 RTA_DST, RTA_OIF, RTA_GATEWAY = 1, 4, 5
 RT_TABLE_MAIN, RTPROT_STATIC, RT_SCOPE_UNIVERSE, RTN_UNICAST = 254, 4, 0, 1
 AF_BRIDGE = 7
-_HEADER = struct.Struct("=LHHLL")
-_NDMSG = struct.Struct("=BBHiHBB")
-_RTMSG = struct.Struct("=BBBBBBBBI")
+HEADER = struct.Struct("=LHHLL")
+NDMSG = struct.Struct("=BBHiHBB")
+RTMSG = struct.Struct("=BBBBBBBBI")
 _IFINFOMSG = struct.Struct("=BxHiII")
 _IFADDRMSG = struct.Struct("=BBBBi")
 
@@ -48,7 +48,7 @@ def _mac(mac: str) -> bytes:
 
 
 def _message(kind: int, body: bytes, seq: int, flags: int = REPLACE) -> bytes:
-    return _HEADER.pack(_HEADER.size + len(body), kind, flags, seq, 0) + body
+    return HEADER.pack(HEADER.size + len(body), kind, flags, seq, 0) + body
 
 
 def _name(name: str) -> bytes:
@@ -99,7 +99,7 @@ def neigh(ifindex: int, dst: str, lladdr: str, state: int, seq: int = 0, flags: 
           family: int | None = None) -> bytes:
     """`ip neigh replace DST lladdr MAC nud STATE dev IFINDEX` (family: DST's, unless given)."""
     own, raw = _ip(dst)
-    return _message(RTM_NEWNEIGH, _NDMSG.pack(family or own, 0, 0, ifindex, state, flags, 0)
+    return _message(RTM_NEWNEIGH, NDMSG.pack(family or own, 0, 0, ifindex, state, flags, 0)
                     + _attr(NDA_DST, raw) + _attr(NDA_LLADDR, _mac(lladdr)), seq)
 
 
@@ -115,7 +115,7 @@ def route(dst: str, gateway: str | None, oif: int | None, flags: int = 0, seq: i
     network, _, length = dst.partition("/")
     family, raw = _ip(network)
     prefix = int(length) if length else (128 if family == socket.AF_INET6 else 32)
-    body = _RTMSG.pack(family, prefix, 0, 0, RT_TABLE_MAIN, proto, RT_SCOPE_UNIVERSE, RTN_UNICAST, flags)
+    body = RTMSG.pack(family, prefix, 0, 0, RT_TABLE_MAIN, proto, RT_SCOPE_UNIVERSE, RTN_UNICAST, flags)
     body += _attr(RTA_DST, raw) if prefix else b""
     body += _attr(RTA_GATEWAY, _ip(gateway)[1]) if gateway else b""
     return _message(RTM_NEWROUTE, body + (_attr(RTA_OIF, struct.pack("=i", oif)) if oif else b""), seq, how)

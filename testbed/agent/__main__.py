@@ -160,7 +160,7 @@ class Agent:
         return await self.tracer.start(req.protocol, req.sport)
 
     async def trace_stop(self, req: protocol.TraceStop) -> Any:
-        return await self.tracer.stop(req.protocol, req.sport, req.addresses)
+        return await self.tracer.stop(req.protocol, req.sport, req.addresses, req.seen)
 
     @property
     def tracer(self) -> Any:

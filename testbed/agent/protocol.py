@@ -118,6 +118,7 @@ class TraceStop:
     protocol: str = ""
     sport: int = 0
     addresses: list[str] = field(default_factory=list)
+    seen: bool = False  # the packet began here: wait for its lines as long as a busy machine may take
 
 
 @dataclass

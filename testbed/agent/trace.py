@@ -18,6 +18,7 @@ from tenacity import AsyncRetrying, retry_if_result, stop_after_delay, wait_fixe
 FAMILY, TABLE = "inet", "testbed-trace"
 PRIORITY = -350  # before conntrack (-200) and every other table
 NFTRACE_GROUP = 1 << (9 - 1)  # NFNLGRP_NFTRACE, in /proc/net/netlink's group mask
+SEEN_WAIT = 3.0  # seconds the machine a traced packet began on waits for its monitor to write (0.4 elsewhere)
 
 
 def table(protocol: str, sport: int) -> str:
@@ -45,12 +46,13 @@ class Tracer:
         await self.nft(f"table {FAMILY} {TABLE}\ndelete table {FAMILY} {TABLE}\n" + table(protocol, sport))
         return {"tracing": True}
 
-    async def stop(self, protocol: str = "", sport: int = 0, addresses: list[str] | None = None) -> dict[str, Any]:
+    async def stop(self, protocol: str = "", sport: int = 0, addresses: list[str] | None = None,
+                   seen: bool = False) -> dict[str, Any]:
         with contextlib.suppress(RuntimeError):
             await self.nft(f"table {FAMILY} {TABLE}\ndelete table {FAMILY} {TABLE}\n")
         if self.output:  # the monitor writes what the kernel queued for it, then the file stops growing (a
             sizes: list[int] = []  # machine the packet never crossed has nothing to write: it waits the longest)
-            await _until(lambda: _quiet(self.output or "", sizes), 0.4)
+            await _until(lambda: _quiet(self.output or "", sizes), SEEN_WAIT if seen else 0.4)
         if self.monitor is not None and self.monitor.returncode is None:
             self.monitor.terminate()
             await self.monitor.wait()

@@ -106,11 +106,16 @@ def trace(plan: Plan, source: str, target: str, protocol: str = "tcp", timeout: 
     began = time.monotonic()
     try:
         result = probing.connect(plan, source, host, port, protocol, timeout, sport)
-    finally:  # each agent waits for its monitor to write the last lines
-        addresses = _candidates(plan, host, port)
-        got = dict(zip(machines, each(lambda m: obs.call(m, "trace_stop", cache=False, protocol=protocol,
-                                                         sport=sport, addresses=addresses), machines),
-                       strict=True))
+    finally:  # each agent waits for its monitor to write the last lines: the machine the packet began on first,
+        addresses = _candidates(plan, host, port)  # as long as its monitor takes (a loaded machine's writes
+        # late), so that every other monitor has had that long too
+
+        def stop(m: str) -> dict[str, Any]:
+            return obs.call(m, "trace_stop", cache=False, protocol=protocol, sport=sport, addresses=addresses,
+                            seen=m == start_machine)
+
+        first = {start_machine: stop(start_machine)} if start_machine in machines else {}
+        got = first | dict(zip(rest := [m for m in machines if m not in first], each(stop, rest), strict=True))
     return _assemble(plan, source, src_pod, host, port, protocol, result, start_machine, got, states,
                      time.monotonic() - began)
 

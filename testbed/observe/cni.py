@@ -16,7 +16,7 @@ from typing import Any
 from testbed import lab, state
 from testbed.actions import each
 from testbed.agent.cnitest import small_range
-from testbed.checks import AGENT_WAIT, Observation
+from testbed.checks import Observation
 from testbed.errors import InvalidInput, NotFound, Problem
 from testbed.model.cni import check as check_files
 from testbed.network.cni import known_bug
@@ -25,6 +25,7 @@ from testbed.plan.cluster import Plan
 from testbed.runtime import podexec
 
 CHECK_WAIT = 0.5  # seconds per pod a CNI CHECK may take on a loaded machine (four plugin execs)
+LOCK_WAIT = 15.0  # seconds first: the agent may be in a sync the control plane started (an apply's readiness)
 PRESETS = {
     "builtin": {"cniVersion": "1.1.0", "name": "cnitest", "plugins": [
         {"type": "testbed", "bridge": "cni0",
@@ -47,7 +48,7 @@ def check(name: str) -> list[dict[str, Any]]:
     by_netns = {p.netns: p for p in plan.pods}
     # CHECK execs every plugin of the chain for each pod: the agent gets time for that, each node at once
     most = max(Counter(p.node for p in plan.pods).values(), default=0)
-    obs = Observation(plan, wait=AGENT_WAIT + CHECK_WAIT * most)
+    obs = Observation(plan, wait=LOCK_WAIT + CHECK_WAIT * most)
     replies = dict(zip([n.name for n in plan.nodes],
                        each(lambda n: obs.call(n.name, "cni_check"), plan.nodes), strict=True))
     out = []

@@ -1,8 +1,6 @@
-"""Pods inside one node: a named netns, a veth to the node bridge, addresses, routes and workload sockets.
-
-The host sends the full desired list; sync() makes the node match it. A pod whose spec is unchanged is left
-alone (its sockets are reopened if the agent restarted), a changed one is recreated, an unlisted one removed.
-"""
+"""Pods inside one node: a named netns, a veth to the node bridge, addresses, routes and workload sockets. The
+host sends the full desired list; sync() makes the node match it: an unchanged pod is left alone (its sockets
+reopened if the agent restarted), a changed one recreated, an unlisted one removed."""
 
 from __future__ import annotations
 
@@ -293,9 +291,9 @@ class PodManager:
             f.write(spec["resolv"])
 
     async def release(self, keep: list[str]) -> int:
-        """The pods not in keep let go at once, not waited for (the sync that follows waits): every node does it
-        together before a big delete, so the kernel destroys the netns in few batches (each walks every netns
-        that outlives it: node after node, deleting 10,000 pods was quadratic)."""
+        """The pods not in keep let go at once, not waited for (the next sync waits): every node does it together
+        before a big delete, so the kernel destroys the netns in few batches (each walks every netns that
+        outlives it: node after node, deleting 10,000 pods was quadratic)."""
         kept = set(keep)
         going = [name for name in self._load_registry() | dict.fromkeys(self.pods) if name not in kept]
         await self._let_go([pod for name in going if (pod := self.pods.get(name))])

@@ -19,6 +19,8 @@ def fdb(idx, mac, remote):  # as the agent writes a peer's entry (netops.vxlan)
 for scope in ("all", "default"):  # a host may have turned IPv6 off for new namespaces
     with open(f"/proc/sys/net/ipv6/conf/{scope}/disable_ipv6", "w") as f:
         f.write("0")
+with open("/proc/sys/net/ipv6/conf/default/addr_gen_mode", "w") as f:  # no link-local address, so no multicast
+    f.write("1")  # report, whose neighbour entries would come while the two readings run
 with IPRoute() as ip:
     ip.link("add", ifname="vx", kind="vxlan", vxlan_id=7, vxlan_port=8472, vxlan_learning=0)
     ip.link("add", ifname="other", kind="vxlan", vxlan_id=8, vxlan_port=8473)

@@ -291,9 +291,8 @@ class PodManager:
             f.write(spec["resolv"])
 
     async def release(self, keep: list[str]) -> int:
-        """The pods not in keep let go at once, not waited for (the next sync waits): every node does it together
-        before a big delete, so the kernel destroys the netns in few batches (each walks every netns that
-        outlives it: node after node, deleting 10,000 pods was quadratic)."""
+        """The pods not in keep let go at once, unwaited (the next sync waits): all nodes together before a big
+        delete, so the kernel destroys the netns in few batches (each walks every netns that outlives it)."""
         kept = set(keep)
         going = [name for name in self._load_registry() | dict.fromkeys(self.pods) if name not in kept]
         await self._let_go([pod for name in going if (pod := self.pods.get(name))])

@@ -23,6 +23,7 @@ from testbed.policy.evaluate import decide
 from testbed.runtime import podexec, probing
 
 MAX_HOPS = 8
+TRIES = 3  # traced connections when the source port cannot be had
 
 
 def _addresses(plan: Plan) -> dict[str, str]:
@@ -98,12 +99,25 @@ def trace(plan: Plan, source: str, target: str, protocol: str = "tcp", timeout: 
         host = _resolve(plan, source, host)
     container, src_pod = podexec.resolve(plan, source)
     start_machine = src_pod.node if src_pod else next(m.name for m in plan.machines() if m.container == container)
-    sport = random.randint(40000, 60999)
     obs = Observation(plan)
     machines = [m.name for m in plan.machines() if obs.running(m.name)]
     states = obs.ask_all("inspect", machines)
-    each(lambda m: obs.call(m, "trace_start", cache=False, protocol=protocol, sport=sport), machines)
     began = time.monotonic()
+    for _ in range(TRIES):
+        # above the kernel's ephemeral range (32768-60999), where no connection of the source's own can hold the
+        # port: one in TIME_WAIT there made the bind fail, and the packet was never sent
+        sport = random.randint(61000, 65535)
+        result, got = _follow(plan, obs, machines, source, start_machine, host, port, protocol, timeout, sport)
+        if result["result"] != "error" or "address" not in result.get("error", "").lower():
+            break
+    return _assemble(plan, source, src_pod, host, port, protocol, result, start_machine, got, states,
+                     time.monotonic() - began)
+
+
+def _follow(plan: Plan, obs: Observation, machines: list[str], source: str, start_machine: str, host: str,
+            port: int, protocol: str, timeout: float, sport: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One traced connection: what it met, and what each machine saw of it."""
+    each(lambda m: obs.call(m, "trace_start", cache=False, protocol=protocol, sport=sport), machines)
     try:
         result = probing.connect(plan, source, host, port, protocol, timeout, sport)
     finally:  # each agent waits for its monitor to write the last lines: the machine the packet began on first,
@@ -116,8 +130,7 @@ def trace(plan: Plan, source: str, target: str, protocol: str = "tcp", timeout: 
 
         first = {start_machine: stop(start_machine)} if start_machine in machines else {}
         got = first | dict(zip(rest := [m for m in machines if m not in first], each(stop, rest), strict=True))
-    return _assemble(plan, source, src_pod, host, port, protocol, result, start_machine, got, states,
-                     time.monotonic() - began)
+    return result, got
 
 
 def _resolve(plan: Plan, source: str, name: str) -> str:
@@ -200,7 +213,8 @@ def _verdict(plan: Plan, source: str, src_pod: PodPlan | None, host: str, port: 
                "dropped": f"dropped at {at}: {last}", "rejected": f"rejected at {at}: {last}",
                "no route": f"no route at {at}: {last}",
                "no answer": f"no answer: the packet left towards {reached or host} and nothing came back",
-               "lost": "the packet was not seen by any machine"}[end]
+               "lost": f"the source could not send it: {result.get('error')}" if result["result"] == "error"
+               else "the packet was not seen by any machine"}[end]
     return {"from": source, "to": host, "port": port, "protocol": protocol, "result": result["result"],
             "answeredBy": result.get("pod"), "sourceSeen": result.get("client"), "ms": result.get("ms"),
             "end": end, "summary": summary, "hops": hops, "model": model, "network": plan.topology.networking.network,

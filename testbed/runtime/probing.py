@@ -26,7 +26,8 @@ try:
     out["address"] = addr[0]
     s = socket.socket(family, kind, socket.IPPROTO_SCTP if proto == "sctp" else 0)
     s.settimeout(timeout)
-    if sport:  # a traced flow: the port the tracing rules know it by
+    if sport:  # a traced flow: the port the tracing rules know it by (an earlier trace's TIME_WAIT does not hold it)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", sport))
     if proto == "udp":
         s.connect(addr)

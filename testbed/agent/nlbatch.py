@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import socket
 import struct
+from collections.abc import Iterator
 
 NETLINK_ROUTE = 0
 NLMSG_ERROR = 2
 HEADER = struct.Struct("=LHHLL")
+ERRNO = struct.Struct("=i")
 
 
 def count(data: bytes) -> int:
@@ -27,15 +29,25 @@ def send(sock: socket.socket, data: bytes) -> list[int]:
     """Write the batch, return each request's errno (0 for success), in order."""
     sock.send(data)
     want, errors = count(data), []
-    while len(errors) < want:
+    if want:
+        for kind, payload in replies(sock):
+            if kind == NLMSG_ERROR:
+                errors.append(-ERRNO.unpack_from(payload)[0])
+                if len(errors) == want:
+                    break
+    return errors
+
+
+def replies(sock: socket.socket) -> Iterator[tuple[int, bytes]]:
+    """Each message the kernel answers with, as it comes: its type and what follows its header (a dump's
+    messages never exceed 32 KiB a read)."""
+    while True:
         buf = sock.recv(65536)
         offset = 0
         while offset < len(buf):
-            length, kind, _, _, _ = HEADER.unpack_from(buf, offset)
-            if kind == NLMSG_ERROR:
-                errors.append(-struct.unpack_from("=i", buf, offset + HEADER.size)[0])
+            length, kind = HEADER.unpack_from(buf, offset)[:2]
+            yield kind, buf[offset + HEADER.size:offset + length]
             offset += (length + 3) & ~3
-    return errors
 
 
 def open_socket() -> socket.socket:

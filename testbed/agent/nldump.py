@@ -37,20 +37,13 @@ def _dump(kind: int, body: bytes) -> Iterator[bytes]:
     """Each answer's payload (what follows its netlink header), until the dump is done."""
     with nlbatch.open_socket() as sock:
         sock.send(HEADER.pack(HEADER.size + len(body), kind, NLM_F_REQUEST | NLM_F_DUMP, 1, 0) + body)
-        while True:
-            buf = sock.recv(1 << 20)
-            offset = 0
-            while offset < len(buf):
-                length, mtype = HEADER.unpack_from(buf, offset)[:2]
-                if mtype == NLMSG_DONE:
-                    return
-                if mtype == NLMSG_ERROR:
-                    errno = -struct.unpack_from("=i", buf, offset + HEADER.size)[0]
-                    if errno:
-                        raise OSError(errno, f"rtnetlink dump {kind}")
-                else:
-                    yield buf[offset + HEADER.size:offset + length]
-                offset += (length + 3) & ~3
+        for mtype, payload in nlbatch.replies(sock):
+            if mtype == NLMSG_DONE:
+                return
+            if mtype != NLMSG_ERROR:
+                yield payload
+            elif errno := -nlbatch.ERRNO.unpack_from(payload)[0]:
+                raise OSError(errno, f"rtnetlink dump {kind}")
 
 
 def _attrs(payload: bytes, start: int) -> dict[int, bytes]:

@@ -17,7 +17,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
-from tenacity import retry, retry_if_result, stop_after_delay, wait_exponential, wait_fixed
+from tenacity import Retrying, retry_if_result, stop_after_delay, wait_exponential
 
 from testbed.actions import Change, Context, each
 from testbed.agent.processes import process_name
@@ -242,7 +242,7 @@ class ClusterDNS(Installer):
                 return None
             machine = podexec.running(plan.node(pod.node).container, pod, obs.provider)
             return ok("cluster DNS", pod.key, f"{pod.key} on {pod.node} answers ({pod.ipv4})") \
-                if _settled(machine, pod, zone) else \
+                if _answers_within(machine, pod, zone, SILENT) else \
                 fail("cluster DNS", pod.key, f"DNS server {pod.key} on {pod.node} does not answer on {pod.ipv4}:53",
                      [f"dig @{pod.ipv4} dns-version.{zone} TXT: no answer for {SILENT} s"],
                      f"`testbed logs {pod.key}`; {HEAL} (it restarts a server that does not answer)")
@@ -311,25 +311,19 @@ def _heal(ctx: Context) -> int:
     return sum(each(one, _servers(ctx.plan)))
 
 
-@retry(retry=retry_if_result(lambda ok: not ok), stop=stop_after_delay(20),
-       wait=wait_exponential(multiplier=0.02, max=0.5), retry_error_callback=lambda state: state.outcome.result())
-def _check(machine: Any, pod: Any, zone: str) -> bool:
-    return _answers(machine, pod, zone)
-
-
 SILENT = 6  # seconds without an answer after which a check reports a server silent
 
 
-@retry(retry=retry_if_result(lambda ok: not ok), stop=stop_after_delay(SILENT), wait=wait_fixed(0.5),
-       retry_error_callback=lambda state: state.outcome.result())
-def _settled(machine: Any, pod: Any, zone: str) -> bool:
-    """Whether the server answers within SILENT seconds: a check right after a sync may meet a server the
-    control plane is restarting (seen once in CI right after a lab switched its pod network), which is not
-    one that stopped."""
-    return _answers(machine, pod, zone)
+def _answers_within(machine: Any, pod: Any, zone: str, seconds: float) -> bool:
+    """Whether the server answers within seconds: one starting loads its zones first, and a check right after a
+    sync may meet a server the control plane is restarting (seen once in CI right after a lab switched its pod
+    network), which is not one that stopped."""
+    retrying = Retrying(retry=retry_if_result(lambda ok: not ok), stop=stop_after_delay(seconds),
+                        wait=wait_exponential(multiplier=0.02, max=0.5), retry_error_callback=lambda _: False)
+    return bool(retrying(_answers, machine, pod, zone))
 
 
 def _answering(machine: Any, pod: Any, zone: str) -> None:
     """`up` returns once each DNS pod answers (it may have started before its configuration was written)."""
-    if not _check(machine, pod, zone):
+    if not _answers_within(machine, pod, zone, 20):
         raise TestbedError(f"DNS pod {pod.key} does not answer; see `testbed logs {pod.key}`")

@@ -111,6 +111,7 @@ def _netns_fd(path: str) -> int:
 def add(conf: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
     from testbed.agent import nsutil
     from testbed.agent.iproute import IPRoute
+    from testbed.agent.nlmsg import ONE_QUEUE
 
     container, ifname, netns = env["CNI_CONTAINERID"], env["CNI_IFNAME"], env.get("CNI_NETNS", "")
     ipam = Ipam(conf["name"], conf.get("ipam") or {})
@@ -126,8 +127,8 @@ def add(conf: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
                 ipr.link("set", index=ipr.link_lookup(ifname=name)[0], state="up")
             bridge = ipr.link_lookup(ifname=name)
             if not ipr.link_lookup(ifname=veth):
-                ipr.link("add", ifname=veth, kind="veth", mtu=mtu, peer={"ifname": ifname, "net_ns_fd": fd,
-                                                                          "mtu": mtu, "address": mac})
+                ipr.link("add", ifname=veth, kind="veth", mtu=mtu, **ONE_QUEUE,
+                         peer={"ifname": ifname, "net_ns_fd": fd, "mtu": mtu, "address": mac, **ONE_QUEUE})
             index = ipr.link_lookup(ifname=veth)[0]
             ipr.link("set", index=index, master=bridge[0], state="up")
             if conf.get("isGateway", True):  # the pods' gateway lives on the bridge, as the bridge plugin's

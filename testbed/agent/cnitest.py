@@ -26,6 +26,7 @@ from typing import Any
 from testbed.agent import nsutil
 from testbed.agent.cni import Attachment, CniError, Runtime, addresses, fill, load_network
 from testbed.agent.iproute import IPRoute
+from testbed.agent.nlmsg import ONE_QUEUE
 
 WORK = "/run/testbed/cnitest"
 TIMEOUT = 10.0
@@ -257,7 +258,8 @@ def setup(tiny: str) -> None:
     fd = os.open(f"/run/netns/{NODE_NS}", os.O_RDONLY)
     try:
         with IPRoute() as ipr:
-            ipr.link("add", ifname=NODE_SIDE, kind="veth", peer={"ifname": UPLINK, "net_ns_fd": fd})
+            ipr.link("add", ifname=NODE_SIDE, kind="veth", **ONE_QUEUE,
+                     peer={"ifname": UPLINK, "net_ns_fd": fd, **ONE_QUEUE})
             index = ipr.link_lookup(ifname=NODE_SIDE)[0]
             ipr.addr("add", index=index, address=LINK[0], prefixlen=30)
             ipr.link("set", index=index, state="up")

@@ -17,6 +17,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_fixed
 
 from testbed.agent import nsutil
 from testbed.agent.links import one, sync_addresses, vxlan_is
+from testbed.agent.nlmsg import ONE_QUEUE
 
 
 def _bridge(fab: Any, name: str, mtu: int) -> int:
@@ -111,9 +112,9 @@ def wire(bridge: str, mtu: int, ports: list[dict[str, Any]], stitch: dict[str, A
                         fab.link("del", index=mine)
                     fd = os.open(path, os.O_RDONLY)
                     try:
-                        fab.link("add", ifname=port["segment_if"], kind="veth", mtu=mtu,
+                        fab.link("add", ifname=port["segment_if"], kind="veth", mtu=mtu, **ONE_QUEUE,
                                  peer={"ifname": port["ifname"], "net_ns_fd": fd, "mtu": mtu,
-                                       "address": port["mac"]})
+                                       "address": port["mac"], **ONE_QUEUE})
                     finally:
                         os.close(fd)
                     added += 1

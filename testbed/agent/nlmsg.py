@@ -17,6 +17,7 @@ REPLACE = SET | NLM_F_REPLACE | NLM_F_CREATE  # what `ip ... replace` asks
 ADD = SET | NLM_F_EXCL | NLM_F_CREATE  # `ip ... add`
 IFF_UP = 0x1
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER, IFLA_LINKINFO, IFLA_AF_SPEC, IFLA_NET_NS_FD = 1, 3, 4, 10, 18, 26, 28
+IFLA_NUM_TX_QUEUES, IFLA_NUM_RX_QUEUES = 31, 32
 IFLA_INET6_ADDR_GEN_MODE, IN6_ADDR_GEN_MODE_NONE = 8, 1
 IFLA_INFO_KIND, IFLA_INFO_DATA, IFLA_INFO_SLAVE_DATA, VETH_INFO_PEER, IFLA_BRPORT_MODE = 1, 2, 5, 1, 4
 IFA_ADDRESS, IFA_LOCAL, IFA_FLAGS = 1, 2, 8
@@ -55,15 +56,26 @@ def _name(name: str) -> bytes:
     return name.encode() + b"\0"
 
 
+ONE_QUEUE = {"num_tx_queues": 1, "num_rx_queues": 1}  # the same, for a veth pyroute2 makes
+
+
+def one_queue() -> bytes:
+    """One transmit and one receive queue, asked at creation: a veth is made with one of each per CPU and then
+    cut to one, and that cut waits for an RCU grace period while it holds the RTNL lock, which every other
+    link, address and namespace change on the machine waits for (1.1 ms a veth here, 0.26 ms without it)."""
+    return _attr(IFLA_NUM_TX_QUEUES, struct.pack("=I", 1)) + _attr(IFLA_NUM_RX_QUEUES, struct.pack("=I", 1))
+
+
 def veth(name: str, mtu: int, master: int, peer: str, peer_netns_fd: int, peer_mac: str) -> bytes:
-    """`ip link add NAME mtu MTU master MASTER up type veth peer name PEER netns FD address MAC mtu MTU`."""
+    """`ip link add NAME mtu MTU master MASTER numtxqueues 1 numrxqueues 1 up type veth peer name PEER netns FD
+    address MAC mtu MTU numtxqueues 1 numrxqueues 1`."""
     peer_body = _IFINFOMSG.pack(0, 0, 0, 0, 0) + _attr(IFLA_IFNAME, _name(peer)) \
         + _attr(IFLA_NET_NS_FD, struct.pack("=I", peer_netns_fd)) + _attr(IFLA_MTU, struct.pack("=I", mtu)) \
-        + _attr(IFLA_ADDRESS, _mac(peer_mac))
+        + _attr(IFLA_ADDRESS, _mac(peer_mac)) + one_queue()
     info = _attr(IFLA_INFO_KIND, _name("veth")) + _attr(IFLA_INFO_DATA, _attr(VETH_INFO_PEER, peer_body))
     body = _IFINFOMSG.pack(0, 0, 0, IFF_UP, IFF_UP) + _attr(IFLA_IFNAME, _name(name)) \
         + _attr(IFLA_MTU, struct.pack("=I", mtu)) + _attr(IFLA_MASTER, struct.pack("=I", master)) \
-        + _attr(IFLA_LINKINFO, info)
+        + one_queue() + _attr(IFLA_LINKINFO, info)
     return _message(RTM_NEWLINK, body, 0, ADD)
 
 

@@ -72,8 +72,10 @@ def test_a_pod_veth_born_enslaved_up_with_its_peer_in_the_pod():
     try:
         mine = nlmsg.veth("tbabc", 1450, 3, "eth0", fd, "0a:58:0a:f4:01:05")
         theirs = _pyroute2(lambda b: b.link("add", ifname="tbabc", kind="veth", mtu=1450, master=3, state="up",
+                                            num_tx_queues=1, num_rx_queues=1,
                                             peer={"ifname": "eth0", "net_ns_fd": fd, "mtu": 1450,
-                                                  "address": "0a:58:0a:f4:01:05"}))
+                                                  "address": "0a:58:0a:f4:01:05", "num_tx_queues": 1,
+                                                  "num_rx_queues": 1}))
     finally:
         os.close(fd)
     assert _whole(ifinfmsg, mine) == _whole(ifinfmsg, theirs)

@@ -91,3 +91,33 @@ def test_trace_from_the_command_line_and_to_nowhere(routed):
     human = subprocess.run([sys.executable, "-m", "testbed", "trace", "--lab", lab.name, "a",
                             f"{lab.pod('b').ipv4}:8080"], capture_output=True, text=True, check=False)
     assert human.returncode == 0 and "delivered to" in human.stdout and "VXLAN to node2" in human.stdout
+
+
+HOLD = """import socket, sys, time  # testbed-hold-ports
+held = []
+for port in range(61000, 65536):
+    s = socket.socket()
+    s.bind(("0.0.0.0", port))
+    held.append(s)
+open(sys.argv[1], "w").close()
+time.sleep(30)
+"""
+
+
+def test_a_source_that_cannot_have_its_port_says_so_and_then_traces(routed, tmp_path):
+    """Every port a trace may take held in the source pod (above the ephemeral range, so that none of the pod's
+    own connections holds one): the send fails, and the report says why rather than "not seen"."""
+    lab = routed("vxlan")
+    marker = f"/tmp/held-{tmp_path.name}"
+    wait = 'python3 -c "$1" "$2" > /dev/null 2>&1 & i=0; while [ ! -e "$2" ] && [ $i -lt 200 ]; do sleep 0.05; ' \
+           'i=$((i+1)); done; [ -e "$2" ]'
+    assert lab.exec("a", ["sh", "-c", wait, "sh", HOLD, marker]).exit_code == 0
+    try:
+        report = trace(lab.plan, "a", f"{lab.pod('b').ipv4}:8080", timeout=1)
+        assert report["result"] == "error" and report["end"] == "lost"
+        assert report["summary"] == "the source could not send it: Address already in use"
+    finally:
+        lab.exec("a", ["pkill", "-f", "testbed-hold-ports"])
+        lab.exec("a", ["rm", "-f", marker])
+    report = trace(lab.plan, "a", f"{lab.pod('b').ipv4}:8080", timeout=1)
+    assert report["end"] == "delivered" and report["result"] == "connected", report["summary"]

@@ -128,6 +128,15 @@ def ipv6_on() -> None:
     write_sysctl("net.ipv6.conf.all.disable_ipv6", 0)
 
 
+def quiet_ipv6(dev: str) -> None:
+    """No duplicate-address detection and no router solicitations from dev (before it comes up): a pod's
+    bridge floods each of those multicast packets to every other pod on the node, through br_netfilter, so
+    their cost grows with the square of the pods on a node. Its addresses are the lab's to give, and its
+    routes come with it."""
+    for knob in ("accept_dad", "router_solicitations"):
+        write_sysctl(f"net.ipv6.conf.{dev}.{knob}", 0)
+
+
 def write_sysctl(name: str, value: str | int) -> None:
     """Write a sysctl of the calling thread's netns (net.* under /proc/sys resolves per thread)."""
     with open("/proc/sys/" + name.replace(".", "/"), "w") as f:

@@ -233,6 +233,7 @@ class PodManager:
         with nsutil.entered(path):
             if spec.get("ipv6"):  # a new netns has IPv6 on, unless the kernel was booted with it off
                 nsutil.ipv6_on()
+                nsutil.quiet_ipv6("eth0")
             sock = nlbatch.open_socket()
         with sock:
             # in a fresh netns lo is 1 and the first device made there is 2; look it up if that ever differs

@@ -1,5 +1,8 @@
 """Real packets through the lab: pod↔pod on one node and across nodes, v4 and v6, TCP and UDP, node→pod."""
 
+import time
+from ipaddress import ip_address
+
 import pytest
 from conftest import curl, url
 
@@ -151,3 +154,36 @@ def test_a_host_port_answers_on_its_nodes_address_from_outside_and_from_the_node
         assert ext.exec_run(["curl", "-s", "--max-time", "2", f"http://{other.underlay_ip}:8099/"]).exit_code != 0
     finally:
         lab.delete(tmp_path / "hp.yaml")
+
+
+QUIET = """apiVersion: v1
+kind: Pod
+metadata: {name: quiet}
+spec: {nodeName: node1, containers: [{name: c}]}
+"""
+
+
+def test_a_new_dual_stack_pod_floods_no_dad_or_router_solicitation(testbed_lab, tmp_path):
+    """A node's bridge floods every multicast packet to each of its pods (no querier): the lab gives a pod its
+    addresses and routes, so the pod's eth0 sends no duplicate-address probe and no router solicitation."""
+    import docker
+
+    lab = testbed_lab
+    node = docker.from_env().containers.get(lab.plan.node("node1").container)
+    # DAD probes (135, from ::) and solicitations (133) come within about 3 s of the link's up
+    node.exec_run(["sh", "-c", "timeout 7 tcpdump -i cni0 -nn -l 'icmp6 and (ip6[40] == 133 or ip6[40] == 135)' "
+                               f"> /tmp/{tmp_path.name}.txt 2>&1"], detach=True)
+    time.sleep(0.5)
+    (tmp_path / "quiet.yaml").write_text(QUIET)
+    lab.apply(tmp_path / "quiet.yaml")
+    try:
+        pod = next(p for p in lab.plan.pods if p.key == "default/quiet")
+        v4 = ip_address(pod.ipv4).packed  # its MAC is 0a:58 and its IPv4 address; its link-local the EUI-64
+        link_local = str(ip_address(b"\xfe\x80" + bytes(6) + bytes([0x08, 0x58, v4[0]]) + b"\xff\xfe" + v4[1:]))
+        time.sleep(6.5)
+        seen = node.exec_run(["cat", f"/tmp/{tmp_path.name}.txt"]).output.decode()
+        assert "listening on cni0" in seen, seen
+        assert link_local not in seen, seen
+    finally:
+        lab.delete(tmp_path / "quiet.yaml")
+        node.exec_run(["rm", "-f", f"/tmp/{tmp_path.name}.txt"])

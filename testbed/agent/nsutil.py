@@ -118,23 +118,17 @@ def remove_named(path: str) -> None:
         os.unlink(path)
 
 
-def ipv6_on() -> None:
+def ipv6_on(quiet: str = "") -> None:
     """IPv6 on in the calling thread's netns, read first: the write retries its syscall until it gets the RTNL
-    lock, spinning while other agents hold it."""
-    path = "/proc/sys/net/ipv6/conf/all/disable_ipv6"
-    with open(path) as f:
-        if f.read().strip() == "0":
-            return
-    write_sysctl("net.ipv6.conf.all.disable_ipv6", 0)
-
-
-def quiet_ipv6(dev: str) -> None:
-    """No duplicate-address detection and no router solicitations from dev (before it comes up): a pod's
-    bridge floods each of those multicast packets to every other pod on the node, through br_netfilter, so
-    their cost grows with the square of the pods on a node. Its addresses are the lab's to give, and its
-    routes come with it."""
-    for knob in ("accept_dad", "router_solicitations"):
-        write_sysctl(f"net.ipv6.conf.{dev}.{knob}", 0)
+    lock, spinning while other agents hold it. quiet: a device (not up yet) that sends no duplicate-address
+    probe and no router solicitation: a pod's bridge floods each to every other pod on the node, through
+    br_netfilter, a cost that grows with the square of a node's pods; the lab gives its addresses and routes."""
+    with open("/proc/sys/net/ipv6/conf/all/disable_ipv6") as f:
+        off = f.read().strip() != "0"
+    if off:
+        write_sysctl("net.ipv6.conf.all.disable_ipv6", 0)
+    for knob in ("accept_dad", "router_solicitations") if quiet else ():
+        write_sysctl(f"net.ipv6.conf.{quiet}.{knob}", 0)
 
 
 def write_sysctl(name: str, value: str | int) -> None:

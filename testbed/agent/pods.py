@@ -232,8 +232,7 @@ class PodManager:
         # pod side, one write on a socket opened in the pod
         with nsutil.entered(path):
             if spec.get("ipv6"):  # a new netns has IPv6 on, unless the kernel was booted with it off
-                nsutil.ipv6_on()
-                nsutil.quiet_ipv6("eth0")
+                nsutil.ipv6_on(quiet="eth0")
             sock = nlbatch.open_socket()
         with sock:
             # in a fresh netns lo is 1 and the first device made there is 2; look it up if that ever differs
@@ -249,9 +248,8 @@ class PodManager:
         through this node's bridge address, as Calico wires pods; the others get the bridge's subnet."""
         routed = bool(spec.get("routed"))
         # a single-stack pod's eth0 gets no link-local address (first: its EAFNOSUPPORT, on a kernel without
-        # IPv6, is no failure): its duplicate-address detection and multicast reports would cost the kernel's
-        # workers milliseconds of CPU per pod. Not through the disable_ipv6 sysctl: its write retries the whole
-        # syscall until it gets the RTNL lock, spinning while 200 agents wire pods (a third of the CPU there)
+        # IPv6, is no failure), nor its DAD and multicast reports; not by the disable_ipv6 sysctl, whose write
+        # spins for the RTNL lock while 200 agents wire pods (a third of the CPU there)
         batch = [] if spec.get("ipv6") else [nlmsg.no_link_local(eth0)]
         batch += [nlmsg.link_up(1), nlmsg.addr(eth0, spec["ipv4"], 32 if routed else net["prefix4"])]
         if spec.get("ipv6"):

@@ -56,14 +56,14 @@ def _name(name: str) -> bytes:
     return name.encode() + b"\0"
 
 
-ONE_QUEUE = {"num_tx_queues": 1, "num_rx_queues": 1}  # the same, for a veth pyroute2 makes
-
-
 def one_queue() -> bytes:
     """One transmit and one receive queue, asked at creation: a veth is made with one of each per CPU and then
     cut to one, and that cut waits for an RCU grace period while it holds the RTNL lock, which every other
     link, address and namespace change on the machine waits for (1.1 ms a veth here, 0.26 ms without it)."""
     return _attr(IFLA_NUM_TX_QUEUES, struct.pack("=I", 1)) + _attr(IFLA_NUM_RX_QUEUES, struct.pack("=I", 1))
+
+
+ONE_QUEUE = {"num_tx_queues": 1, "num_rx_queues": 1}  # one_queue(), for a veth pyroute2 makes
 
 
 def veth(name: str, mtu: int, master: int, peer: str, peer_netns_fd: int, peer_mac: str) -> bytes:

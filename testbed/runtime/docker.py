@@ -27,6 +27,7 @@ LAB = "testbed.lab"
 ROLE = "testbed.role"
 NODE = "testbed.node"
 HALT_WAIT = 120  # seconds a killed machine may take to end before it is removed by force anyway
+ROUNDS = 3  # listings a removal makes at most, while containers still appear
 
 # privileged mode fails on hosts whose bounding set lacks CAP_SYS_RESOURCE; explicit grants work everywhere and
 # say what a node needs
@@ -204,8 +205,26 @@ def _halt(client: docker.DockerClient, found: list[Container]) -> set[str]:
 def remove_lab(client: docker.DockerClient, lab: str, local: bool = True) -> int:
     from docker.errors import NotFound
 
-    # sparse: the listing alone, not an inspection of each container in turn (a second at 200 nodes)
-    found = client.containers.list(all=True, filters={"label": f"{LAB}={lab}"}, sparse=True, ignore_removed=True)
+    removed = 0
+    # again until a listing finds none: an `up` killed mid-way may have left a create in the engine, which makes
+    # its container after the first listing (seen in CI: a killed `up`'s external host outlived `down`)
+    for _ in range(ROUNDS):
+        # sparse: the listing alone, not an inspection of each container in turn (a second at 200 nodes)
+        found = client.containers.list(all=True, filters={"label": f"{LAB}={lab}"}, sparse=True,
+                                       ignore_removed=True)
+        if not found:
+            break
+        _remove(client, found, local)
+        removed += len(found)
+    for n in client.networks.list(filters={"label": f"{LAB}={lab}"}):
+        with contextlib.suppress(NotFound):
+            n.remove()
+    return removed
+
+
+def _remove(client: docker.DockerClient, found: list[Container], local: bool) -> None:
+    from docker.errors import NotFound
+
     halted = _halt(client, found) if local else set()
 
     def remove(c: Container) -> None:
@@ -223,10 +242,6 @@ def remove_lab(client: docker.DockerClient, lab: str, local: bool = True) -> int
     with ThreadPoolExecutor(max_workers=16) as pool:
         list(pool.map(remove, [c for c in found if c not in fabric]))
         list(pool.map(remove, fabric))
-    for n in client.networks.list(filters={"label": f"{LAB}={lab}"}):
-        with contextlib.suppress(NotFound):
-            n.remove()
-    return len(found)
 
 
 def exec_in(container: Container, cmd: list[str], tty: bool = False) -> tuple[int, bytes, bytes]:

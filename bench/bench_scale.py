@@ -4,7 +4,9 @@ cgroups, the pods' kernel objects and the host-side processes together). A log-l
 its fitted exponent (1.0: linear), shows growth at a glance.
 
 The sizes: TESTBED_BENCH_NODES (default 10,50,100; the issue's full series is 10,50,100,200,250) and
-TESTBED_BENCH_PODS (default 1000,5000; add 10000 on a machine with the memory for it)."""
+TESTBED_BENCH_PODS (default 1000,5000; add 10000 on a machine with the memory for it). Where same-page merging
+(KSM) is on, the largest lab's memory is read again once ksmd has gone over it (at most TESTBED_BENCH_KSM_WAIT
+seconds, default 600)."""
 
 from __future__ import annotations
 
@@ -46,6 +48,21 @@ def _cli(*args: str) -> float:
 def _available_mib() -> float:
     with open("/proc/meminfo") as f:
         return next(int(line.split()[1]) for line in f if line.startswith("MemAvailable:")) / 1024
+
+
+def _merged(limit: float) -> bool:
+    """Wait until ksmd has gone over every mergeable page three times since now (it compares a page over two
+    passes before it merges it), at most limit seconds; False when same-page merging is off."""
+    ksm = Path("/sys/kernel/mm/ksm")
+    try:
+        if (ksm / "run").read_text().strip() != "1":
+            return False
+        start, deadline = int((ksm / "full_scans").read_text()), time.monotonic() + limit
+        while int((ksm / "full_scans").read_text()) < start + 3 and time.monotonic() < deadline:
+            time.sleep(5)
+        return True
+    except OSError:
+        return False
 
 
 def _topology(path: Path, nodes: int) -> None:
@@ -104,6 +121,10 @@ def run() -> dict[str, float]:
             time.sleep(2)  # let the kernel's and the agents' first work settle before memory is read
             note(f"scale_mem_mib_{count}_nodes", "memory (MiB)", count, used := free - _available_mib())
             note(f"scale_mem_mib_per_node_{count}_nodes", "memory a node (MiB)", count, used / count)
+            if i == len(nodes) - 1 and _merged(float(os.environ.get("TESTBED_BENCH_KSM_WAIT", "600"))):
+                # idle, once same-page merging has folded what the agents copied alike (minutes at 200 nodes)
+                note(f"scale_mem_mib_per_node_{count}_nodes_merged", "memory a node, merged (MiB)", count,
+                     (free - _available_mib()) / count)
             note(f"scale_one_pod_apply_s_{count}_nodes", "1-pod apply (s)", count,
                  _cli("apply", "--lab", "bench-scale", "-f", str(one)))
             note(f"scale_resync_s_{count}_nodes", "no-change re-sync (s)", count,

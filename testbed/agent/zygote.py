@@ -38,6 +38,7 @@ WARM = ("__main__", "pods", "netops", "links", "kernel", "libnft", "nftdiff", "i
 NAMESPACES = ("ipc", "uts", "net", "mnt")  # the PID namespace is the fork's; the mount namespace goes last
 CLONE_NEWPID = 0x20000000
 M_ARENA_MAX = -8
+PR_SET_MEMORY_MERGE = 67
 # the fabric container's own filesystem, which its restarts keep on any host (a machine's run folder on another
 # host's engine is a tmpfs, empty again after a restart)
 RECORD = "/var/lib/testbed/agents.json"
@@ -309,6 +310,10 @@ def warm() -> None:
         except Exception as err:  # one that fails is imported by an agent that needs it
             _log(f"not warmed: testbed.agent.{name}: {err}")
     nsutil.libc.mallopt(M_ARENA_MAX, 2)  # a thread's own heap of up to 64 MiB is a node's memory, not shared
+    # what each child copies of these pages (reference counts, the interpreter's counters) ends up alike in every
+    # child: with the kernel's same-page merging on, ksmd folds the copies back into one. Every child inherits
+    # the flag; a kernel without it answers EINVAL, and nothing changes
+    nsutil.libc.prctl(PR_SET_MEMORY_MERGE, 1, 0, 0, 0)
     gc.collect()
     gc.freeze()  # the collector would write to every object's header, and so copy every page, in every child
 

@@ -1,7 +1,7 @@
 """Nodes' agents forked by their host's fabric (agent/zygote.py), on a lab of their own: each runs in its node's
-namespaces and cgroup and shares the fabric's pages; it outlives a restart of the fabric, which still watches it;
-and its death stops its node, which `up` brings back with its pods, as when the agent was the node's main
-process."""
+namespaces and cgroup and shares the fabric's pages (and asks the kernel to merge those it copied alike); it
+outlives a restart of the fabric, which still watches it; and its death stops its node, which `up` brings back
+with its pods, as when the agent was the node's main process."""
 
 import os
 import signal
@@ -71,6 +71,9 @@ def test_a_forked_agent_lives_in_its_node_outlives_the_fabric_and_takes_its_node
         with open(f"/proc/{_parent(pid)}/cmdline") as f:
             assert "testbed.agent.zygote" in f.read()
         assert _shared_kib(pid) > 4096  # the zygote's modules, not copied
+        merging = Path(f"/proc/{pid}/ksm_stat")  # kernel 6.4+: what it copied alike, ksmd may fold back into one
+        if merging.exists():
+            assert "ksm_merge_any: yes" in merging.read_text()
         assert lab.exec("p", "hostname").stdout.strip() == "p"
 
         # the fabric restarts (its processes are killed): the agents are not its, and keep serving

@@ -213,15 +213,15 @@ class PodManager:
         nsutil.create_named(path)
         mtu, mac = net["mtu"], ip_mac(spec["ipv4"])
         ips = [ip for ip in (spec["ipv4"], spec.get("ipv6")) if ip]
-        # node side, one write: the node's end is born enslaved and up, the pod's end born in the pod with its
-        # MAC; then the node's neighbour entries, since one left probing for this IP (a client tried it before
-        # the pod existed) would fail the next connections until it gives up
+        # node side, one write: the node's end is born enslaved, set as a port, then up; the pod's end born in
+        # the pod with its MAC; then the node's neighbour entries, since one left probing for this IP (a client
+        # tried it before the pod existed) would fail the next connections until it gives up
         fd = os.open(path, os.O_RDONLY)
         try:
-            batch = [nlmsg.veth(host_veth(spec["netns"]), mtu, bridge_idx, "eth0", fd, mac),
-                     # hairpin, as the CNI bridge plugin's hairpinMode: a pod that reaches its own Service and is
-                     # sent back to itself leaves the bridge by the port it came in on (br_netfilter DNATs there)
-                     nlmsg.hairpin(host_veth(spec["netns"]))]
+            # the port in hairpin mode, as the CNI bridge plugin's hairpinMode: a pod that reaches its own Service
+            # and is sent back to itself leaves the bridge by the port it came in on (br_netfilter DNATs there)
+            port = host_veth(spec["netns"])
+            batch = [nlmsg.veth(port, mtu, bridge_idx, "eth0", fd, mac), nlmsg.port(port), nlmsg.link_up(name=port)]
             for ip in ips:
                 batch.append(nlmsg.neigh(bridge_idx, ip, mac, NUD_REACHABLE))
                 if spec.get("routed"):  # a pod from another node's range: reached by a host route (bgp mode)

@@ -6,6 +6,8 @@ from ipaddress import ip_address
 import pytest
 from conftest import curl, url
 
+from testbed.agent.pods import host_veth
+
 pytestmark = pytest.mark.topology("tests/e2e/topology.yaml")
 
 
@@ -165,7 +167,8 @@ spec: {nodeName: node1, containers: [{name: c}]}
 
 def test_a_new_dual_stack_pod_floods_no_dad_or_router_solicitation(testbed_lab, tmp_path):
     """A node's bridge floods every multicast packet to each of its pods (no querier): the lab gives a pod its
-    addresses and routes, so the pod's eth0 sends no duplicate-address probe and no router solicitation."""
+    addresses and routes, so the pod's eth0 sends no duplicate-address probe and no router solicitation; the
+    node's end of its veth, a bridge port, has no IPv6 address to probe for, and the pod is reached over IPv6."""
     import docker
 
     lab = testbed_lab
@@ -184,6 +187,12 @@ def test_a_new_dual_stack_pod_floods_no_dad_or_router_solicitation(testbed_lab, 
         seen = node.exec_run(["cat", f"/tmp/{tmp_path.name}.txt"]).output.decode()
         assert "listening on cni0" in seen, seen
         assert link_local not in seen, seen
+        # nor does the node's end of its veth: a hairpin bridge port with no IPv6 address of its own
+        port = host_veth(pod.netns)
+        assert node.exec_run(["ip", "-6", "-o", "addr", "show", "dev", port]).output.decode() == ""
+        assert "hairpin on" in node.exec_run(["ip", "-d", "link", "show", port]).output.decode()
+        web = next(p for p in lab.plan.pods if p.labels.get("app") == "web" and p.node != "node1")
+        assert lab.exec("quiet", f"curl -s -m 3 http://[{web.ipv6}]:8080/hostname").stdout == web.name
     finally:
         lab.delete(tmp_path / "quiet.yaml")
         node.exec_run(["rm", "-f", f"/tmp/{tmp_path.name}.txt"])

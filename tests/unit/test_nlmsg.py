@@ -67,11 +67,11 @@ def _whole(cls, data: bytes) -> dict:
     return out
 
 
-def test_a_pod_veth_born_enslaved_up_with_its_peer_in_the_pod():
+def test_a_pod_veth_born_enslaved_with_its_peer_in_the_pod():
     fd = os.open("/proc/self/ns/net", os.O_RDONLY)
     try:
         mine = nlmsg.veth("tbabc", 1450, 3, "eth0", fd, "0a:58:0a:f4:01:05")
-        theirs = _pyroute2(lambda b: b.link("add", ifname="tbabc", kind="veth", mtu=1450, master=3, state="up",
+        theirs = _pyroute2(lambda b: b.link("add", ifname="tbabc", kind="veth", mtu=1450, master=3,
                                             num_tx_queues=1, num_rx_queues=1,
                                             peer={"ifname": "eth0", "net_ns_fd": fd, "mtu": 1450,
                                                   "address": "0a:58:0a:f4:01:05", "num_tx_queues": 1,
@@ -87,11 +87,14 @@ def test_no_link_local_address():
             ("AF_INET6", {"attrs": [("IFLA_INET6_ADDR_GEN_MODE", 1)]})]})))
 
 
-def test_hairpin_and_link_up():
-    assert _whole(ifinfmsg, nlmsg.hairpin("tbabc")) == _whole(
-        ifinfmsg, _pyroute2(lambda b: b.link("set", ifname="tbabc", kind="bridge_slave", mode=1)))
+def test_a_hairpin_port_without_link_local_then_up():
+    assert _whole(ifinfmsg, nlmsg.port("tbabc")) == _whole(
+        ifinfmsg, _pyroute2(lambda b: b.link("set", ifname="tbabc", kind="bridge_slave", mode=1, IFLA_AF_SPEC={
+            "attrs": [("AF_INET6", {"attrs": [("IFLA_INET6_ADDR_GEN_MODE", 1)]})]})))
     assert _whole(ifinfmsg, nlmsg.link_up(2)) == _whole(
         ifinfmsg, _pyroute2(lambda b: b.link("set", index=2, state="up")))
+    assert _whole(ifinfmsg, nlmsg.link_up(name="tbabc")) == _whole(
+        ifinfmsg, _pyroute2(lambda b: b.link("set", ifname="tbabc", state="up")))
 
 
 @pytest.mark.parametrize("address,prefixlen,flags", [("10.244.1.5", 24, 0), ("fd00:10:244:1::5", 64, IFA_F_NODAD),

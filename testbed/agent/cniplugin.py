@@ -111,7 +111,7 @@ def _netns_fd(path: str) -> int:
 def add(conf: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
     from testbed.agent import nsutil
     from testbed.agent.iproute import IPRoute
-    from testbed.agent.nlmsg import ONE_QUEUE
+    from testbed.agent.nlmsg import IN6_ADDR_GEN_MODE_NONE, ONE_QUEUE
 
     container, ifname, netns = env["CNI_CONTAINERID"], env["CNI_IFNAME"], env.get("CNI_NETNS", "")
     ipam = Ipam(conf["name"], conf.get("ipam") or {})
@@ -130,13 +130,16 @@ def add(conf: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
                 ipr.link("add", ifname=veth, kind="veth", mtu=mtu, **ONE_QUEUE,
                          peer={"ifname": ifname, "net_ns_fd": fd, "mtu": mtu, "address": mac, **ONE_QUEUE})
             index = ipr.link_lookup(ifname=veth)[0]
-            ipr.link("set", index=index, master=bridge[0], state="up")
+            ipr.link("set", index=index, master=bridge[0])
             if conf.get("isGateway", True):  # the pods' gateway lives on the bridge, as the bridge plugin's
                 for net in ipam.subnets:
                     gateway = str(ipam.gateways[net.version])
                     if not any(a.get_attr("IFA_ADDRESS") == gateway for a in ipr.get_addr(index=bridge[0])):
                         ipr.addr("add", index=bridge[0], address=gateway, prefixlen=net.prefixlen)
-            ipr.link("set", index=index, kind="bridge_slave", mode=1)  # hairpin
+            # hairpin, and no IPv6 link-local of its own before it comes up (agent/nlmsg.port says why)
+            ipr.link("set", index=index, kind="bridge_slave", mode=1, IFLA_AF_SPEC={
+                "attrs": [("AF_INET6", {"attrs": [("IFLA_INET6_ADDR_GEN_MODE", IN6_ADDR_GEN_MODE_NONE)]})]})
+            ipr.link("set", index=index, state="up")
             host_mac = ipr.get_links(index)[0].get_attr("IFLA_ADDRESS")
         with nsutil.entered(netns), IPRoute() as ipr:
             inside = ipr.link_lookup(ifname=ifname)[0]

@@ -12,6 +12,8 @@ import docker
 import pytest
 import yaml
 
+from testbed.agent.cniplugin import host_veth
+
 pytestmark = pytest.mark.topology("tests/e2e/cni-recorded.yaml")
 
 
@@ -37,6 +39,15 @@ def test_add_runs_the_chain_in_order_with_the_specs_environment(testbed_lab):
     args = dict(kv.split("=", 1) for kv in env["CNI_ARGS"].split(";"))
     assert (args["K8S_POD_NAMESPACE"], args["K8S_POD_NAME"]) == ("default", "a")
     assert args["K8S_POD_INFRA_CONTAINER_ID"] == env["CNI_CONTAINERID"] and len(args["K8S_POD_UID"]) == 36
+
+
+def test_testbeds_plugin_makes_a_hairpin_port_with_no_ipv6_address_of_its_own(testbed_lab):
+    lab = testbed_lab
+    env = of(lab, "node1", "a", "ADD")[-1]["env"]
+    port = host_veth(env["CNI_CONTAINERID"], env["CNI_IFNAME"])
+    box = docker.from_env().containers.get(lab.plan.node("node1").container)
+    assert "hairpin on" in box.exec_run(["ip", "-d", "link", "show", port]).output.decode()
+    assert box.exec_run(["ip", "-6", "-o", "addr", "show", "dev", port]).output.decode() == ""
 
 
 def test_prev_result_and_runtime_config(testbed_lab):

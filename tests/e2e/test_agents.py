@@ -3,6 +3,7 @@ namespaces and cgroup and shares the fabric's pages (and asks the kernel to merg
 outlives a restart of the fabric, which still watches it; and its death stops its node, which `up` brings back
 with its pods, as when the agent was the node's main process."""
 
+import contextlib
 import os
 import signal
 from pathlib import Path
@@ -27,9 +28,15 @@ quiet = {"say": lambda _: None}
 
 
 def _agent_pid(container: docker.models.containers.Container) -> int:
-    """The agent's PID on this host, from the node's own processes (its cgroup's, as `docker top` lists them)."""
+    """The agent's PID on this host, from the node's own processes (its cgroup's, as `docker top` lists them);
+    not a child it has just forked to run a command, which shows the same command line until it execs."""
     top = container.top(ps_args="-o pid,args")
-    pids = [int(row[0]) for row in top["Processes"] if "testbed.agent" in row[1]]
+    found = {int(row[0]) for row in top["Processes"] if "testbed.agent" in row[1]}
+    parents = {}
+    for pid in found:
+        with contextlib.suppress(OSError):  # a child that ended meanwhile
+            parents[pid] = _parent(pid)
+    pids = [pid for pid, parent in parents.items() if parent not in found]
     assert len(pids) == 1, top["Processes"]
     return pids[0]
 

@@ -109,9 +109,9 @@ def _netns_fd(path: str) -> int:
 
 
 def add(conf: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
-    from testbed.agent import nsutil
+    from testbed.agent import nlbatch, nlmsg, nsutil
     from testbed.agent.iproute import IPRoute
-    from testbed.agent.nlmsg import IN6_ADDR_GEN_MODE_NONE, ONE_QUEUE
+    from testbed.agent.nlmsg import ONE_QUEUE
 
     container, ifname, netns = env["CNI_CONTAINERID"], env["CNI_IFNAME"], env.get("CNI_NETNS", "")
     ipam = Ipam(conf["name"], conf.get("ipam") or {})
@@ -136,10 +136,10 @@ def add(conf: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
                     gateway = str(ipam.gateways[net.version])
                     if not any(a.get_attr("IFA_ADDRESS") == gateway for a in ipr.get_addr(index=bridge[0])):
                         ipr.addr("add", index=bridge[0], address=gateway, prefixlen=net.prefixlen)
-            # hairpin, and no IPv6 link-local of its own before it comes up (agent/nlmsg.port says why)
-            ipr.link("set", index=index, kind="bridge_slave", mode=1, IFLA_AF_SPEC={
-                "attrs": [("AF_INET6", {"attrs": [("IFLA_INET6_ADDR_GEN_MODE", IN6_ADDR_GEN_MODE_NONE)]})]})
-            ipr.link("set", index=index, state="up")
+            with nlbatch.open_socket() as sock:  # a port as the built-in wiring makes it (nlmsg.port), then up
+                failed = next((e for e in nlbatch.send(sock, nlmsg.port(veth) + nlmsg.link_up(name=veth)) if e), 0)
+            if failed:
+                raise OSError(failed, f"bridge port {veth}: {os.strerror(failed)}")
             host_mac = ipr.get_links(index)[0].get_attr("IFLA_ADDRESS")
         with nsutil.entered(netns), IPRoute() as ipr:
             inside = ipr.link_lookup(ifname=ifname)[0]

@@ -48,9 +48,11 @@ def popen(*args: str, python: tuple[str, ...] = (), env: dict[str, str] | None =
 def _pods_made(container: str) -> int:
     """Pods whose netns exist on a node: the killed command is mid-way through creating them."""
     try:
-        return int(docker.from_env().containers.get(container).exec_run("sh -c 'ls /run/netns | wc -l'").output)
-    except docker.errors.NotFound:  # the node is being (re)made by the command
+        done = docker.from_env().containers.get(container).exec_run("sh -c 'ls /run/netns | wc -l'")
+    except (docker.errors.NotFound, docker.errors.APIError):  # the node is being (re)made by the command
         return 0
+    # an exec that races the node's restart ends with no output at all (CI): not counted, asked again
+    return int(done.output) if done.exit_code == 0 and done.output.strip().isdigit() else 0
 
 
 @retry(retry=retry_if_result(lambda n: n == 0), stop=stop_after_delay(60), wait=wait_fixed(0.05))

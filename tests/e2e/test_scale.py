@@ -51,6 +51,10 @@ def test_an_apply_for_one_node_is_sent_to_that_node_alone(lab, tmp_path: Path):
         after = received()
         told = {n for n in after if after[n] != before[n]}
         assert "node50" in told and told <= {"node50", *servers}, sorted(told)
+        # a pod no Service selects is no endpoint, so not kube-proxy's business: node50 got its pod, no rules
+        was, now = before["node50"], after["node50"]
+        sent = {op for op, n in now.items() if n != was.get(op)}
+        assert "sync_pods" in sent and "rules" not in sent and "iptables" not in sent, sent
         assert curl(lab, "first", url(lab.pod("extra").ipv4, 8080, "/hostname")) == "extra"
     finally:
         lab.delete(tmp_path / "one.yaml")

@@ -210,3 +210,18 @@ def test_a_service_port_follows_its_traffic_distribution_and_internal_policy_win
         assert n4.cluster_targets() == (mine or n4.endpoints)
         l4 = next(e for e in view.entries if e.service == "default/l" and e.family == 4)
         assert l4.cluster_targets() == mine
+
+
+def test_only_a_services_own_endpoints_hairpin_so_other_pods_change_no_rules():
+    other = {**WEB, "metadata": {"name": "batch"},
+             "spec": {**WEB["spec"], "replicas": 4, "selector": {"matchLabels": {"app": "batch"}},
+                      "template": {**WEB["spec"]["template"], "metadata": {"labels": {"app": "batch"}}}}}
+    dual = _svc("a", ipFamilyPolicy="PreferDualStack")
+    before, after = _plan(WEB, dual), _plan(WEB, dual, other)
+    for node in after.nodes:
+        old, new = node_view(before, before.node(node.name)), node_view(after, node)
+        web = {ip for p in after.pods if p.node == node.name and p.labels.get("app") == "web"
+               for ip in (p.ipv4, p.ipv6)}
+        assert set(new.hairpin(4)) | set(new.hairpin(6)) == web
+        assert new.fingerprint == old.fingerprint  # four pods no Service selects: nothing for kube-proxy to send
+        assert nft.patch(old, new) == ""

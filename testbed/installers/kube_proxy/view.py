@@ -64,7 +64,10 @@ class NodeView:
     node: str
     pod_cidrs: dict[int, str]  # family → the cluster's pod range
     entries: list[Entry] = field(default_factory=list)
-    pods: list[str] = field(default_factory=list)  # this node's pod IPs: a pod reaching itself is masqueraded
+    # this node's pods that are some Service's endpoint: one reaching itself through the Service is masqueraded
+    # (kube-proxy's endpoint chains match each endpoint's own source; a pod no Service sends to never hairpins,
+    # so pods that come and go without Services change no node's rules)
+    pods: list[str] = field(default_factory=list)
     service_cidrs: dict[int, str] = field(default_factory=dict)  # family → where cluster IPs come from
     # how this node's own pods' traffic is told apart (kube-proxy's local detector in BridgeInterface mode): it
     # comes in by the pod bridge; a pod on another node comes by the overlay or underlay, as an outside client
@@ -171,9 +174,9 @@ def node_view(plan: Plan, node: NodePlan, ports: list[Port] | None = None) -> No
     net = plan.topology.networking
     view = NodeView(node.name, {4: str(net.podCIDR), **({6: str(net.podCIDRv6)} if net.dualStack else {})})
     view.service_cidrs = {4: str(net.serviceCIDR), **({6: str(net.serviceCIDRv6)} if net.dualStack else {})}
-    view.pods = sorted(ip for p in plan.pods_on(node.name) for ip in (p.ipv4, p.ipv6) if ip)
     zones = {n.name: n.labels[ZONE] for n in plan.nodes if ZONE in n.labels}
     view.entries = [port.entry(node.name, zones) for port in (shared(plan) if ports is None else ports)]
+    view.pods = sorted({ip for e in view.entries for ip, _ in e.local})
     return view
 
 

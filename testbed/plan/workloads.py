@@ -4,6 +4,7 @@ them, and every pod is placed on a node by the scheduler below."""
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -167,13 +168,29 @@ def schedule(pods: list[PodIntent], nodes: dict[str, dict[str, str]], previous: 
         prev = previous.get(p.key)
         if prev and fits(p, prev):
             put(p, prev)
+
+    def cost(owner: str | None, node: str) -> tuple[int, int, int]:
+        return owner_load.get((owner, node), 0) if owner else 0, load[node], rank[node]
+
+    # a heap of candidate nodes for each owner and set of eligible nodes: placing a pod only raises costs, so a
+    # cost the heap holds is at most the node's true one, and a popped node whose cost is still the same is the
+    # cheapest (10,000 pods over 200 nodes: a pop each, not 200 comparisons each)
+    heaps: dict[tuple[str | None, str | None, tuple[tuple[str, str], ...]], list[tuple[tuple[int, int, int], str]]]
+    heaps = {}
     for p in pods:
         if p.key in placed:
             continue
         choices = eligible(p)
         if not choices:
             raise Unschedulable(p)
-        choices = [n for n in choices if n not in unavailable] or choices
-        best = min(choices, key=lambda n: (owner_load.get((p.owner, n), 0) if p.owner else 0, load[n], rank[n]))
+        heap = heaps.setdefault((p.owner, p.node_name, tuple(sorted(p.node_selector.items()))), [])
+        if not heap:
+            choices = [n for n in choices if n not in unavailable] or choices
+            heap.extend((cost(p.owner, n), n) for n in choices)
+            heapq.heapify(heap)
+        while (now := cost(p.owner, heap[0][1])) != heap[0][0]:
+            heapq.heapreplace(heap, (now, heap[0][1]))
+        best = heap[0][1]
         put(p, best)
+        heapq.heapreplace(heap, (cost(p.owner, best), best))
     return placed

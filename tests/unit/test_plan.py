@@ -1,3 +1,4 @@
+import random
 from ipaddress import IPv4Network, IPv6Network
 
 import pytest
@@ -70,6 +71,44 @@ def test_schedule_spreads_replicas_and_keeps_placed_pods():
     assert sorted(placed.values()).count("n1") == 2 and list(placed.values()).count("n3") == 2
     moved = {pods[0].key: "n3"}
     assert schedule(pods, nodes, moved)[pods[0].key] == "n3"
+
+
+def _schedule_by_scan(pods, nodes, previous, unavailable):
+    """The placement rule read plainly: each new pod to the eligible node with the fewest pods of its owner,
+    then the fewest pods, then the first in order."""
+    placed, load, owned = {}, dict.fromkeys(nodes, 0), {}
+    rank = {n: i for i, n in enumerate(nodes)}
+
+    def ok(p, n):
+        return n == p.node_name if p.node_name else all(nodes[n].get(k) == v for k, v in p.node_selector.items())
+
+    def put(p, n):
+        placed[p.key], load[n], owned[(p.owner, n)] = n, load[n] + 1, owned.get((p.owner, n), 0) + 1
+
+    for p in pods:
+        if previous.get(p.key) in nodes and ok(p, previous[p.key]):
+            put(p, previous[p.key])
+    for p in pods:
+        if p.key not in placed:
+            choices = [n for n in nodes if ok(p, n)]
+            choices = [n for n in choices if n not in unavailable] or choices
+            put(p, min(choices, key=lambda n: (owned.get((p.owner, n), 0) if p.owner else 0, load[n], rank[n])))
+    return placed
+
+
+def test_schedule_places_as_the_plain_rule_does():
+    rng = random.Random(7)
+    for _ in range(200):
+        nodes = {f"n{i}": {"zone": rng.choice("ab")} for i in range(rng.randint(1, 9))}
+        pods = [PodIntent("default", f"p{i}", {}, [], owner=rng.choice(["", "Deployment/a", "Deployment/b"]),
+                          node_name=rng.choice([""] * 6 + list(nodes)),
+                          node_selector=rng.choice([{}, {}, {"zone": "a"}, {"zone": "b"}])) for i in range(40)]
+        pods = [p for p in pods if not p.node_name or all(nodes[p.node_name].get(k) == v
+                                                          for k, v in p.node_selector.items())]
+        pods = [p for p in pods if any(all(nodes[n].get(k) == v for k, v in p.node_selector.items()) for n in nodes)]
+        previous = {p.key: rng.choice(list(nodes)) for p in pods if rng.random() < 0.3}
+        unavailable = {n for n in nodes if rng.random() < 0.2}
+        assert schedule(pods, nodes, previous, unavailable) == _schedule_by_scan(pods, nodes, previous, unavailable)
 
 
 def test_schedule_honours_node_name_and_selector():

@@ -14,7 +14,9 @@ server holds (`up`), or changes most of a zone, replaces the zone whole (freeze,
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from tenacity import Retrying, retry_if_result, stop_after_delay, wait_exponential
@@ -69,6 +71,8 @@ START = (f'd={DIR}/$(hostname); cd "$d" || exit 1; for z in *.zone; do y="${{z%.
          '! named-checkzone -q -j -J "$y.jnl" "${z%.zone}" "$y" >/dev/null 2>&1; '
          'then cp "$z" "$y" && rm -f "$y.jnl"; fi; done; '
          'exec named -g -c "$d/named.conf"')
+PROBE = 10  # seconds a probe run by a node's agent may take (dig's three tries of a second, on a busy machine)
+Asker = Callable[[list[str]], str]  # a command run on a node: its output
 UPDATE_CHUNK = 500  # records a message: one update message must stay under DNS's 64 KiB
 
 
@@ -220,8 +224,7 @@ class ClusterDNS(Installer):
             if config or changed:
                 shell = f"cd {folder(pod)} && {replace(changed, config)}"
                 agent.call(ctx.run_dir(pod.node), "run", argv=["sh", "-c", shell], netns=pod.netns, seconds=30)
-            machine = podexec.running(ctx.plan.node(pod.node).container, pod)
-            _answering(machine, pod, ctx.plan.topology.networking.clusterDomain)
+            _answering(_asker(ctx.run_dir(pod.node)), pod, ctx.plan.topology.networking.clusterDomain)
 
         each(sync, _servers(ctx.plan))
         return Change(changed=len(written.nodes))
@@ -240,9 +243,8 @@ class ClusterDNS(Installer):
         def server(pod: PodPlan) -> Finding | None:
             if not obs.running(pod.node):
                 return None
-            machine = podexec.running(plan.node(pod.node).container, pod, obs.provider)
             return ok("cluster DNS", pod.key, f"{pod.key} on {pod.node} answers ({pod.ipv4})") \
-                if _answers_within(machine, pod, zone, SILENT) else \
+                if _answers_within(_asker(obs.machine_dir(pod.node)), pod, zone, SILENT) else \
                 fail("cluster DNS", pod.key, f"DNS server {pod.key} on {pod.node} does not answer on {pod.ipv4}:53",
                      [f"dig @{pod.ipv4} dns-version.{zone} TXT: no answer for {SILENT} s"],
                      f"`testbed logs {pod.key}`; {HEAL} (it restarts a server that does not answer)")
@@ -285,11 +287,23 @@ def _servers(plan: Plan) -> list[PodPlan]:
     return [p for p in plan.pods if p.namespace == NAMESPACE and p.labels.get("k8s-app") == "kube-dns"]
 
 
-def _answers(machine: Any, pod: PodPlan, zone: str) -> bool:
-    """Whether the server answers within three tries of a second: one lost or late UDP answer on a busy machine
-    is no proof that it stopped (a liveness probe's failureThreshold is 3 by default)."""
+def _asker(run_dir: Path) -> Asker:
+    """A command run on the node by its agent: its output (asked through the engine, each `docker exec` costs
+    a tenth of a second or more on a busy machine, and the engine now and then loses a short one's output)."""
+    def ask(argv: list[str]) -> str:
+        try:
+            return str(agent.call(run_dir, "run", timeout=PROBE + 5, argv=argv, seconds=PROBE).get("stdout", ""))
+        except (OSError, agent.AgentError):  # the agent restarts with its node: no answer this time
+            return ""
+
+    return ask
+
+
+def _answers(ask: Asker, pod: PodPlan, zone: str) -> bool:
+    """Whether the server answers within three tries of a second, asked from its node: one lost or late UDP
+    answer on a busy machine is no proof that it stopped (a liveness probe's failureThreshold is 3 by default)."""
     probe = ["dig", "+short", "+time=1", "+tries=3", f"@{pod.ipv4}", f"dns-version.{zone}", "TXT"]
-    return dns.SCHEMA_VERSION in machine.exec(probe).stdout
+    return dns.SCHEMA_VERSION in ask(probe)
 
 
 def _heal(ctx: Context) -> int:
@@ -300,12 +314,12 @@ def _heal(ctx: Context) -> int:
     before = {p.key for p in ctx.previous.pods} if ctx.previous else set()
 
     def one(pod: PodPlan) -> bool:
-        machine = podexec.running(ctx.plan.node(pod.node).container, pod, ctx.provider)
-        if pod.key not in before or _answers(machine, pod, zone):
+        ask = _asker(ctx.run_dir(pod.node))
+        if pod.key not in before or _answers(ask, pod, zone):
             return False
         ctx.say(f"DNS server {pod.key} does not answer: restarting it")
         agent.call(ctx.run_dir(pod.node), "restart", name=process_name(pod.netns, next(iter(pod.processes))))
-        _answering(machine, pod, zone)
+        _answering(ask, pod, zone)
         return True
 
     return sum(each(one, _servers(ctx.plan)))
@@ -314,16 +328,16 @@ def _heal(ctx: Context) -> int:
 SILENT = 6  # seconds without an answer after which a check reports a server silent
 
 
-def _answers_within(machine: Any, pod: Any, zone: str, seconds: float) -> bool:
+def _answers_within(ask: Asker, pod: Any, zone: str, seconds: float) -> bool:
     """Whether the server answers within seconds: one starting loads its zones first, and a check right after a
     sync may meet a server the control plane is restarting (seen once in CI right after a lab switched its pod
     network), which is not one that stopped."""
     retrying = Retrying(retry=retry_if_result(lambda ok: not ok), stop=stop_after_delay(seconds),
                         wait=wait_exponential(multiplier=0.02, max=0.5), retry_error_callback=lambda _: False)
-    return bool(retrying(_answers, machine, pod, zone))
+    return bool(retrying(_answers, ask, pod, zone))
 
 
-def _answering(machine: Any, pod: Any, zone: str) -> None:
+def _answering(ask: Asker, pod: Any, zone: str) -> None:
     """`up` returns once each DNS pod answers (it may have started before its configuration was written)."""
-    if not _answers_within(machine, pod, zone, 20):
+    if not _answers_within(ask, pod, zone, 20):
         raise TestbedError(f"DNS pod {pod.key} does not answer; see `testbed logs {pod.key}`")

@@ -252,7 +252,9 @@ class Agent:
                 self.served.append(await workload.serve(loop, sock, ident, port["port"]))
             return {"serving": len(self.served)}
 
-    async def status(self, _: protocol.Status) -> Any:
+    async def status(self, req: protocol.Status) -> Any:
+        if req.brief:
+            return {"node": self.node, "pods": self.pods.status(), "version": self.version}
         return {"node": self.node, "pods": self.pods.status(), "links": self.pods.links(),
                 "routes": self.pods.routes(), "daemons": self.daemons.status(), "rss_kib": _rss_kib(),
                 "version": self.version, "received": self.received}

@@ -20,7 +20,7 @@ class Reexec:
 
 @dataclass
 class Status:
-    pass
+    brief: bool = False  # the node's pods alone, without its links, routes and daemons (dumped at each call)
 
 
 @dataclass

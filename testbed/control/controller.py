@@ -31,6 +31,7 @@ from typing import Any
 from tenacity import RetryCallState, RetryError, Retrying, retry_if_exception_type, wait_fixed
 
 from testbed import events, lab, state
+from testbed.actions import each
 from testbed.runtime.machines import elsewhere
 
 TICK = 0.25  # how often lease ages are compared with the grace period
@@ -251,7 +252,7 @@ class Controller:
                         continue
                 if any(j.startswith(("heal", "converge")) for j in jobs):
                     machines = sorted(j.split(" ", 1)[1] for j in jobs if j.startswith("heal ") and " " in j)
-                    check = (lambda plan, names=tuple(machines): all(_intact(plan, m) for m in names)) \
+                    check = (lambda plan, names=tuple(machines): all(each(lambda m: _intact(plan, m), names))) \
                         if machines and not any(j.startswith("converge") for j in jobs) else None
                     done = await loop.run_in_executor(None, lab.heal, self.name, check, machines)
                     what = "converged" if done else "checked"
@@ -276,7 +277,7 @@ def _intact(plan: Any, machine: str) -> bool:
     if machine not in {n.name for n in plan.nodes}:
         return False
     try:
-        reply = agent.call(state.run_dir(plan.lab) / machine, "status")
+        reply = agent.call(state.run_dir(plan.lab) / machine, "status", brief=True)
     except Exception:
         return False
     present = {p["netns"] for p in reply.get("pods", []) if p.get("present")}

@@ -97,9 +97,14 @@ def forked_agents(ctx: Context, machines: dict[str, Machine], fresh: Iterable[st
     new = set(fresh)
     ctx.remember(machines)
     by_host: dict[str, list[dict[str, object]]] = {}
-    for n in ctx.plan.nodes:
+
+    def needs(n: NodePlan) -> bool:
         m = machines.get(n.name)
-        if m is not None and (n.name in new or (m.state == "running" and not _answers(ctx.run_dir(n.name)))):
+        return m is not None and (n.name in new or (m.state == "running" and not _answers(ctx.run_dir(n.name))))
+
+    # asked of every node at once: the control plane revives all 200 of a lab it starts watching, one ping each
+    for n, wanted in zip(ctx.plan.nodes, each(needs, ctx.plan.nodes), strict=True):
+        if wanted:
             by_host.setdefault(n.host, []).append({"name": n.name, "pid": ctx.pid(n.name)})
     fabrics = {f.host: f for f in ctx.plan.fabrics}
 
@@ -118,5 +123,7 @@ def revive(ctx: Context, names: Iterable[str]) -> None:
     """For the control plane: nodes that started again (a restart, a fault cleared) get their agents back before
     it decides what to converge; until its agent beats, such a node is not even in the plan it converges."""
     nodes = {node.name for node in ctx.plan.nodes}
-    found = {n: ctx.provider_of(n).get(ctx.plan.machine(n).container) for n in names if n in nodes}
+    wanted = [n for n in names if n in nodes]
+    found = dict(zip(wanted, each(lambda n: ctx.provider_of(n).get(ctx.plan.machine(n).container), wanted),
+                     strict=True))
     forked_agents(ctx, {n: m for n, m in found.items() if m is not None})

@@ -11,6 +11,7 @@ import yaml
 
 from testbed import lab as labs
 from testbed.installers.nodelocaldns import ADDRESS, FAMILY, TABLE
+from testbed.observe.diagnose import diagnose
 
 pytestmark = pytest.mark.topology("tests/e2e/nodelocal.yaml")
 HERE = Path(__file__).parent
@@ -53,14 +54,22 @@ def test_its_traffic_skips_conntrack_and_it_asks_kube_dns_over_tcp(testbed_lab):
     assert f"dst={lab.plan.topology.dns_ip()}" in tcp, tcp
 
 
+def _answers(lab) -> dict[str, str]:
+    """diagnose's "NodeLocal DNSCache answers" check, node by node: ok or fail (its dig, run by the node's agent)."""
+    return {f["subject"]: f["status"] for f in diagnose(lab.name)["findings"]
+            if f["check"] == "NodeLocal DNSCache answers"}
+
+
 def test_pods_fall_back_to_kube_dns_when_the_cache_hangs(testbed_lab):
     lab = testbed_lab
+    assert set(_answers(lab).values()) == {"ok"}
     code, _ = in_node(lab, "pkill -STOP -f '[n]amed -g -n 1'")
     assert code == 0
     try:
         assert lab.exec("client", f"dig +short +time=1 +tries=1 @{ADDRESS} web.default.svc.cluster.local").exit_code
         got = lab.exec("client", "getent hosts web.default.svc.cluster.local")
         assert got.exit_code == 0 and got.stdout.split(), got.stdout
+        assert _answers(lab)["node1"] == "fail"  # diagnose names the node whose cache hangs
     finally:
         in_node(lab, "pkill -CONT -f '[n]amed -g -n 1'")
 

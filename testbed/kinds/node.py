@@ -99,11 +99,12 @@ def forked_agents(ctx: Context, machines: dict[str, Machine], fresh: Iterable[st
     by_host: dict[str, list[dict[str, object]]] = {}
 
     def needs(n: NodePlan) -> bool:
-        m = machines.get(n.name)
-        return m is not None and (n.name in new or (m.state == "running" and not _answers(ctx.run_dir(n.name))))
+        m = machines[n.name]
+        return n.name in new or (m.state == "running" and not _answers(ctx.run_dir(n.name)))
 
     # asked of every node at once: the control plane revives all 200 of a lab it starts watching, one ping each
-    for n, wanted in zip(ctx.plan.nodes, each(needs, ctx.plan.nodes), strict=True):
+    given = [n for n in ctx.plan.nodes if n.name in machines]
+    for n, wanted in zip(given, each(needs, given), strict=True):
         if wanted:
             by_host.setdefault(n.host, []).append({"name": n.name, "pid": ctx.pid(n.name)})
     fabrics = {f.host: f for f in ctx.plan.fabrics}

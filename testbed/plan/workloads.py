@@ -180,13 +180,13 @@ def schedule(pods: list[PodIntent], nodes: dict[str, dict[str, str]], previous: 
     for p in pods:
         if p.key in placed:
             continue
-        choices = eligible(p)
-        if not choices:
-            raise Unschedulable(p)
-        heap = heaps.setdefault((p.owner, p.node_name, tuple(sorted(p.node_selector.items()))), [])
-        if not heap:
+        group = (p.owner, p.node_name, tuple(sorted(p.node_selector.items())))
+        if (heap := heaps.get(group)) is None:  # the group's first pod: its eligible nodes, asked once
+            choices = eligible(p)
+            if not choices:
+                raise Unschedulable(p)
             choices = [n for n in choices if n not in unavailable] or choices
-            heap.extend((cost(p.owner, n), n) for n in choices)
+            heap = heaps[group] = [(cost(p.owner, n), n) for n in choices]
             heapq.heapify(heap)
         while (now := cost(p.owner, heap[0][1])) != heap[0][0]:
             heapq.heapreplace(heap, (now, heap[0][1]))

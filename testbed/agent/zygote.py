@@ -18,6 +18,7 @@ The fabric's agent talks to this process over its standard input and output, a J
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import gc
 import importlib
 import json
@@ -309,6 +310,8 @@ def warm() -> None:
             importlib.import_module(f"testbed.agent.{name}")
         except Exception as err:  # one that fails is imported by an agent that needs it
             _log(f"not warmed: testbed.agent.{name}: {err}")
+    with contextlib.suppress(OSError):  # its relocations are written once, here, not in every agent's copy
+        ctypes.CDLL("libnftables.so.1")
     nsutil.libc.mallopt(M_ARENA_MAX, 2)  # a thread's own heap of up to 64 MiB is a node's memory, not shared
     # what each child copies of these pages (reference counts, the interpreter's counters) ends up alike in every
     # child: with the kernel's same-page merging on, ksmd folds the copies back into one. Every child inherits

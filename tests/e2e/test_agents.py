@@ -46,6 +46,19 @@ def _shared_kib(pid: int) -> int:
         return sum(int(line.split()[1]) for line in f if line.startswith(("Shared_Dirty:", "Shared_Clean:")))
 
 
+def _private_kib(pid: int, library: str) -> int:
+    """What the process wrote for itself of a shared library's mappings (relocations, data)."""
+    total, inside = 0, False
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            fields = line.split()
+            if "-" in fields[0] and not fields[0].endswith(":"):
+                inside = library in line
+            elif inside and fields[0] == "Private_Dirty:":
+                total += int(fields[1])
+    return total
+
+
 def _parent(pid: int) -> int:
     with open(f"/proc/{pid}/stat") as f:
         return int(f.read().rsplit(")", 1)[1].split()[1])
@@ -78,6 +91,9 @@ def test_a_forked_agent_lives_in_its_node_outlives_the_fabric_and_takes_its_node
         with open(f"/proc/{_parent(pid)}/cmdline") as f:
             assert "testbed.agent.zygote" in f.read()
         assert _shared_kib(pid) > 4096  # the zygote's modules, not copied
+        # the agent's rules use libnftables from its start; the zygote loaded it, so its relocated pages are shared
+        # (each agent that loaded it itself copied about 80 KiB of it)
+        assert _private_kib(pid, "/libnftables.so") < 32
         merging = Path(f"/proc/{pid}/ksm_stat")  # kernel 6.4+: what it copied alike, ksmd may fold back into one
         if merging.exists():
             assert "ksm_merge_any: yes" in merging.read_text()

@@ -6,12 +6,13 @@ its fitted exponent (1.0: linear), shows growth at a glance.
 The sizes: TESTBED_BENCH_NODES (default 10,50,100; the issue's full series is 10,50,100,200,250) and
 TESTBED_BENCH_PODS (default 1000,5000; add 10000 on a machine with the memory for it). Where same-page merging
 (KSM) is on, the largest lab's memory is read again once ksmd has gone over it (at most TESTBED_BENCH_KSM_WAIT
-seconds, default 600)."""
+seconds, default 600). TESTBED_BENCH_RUNS repeats the whole series and prints medians (see run)."""
 
 from __future__ import annotations
 
 import math
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -100,6 +101,25 @@ def _plot(series: dict[str, tuple[list[int], list[float]]]) -> None:
 
 
 def run() -> dict[str, float]:
+    """TESTBED_BENCH_RUNS times the whole series (default 1): each figure is then the median of the runs, beside
+    its lowest and highest, with TESTBED_BENCH_SETTLE_S seconds between runs (default 60: after a 10,000-pod
+    lab's `down` the kernel frees its namespaces for a while, and a run started then is slower)."""
+    runs: list[dict[str, float]] = []
+    for i in range(int(os.environ.get("TESTBED_BENCH_RUNS", "1"))):
+        if i:
+            time.sleep(float(os.environ.get("TESTBED_BENCH_SETTLE_S", "60")))
+        runs.append(_series())
+    if len(runs) == 1:
+        return runs[0]
+    out: dict[str, float] = {}
+    for key in runs[0]:
+        values = [r[key] for r in runs if key in r]
+        out[key] = statistics.median(values)
+        out[f"{key}_lowest"], out[f"{key}_highest"] = min(values), max(values)
+    return out
+
+
+def _series() -> dict[str, float]:
     out: dict[str, float] = {}
     nodes, pods = _sizes("TESTBED_BENCH_NODES", "10,50,100"), _sizes("TESTBED_BENCH_PODS", "1000,5000")
     series: dict[str, tuple[list[int], list[float]]] = {}

@@ -12,12 +12,14 @@ import threading
 
 from testbed.agent import nsutil
 
+LIBRARY = "libnftables.so.1"
+
 
 class Nft:
     @classmethod
     def load(cls) -> Nft | None:
         try:
-            return cls(ctypes.CDLL("libnftables.so.1"))
+            return cls(ctypes.CDLL(LIBRARY))
         except OSError:
             return None
 

@@ -310,8 +310,10 @@ def warm() -> None:
             importlib.import_module(f"testbed.agent.{name}")
         except Exception as err:  # one that fails is imported by an agent that needs it
             _log(f"not warmed: testbed.agent.{name}: {err}")
+    from testbed.agent.libnft import LIBRARY
+
     with contextlib.suppress(OSError):  # its relocations are written once, here, not in every agent's copy
-        ctypes.CDLL("libnftables.so.1")
+        ctypes.CDLL(LIBRARY)
     nsutil.libc.mallopt(M_ARENA_MAX, 2)  # a thread's own heap of up to 64 MiB is a node's memory, not shared
     # what each child copies of these pages (reference counts, the interpreter's counters) ends up alike in every
     # child: with the kernel's same-page merging on, ksmd folds the copies back into one. Every child inherits

@@ -1,6 +1,7 @@
 """The plan of a lab's last sync, kept beside its state. The next apply compares its new plan with this one (what
 the nodes hold) instead of planning the last sync again: about half a second at 10,000 pods. It is keyed by
-everything that plan was made from and by this testbed's code, so any difference plans anew. It is a pickle
+what a sync makes it from (the control plane's node conditions aside) and by this testbed's code, so any
+difference plans anew. It is a pickle
 in the lab's state folder, which only root can enter, like the state file it is made from."""
 
 from __future__ import annotations
@@ -30,8 +31,10 @@ def _code() -> bytes:
 
 
 def key(st: state.LabState) -> str:
-    made_from = [st.topology, st.manifests, st.underlay, st.allocations, st.readiness, st.conditions,
-                 st.generations]
+    # not the nodes' conditions nor the evictions' generations: the control plane changes them between syncs, and
+    # the kept plan is still what the nodes hold. Keyed by them, a node gone NotReady made the re-sync compare
+    # with a plan made from its new condition: nothing to send, and its endpoints stayed in every node's rules
+    made_from = [st.topology, st.manifests, st.underlay, st.allocations, st.readiness]
     return hashlib.sha256(_code() + json.dumps(made_from, sort_keys=True, separators=(",", ":")).encode()
                           ).hexdigest()
 

@@ -173,7 +173,8 @@ def _plan(st: state.LabState, manifests: list[Manifest], seen: dict[str, bool] |
 
 
 def control(st: state.LabState) -> cluster.Control:
-    return cluster.Control({n for n, c in st.conditions.items() if not c.get("ready", True)}, dict(st.generations))
+    down = {n for n, c in st.conditions.items() if not c.get("ready", True)} | st.held_down()
+    return cluster.Control(down, dict(st.generations))
 
 
 def refresh(name: str) -> Context:

@@ -88,6 +88,11 @@ class LabState:
     generations: dict[str, int] = field(default_factory=dict)  # a Deployment replica → times it was evicted
     faults: list[dict[str, Any]] = field(default_factory=list)  # what `testbed fault` did and has not undone
 
+    def held_down(self) -> set[str]:
+        """Nodes a recorded fault stopped or froze: not ready until it is cleared, whatever the control plane has
+        seen yet (its first heal after `up` would otherwise start a node stopped a moment before)."""
+        return {f["args"]["node"] for f in self.faults if f.get("notes", {}).get("down")}
+
     def save(self) -> None:
         """Readable by root only, in a folder only root enters: the manifests may hold Secrets."""
         d = lab_dir(self.name)

@@ -28,6 +28,8 @@ class _Lifecycle(Kind):
 
     def apply(self, plan: Plan, fault: Fault) -> None:
         _machine(plan, fault.args["node"]).lifecycle(self.action)
+        if self.back:  # stopped or frozen until cleared: the control plane must not start it again (state.py)
+            fault.notes["down"] = True
 
     def undo(self, plan: Plan, fault: Fault) -> None:
         if self.back:

@@ -71,14 +71,17 @@ def test_a_stopped_node_loses_its_endpoints_then_its_deployment_pods(testbed_lab
     codes = lab.exec("default/a", ["sh", "-c", f"for i in $(seq 20); do curl -s -o /dev/null -m 1 "
                                                f"-w '%{{http_code}} ' http://{web}/; done"]).stdout.split()
     assert codes == ["200"] * 20, codes
-    assert not state.load(lab.name).conditions["node2"].get("evicted"), "too late: the pods were evicted already"
-    status = lab.status()
-    assert not next(n for n in status["nodes"] if n["name"] == "node2")["condition"]["ready"]
+    assert not state.load(lab.name).conditions.get("node2", {}).get("evicted"), "too late: the pods were evicted"
+    assert eventually(lambda: not next(n for n in lab.status()["nodes"] if n["name"] == "node2")["condition"]["ready"])
     # evicted: recreated elsewhere under new names, and the Service answers from them
     assert eventually(lambda: len([p for p in lab.pods("default", app="web") if p.node != "node2"]) == 3)
     assert not before & {p.key for p in lab.pods("default", app="web")}
     assert eventually(lambda: connects(lab, "default/a", "svc/default/web:80"))
     assert lab.pod("default/b").node == "node2"  # a bare pod is not recreated
+    # stopped until the fault is cleared: no heal of the control plane starts it (its first one, right after `up`,
+    # did when the fault came within its first seconds)
+    container = docker.from_env().containers.get(lab.plan.machine("node2").container)
+    assert container.status == "exited", container.status
     testbed_fault.clear()  # node2 starts again
     assert eventually(lambda: next(n for n in lab.status()["nodes"] if n["name"] == "node2")["condition"]["ready"])
 

@@ -271,17 +271,20 @@ class Controller:
 
 
 def _intact(plan: Any, machine: str) -> bool:
-    """A node whose agent answers and holds every pod planned on it: a start the lab made itself (`up`)."""
+    """A node whose agent answers and holds exactly the pods planned on it: a start the lab made itself (`up`)."""
     from testbed.runtime import agent
 
     if machine not in {n.name for n in plan.nodes}:
         return False
     try:
-        reply = agent.call(state.run_dir(plan.lab) / machine, "status", brief=True)
+        # a frozen node (node-pause) takes the connection and never answers: the heal holds the lab meanwhile
+        reply = agent.call(state.run_dir(plan.lab) / machine, "status", timeout=5, brief=True)
     except Exception:
         return False
-    present = {p["netns"] for p in reply.get("pods", []) if p.get("present")}
-    return all(p.netns in present for p in plan.pods_on(machine))
+    held = reply.get("pods", [])
+    planned = {p.netns for p in plan.pods_on(machine)}
+    # a node that was frozen past its eviction still holds the evicted pods: not intact
+    return planned <= {p["netns"] for p in held if p.get("present")} and {p["netns"] for p in held} <= planned
 
 
 async def run(name: str) -> None:

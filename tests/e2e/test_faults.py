@@ -65,14 +65,16 @@ def test_a_stopped_node_loses_its_endpoints_then_its_deployment_pods(testbed_lab
                                    if e.node == "node2" and e.ready])
     # NotReady at once (its container stopped), and the nodes stop sending to its endpoint then, not only once
     # its pods are evicted 6 s later: 20 requests through the Service all answered (one in three went to node2's
-    # pod while its endpoint stayed in the rules)
+    # pod while its endpoint stayed in the rules). The plan counts node2 out from the fault's record on; the
+    # nodes' rules follow once the control plane has seen it stop (after its first heal, when that runs)
+    assert eventually(lambda: not state.load(lab.name).conditions.get("node2", {"ready": True})["ready"])
     time.sleep(1)
     web = next(s for s in lab.plan.services if s.key == "default/web").cluster_ips[0]
     codes = lab.exec("default/a", ["sh", "-c", f"for i in $(seq 20); do curl -s -o /dev/null -m 1 "
                                                f"-w '%{{http_code}} ' http://{web}/; done"]).stdout.split()
     assert codes == ["200"] * 20, codes
     assert not state.load(lab.name).conditions.get("node2", {}).get("evicted"), "too late: the pods were evicted"
-    assert eventually(lambda: not next(n for n in lab.status()["nodes"] if n["name"] == "node2")["condition"]["ready"])
+    assert not next(n for n in lab.status()["nodes"] if n["name"] == "node2")["condition"]["ready"]
     # evicted: recreated elsewhere under new names, and the Service answers from them
     assert eventually(lambda: len([p for p in lab.pods("default", app="web") if p.node != "node2"]) == 3)
     assert not before & {p.key for p in lab.pods("default", app="web")}
@@ -91,6 +93,26 @@ def test_a_stopped_node_loses_its_endpoints_then_its_deployment_pods(testbed_lab
 
     assert eventually(stale_gone)
     assert eventually(lambda: connects(lab, "default/a", f"{lab.pod('default/b').ipv4}:8080"))
+
+
+def test_a_node_frozen_past_its_eviction_drops_the_evicted_pods_when_it_thaws(testbed_lab, testbed_fault):
+    lab = testbed_lab
+    home = lab.pod("default/a").node
+    node = next(p.node for p in lab.pods("default", app="web") if p.node != home)
+    stale = {p.key: p.ipv4 for p in lab.pods("default", app="web") if p.node == node}
+    testbed_fault.inject("node-pause", node=node)
+    assert eventually(lambda: state.load(lab.name).conditions.get(node, {}).get("evicted"))
+    container = docker.from_env().containers.get(lab.plan.machine(node).container)
+    container.reload()
+    assert container.status == "paused", container.status  # frozen until cleared, whatever the heals did
+    testbed_fault.clear()
+    assert eventually(lambda: next(n for n in lab.status()["nodes"] if n["name"] == node)["condition"]["ready"])
+    # the thawed agent still held the evicted pods (their Deployment has them elsewhere now): removed, and their
+    # addresses answer no more while the Deployment's pods do
+    assert eventually(lambda: not {f"{p['namespace']}/{p['name']}" for p in
+                                   agent.call(state.run_dir(lab.name) / node, "status")["pods"]} & set(stale))
+    assert eventually(lambda: connects(lab, "default/a", f"{lab.pods('default', app='web')[0].ipv4}:8080"))
+    assert not any(connects(lab, "default/a", f"{ip}:8080") for ip in stale.values())
 
 
 def test_a_node_whose_beats_return_while_the_lab_is_held_stays_ready(testbed_lab):

@@ -339,8 +339,18 @@ def reap_inherited() -> None:
             pass
 
 
+def pidfd_children() -> None:
+    """Plugins and daemons this agent starts are awaited through a pidfd on the loop: Python 3.11's default
+    watcher starts a thread for each child (a CNI pod's ADD execs five plugins)."""
+    if sys.version_info < (3, 12) and hasattr(os, "pidfd_open"):
+        watcher = asyncio.PidfdChildWatcher()
+        watcher.attach_loop(asyncio.get_running_loop())
+        asyncio.set_child_watcher(watcher)
+
+
 async def main() -> None:
     reap_inherited()
+    pidfd_children()
     own_name_resolves()
     log(f"agent of {os.environ.get('TESTBED_NODE', os.uname().nodename)} starting, code {started_with()}")
     with contextlib.suppress(OSError):  # testbed's wiring as a CNI plugin, for conflists that chain it

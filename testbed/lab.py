@@ -134,7 +134,7 @@ def up(path: str | Path, say: Say = print, progress: Say | None = None, replace:
             plan = build_plan(topo, manifests, underlay, st.allocations if st else None,
                               readiness.observed(topo.name), control(st) if st else None)
             preflight.check_names(engines, loaded, plan)
-            kept = {"conditions": st.conditions, "generations": st.generations, "faults": st.faults} if st else {}
+            kept = {"conditions": st.conditions, "generations": st.generations, "faults": st.faults_up()} if st else {}
             st = state.LabState(topo.name, source, topo.model_dump(mode="json", exclude={"manifests"}),
                                 _record(manifests), st.allocations if st else {}, str(underlay), **kept)
             st.save()

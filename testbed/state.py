@@ -93,6 +93,10 @@ class LabState:
         seen yet (its first heal after `up` would otherwise start a node stopped a moment before)."""
         return {f["args"]["node"] for f in self.faults if f.get("notes", {}).get("down")}
 
+    def faults_up(self) -> list[dict[str, Any]]:
+        """The faults an `up` leaves recorded: it starts every node, so those that held one down are over."""
+        return [f for f in self.faults if not f.get("notes", {}).get("down")]
+
     def save(self) -> None:
         """Readable by root only, in a folder only root enters: the manifests may hold Secrets."""
         d = lab_dir(self.name)

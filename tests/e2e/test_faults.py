@@ -15,6 +15,7 @@ import pytest
 from tenacity import retry, retry_if_result, stop_after_delay, wait_fixed
 
 from testbed import state
+from testbed.lab import up
 from testbed.runtime import agent
 
 pytestmark = pytest.mark.topology("tests/e2e/faults.yaml")
@@ -113,6 +114,17 @@ def test_a_node_frozen_past_its_eviction_drops_the_evicted_pods_when_it_thaws(te
                                    agent.call(state.run_dir(lab.name) / node, "status")["pods"]} & set(stale))
     assert eventually(lambda: connects(lab, "default/a", f"{lab.pods('default', app='web')[0].ipv4}:8080"))
     assert not any(connects(lab, "default/a", f"{ip}:8080") for ip in stale.values())
+
+
+def test_up_starts_a_node_a_fault_stopped_and_ends_the_fault(testbed_lab, testbed_fault):
+    lab = testbed_lab
+    testbed_fault.inject("node-stop", node="node3")
+    assert eventually(lambda: not state.load(lab.name).conditions.get("node3", {"ready": True})["ready"])
+    up(state.load(lab.name).topology_file, say=lambda _: None, name=lab.name)
+    assert not state.load(lab.name).faults  # over: a fault left recorded would keep node3's pods out for good
+    assert eventually(lambda: all(p["ready"] for p in lab.status()["pods"] if p["node"] == "node3"))
+    assert eventually(lambda: connects(lab, "default/a", "svc/default/web:80"))
+    assert connects(lab, "default/a", f"{lab.pod('default/c').ipv4}:8080")
 
 
 def test_a_node_whose_beats_return_while_the_lab_is_held_stays_ready(testbed_lab):

@@ -35,6 +35,7 @@ class Fault:
 class Kind:
     name: ClassVar[str]
     undoable: ClassVar[bool] = True
+    starts_node: ClassVar[bool] = False  # it starts its node: the faults that held that node down are over
     summary: ClassVar[str] = ""
 
     def check(self, plan: Plan, args: dict[str, Any]) -> None:
@@ -87,10 +88,15 @@ def inject(name: str, kind: str, args: dict[str, Any], lasts: float | None = Non
         now = time.time()
         fault = Fault(secrets.token_hex(3), kind, args, now, now + lasts if lasts else None)
         impl.apply(plan, fault)
-        if impl.undoable:
-            st = state.load(name) or st
-            st.faults.append(fault.as_json())
+        st = state.load(name) or st
+        ended = [f for f in st.faults if impl.starts_node and f["notes"].get("down")
+                 and f["args"]["node"] == args["node"]]
+        st.faults = [f for f in st.faults if f not in ended] + ([fault.as_json()] if impl.undoable else [])
+        if ended or impl.undoable:
             st.save()
+    for record in ended:
+        events.emit(name, "FaultCleared", f"lab/{name}", f"fault {record['id']} ({record['kind']}) over: {kind} "
+                                                         f"started {args['node']}", fault=record["id"])
     events.emit(name, "Fault", f"lab/{name}", f"fault {fault.id}: {kind} {_words(args)}" +
                 (f" for {lasts:g}s" if lasts else ""), kind="Warning", fault=fault.as_json())
     return fault

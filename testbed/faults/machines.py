@@ -46,13 +46,13 @@ class NodeStop(_Lifecycle):
 
 @register
 class NodeStart(_Lifecycle):
-    name, action, undoable = "node-start", "start", False
+    name, action, undoable, starts_node = "node-start", "start", False, True
     summary = "start a stopped node's container"
 
 
 @register
 class NodeRestart(_Lifecycle):
-    name, action, undoable = "node-restart", "restart", False
+    name, action, undoable, starts_node = "node-restart", "restart", False, True
     summary = "restart the node's container (the control plane brings its pods back, same IPs)"
 
 

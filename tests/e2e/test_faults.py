@@ -116,11 +116,15 @@ def test_a_node_frozen_past_its_eviction_drops_the_evicted_pods_when_it_thaws(te
     assert not any(connects(lab, "default/a", f"{ip}:8080") for ip in stale.values())
 
 
-def test_up_starts_a_node_a_fault_stopped_and_ends_the_fault(testbed_lab, testbed_fault):
+@pytest.mark.parametrize("start", ["up", "node-start"])
+def test_starting_a_node_a_fault_stopped_ends_the_fault(testbed_lab, testbed_fault, start):
     lab = testbed_lab
     testbed_fault.inject("node-stop", node="node3")
     assert eventually(lambda: not state.load(lab.name).conditions.get("node3", {"ready": True})["ready"])
-    up(state.load(lab.name).topology_file, say=lambda _: None, name=lab.name)
+    if start == "up":
+        up(state.load(lab.name).topology_file, say=lambda _: None, name=lab.name)
+    else:
+        testbed_fault.inject("node-start", node="node3")
     assert not state.load(lab.name).faults  # over: a fault left recorded would keep node3's pods out for good
     assert eventually(lambda: all(p["ready"] for p in lab.status()["pods"] if p["node"] == "node3"))
     assert eventually(lambda: connects(lab, "default/a", "svc/default/web:80"))

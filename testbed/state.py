@@ -91,11 +91,11 @@ class LabState:
     def held_down(self) -> set[str]:
         """Nodes a recorded fault stopped or froze: not ready until it is cleared, whatever the control plane has
         seen yet (its first heal after `up` would otherwise start a node stopped a moment before)."""
-        return {f["args"]["node"] for f in self.faults if f.get("notes", {}).get("down")}
+        return {node for f in self.faults if (node := holds_down(f))}
 
     def faults_up(self) -> list[dict[str, Any]]:
         """The faults an `up` leaves recorded: it starts every node, so those that held one down are over."""
-        return [f for f in self.faults if not f.get("notes", {}).get("down")]
+        return [f for f in self.faults if not holds_down(f)]
 
     def save(self) -> None:
         """Readable by root only, in a folder only root enters: the manifests may hold Secrets."""
@@ -106,6 +106,11 @@ class LabState:
         # that json's C encoder writes it (an indented dump is written in Python, 0.2 s at 10,000 pods)
         write_private(d / "state.json", json.dumps({f.name: getattr(self, f.name) for f in fields(self)},
                                                    separators=(",", ":"), sort_keys=True))
+
+
+def holds_down(fault: dict[str, Any]) -> str | None:
+    """The node a recorded fault stopped or froze (faults/machines.py marks it), if any."""
+    return fault["args"]["node"] if fault.get("notes", {}).get("down") else None
 
 
 def write_private(path: Path, content: str | bytes) -> None:

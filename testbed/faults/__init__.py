@@ -89,8 +89,7 @@ def inject(name: str, kind: str, args: dict[str, Any], lasts: float | None = Non
         fault = Fault(secrets.token_hex(3), kind, args, now, now + lasts if lasts else None)
         impl.apply(plan, fault)
         st = state.load(name) or st
-        ended = [f for f in st.faults if impl.starts_node and f["notes"].get("down")
-                 and f["args"]["node"] == args["node"]]
+        ended = [f for f in st.faults if impl.starts_node and state.holds_down(f) == args["node"]]
         st.faults = [f for f in st.faults if f not in ended] + ([fault.as_json()] if impl.undoable else [])
         if ended or impl.undoable:
             st.save()

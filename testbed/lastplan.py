@@ -1,8 +1,8 @@
 """The plan of a lab's last sync, kept beside its state. The next apply compares its new plan with this one (what
 the nodes hold) instead of planning the last sync again: about half a second at 10,000 pods. It is keyed by
 what a sync makes it from (the control plane's node conditions aside) and by this testbed's code, so any
-difference plans anew. It is a pickle
-in the lab's state folder, which only root can enter, like the state file it is made from."""
+difference plans anew. It is a pickle in the lab's state folder, which only root can enter, like the state file
+it is made from."""
 
 from __future__ import annotations
 

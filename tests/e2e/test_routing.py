@@ -155,6 +155,19 @@ def test_bgp_a_killed_router_daemon_comes_back_with_its_routes(routed):
         assert _router_has(lab, prefix, True)  # every route back: the next test starts on a converged lab
 
 
+def test_bgp_up_restarts_a_hung_bird_and_no_other(routed):
+    lab = routed("bgp")
+    node2 = lab.plan.node("node2")
+    assert sh(node2.container, "pkill -STOP -x bird")[0] == 0  # hung: its control socket takes and never answers
+    from testbed import state
+
+    said: list[str] = []
+    labs.up(state.load(lab.name).topology_file, say=said.append, replace=True, name=lab.name)
+    assert [s for s in said if "does not answer" in s] == ["BIRD on node2 does not answer: restarting it"]
+    assert sh(node2.container, "ps -o stat= -C bird")[1].strip()[:1] == "S"  # a new one, running
+    assert _ext2_reaches(lab.pod("b").ipv4, "b")  # node2's range announced again
+
+
 @retry(retry=retry_if_result(lambda ok: not ok), stop=stop_after_delay(30), wait=wait_fixed(0.2))
 def _bird_restarted(lab: Lab) -> bool:
     return {d["name"]: d["restarts"] for d in _agent_status(lab, "router")["daemons"]}["bird"] >= 1

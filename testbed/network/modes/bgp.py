@@ -13,7 +13,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tenacity import retry, retry_if_result, stop_after_delay, wait_exponential
+from tenacity import (
+    Retrying,
+    retry,
+    retry_if_exception_type,
+    retry_if_result,
+    stop_after_delay,
+    wait_exponential,
+    wait_fixed,
+)
 
 from testbed.actions import Change, Context, each
 from testbed.checks import HEAL, Finding, Observation, fail, ok
@@ -191,9 +199,15 @@ class Bgp(NetworkMode):
     def _heal(ctx: Context) -> Change:
         """`up`: a BIRD that does not answer on its control socket (stopped, hung) is restarted by its agent;
         one that died was restarted already."""
+        # a BIRD started a moment ago (a fresh `up`) has not made its control socket yet, or does not accept on it
+        # yet: waited for, not taken for a hung one and restarted
+        starting = retry_if_exception_type((FileNotFoundError, ConnectionRefusedError))
+
         def one(machine: str) -> bool:
             try:
-                bird.query(ctx.run_dir(machine) / bird.CTL, "show status", timeout=1)
+                for attempt in Retrying(retry=starting, stop=stop_after_delay(3), wait=wait_fixed(0.05), reraise=True):
+                    with attempt:
+                        bird.query(ctx.run_dir(machine) / bird.CTL, "show status", timeout=1)
                 return False
             except OSError:
                 ctx.say(f"BIRD on {machine} does not answer: restarting it")

@@ -310,6 +310,9 @@ def warm() -> None:
             importlib.import_module(f"testbed.agent.{name}")
         except Exception as err:  # one that fails is imported by an agent that needs it
             _log(f"not warmed: testbed.agent.{name}: {err}")
+    # asyncio.to_thread's pool, which each agent imported on its first sync
+    import concurrent.futures.thread  # noqa: F401
+
     from testbed.agent.libnft import LIBRARY
 
     with contextlib.suppress(OSError):  # its relocations are written once, here, not in every agent's copy

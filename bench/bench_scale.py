@@ -41,8 +41,11 @@ def _sizes(var: str, default: str) -> list[int]:
 
 def _cli(*args: str) -> float:
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "testbed", *args], check=True, capture_output=True, cwd=ROOT,
-                   timeout=1800)
+    done = subprocess.run([sys.executable, "-m", "testbed", *args], capture_output=True, cwd=ROOT, timeout=1800,
+                          text=True)
+    if done.returncode:  # what the command said, before the bench stops on it
+        print(done.stdout[-2000:], done.stderr[-4000:], file=sys.stderr)
+        done.check_returncode()
     return time.perf_counter() - start
 
 

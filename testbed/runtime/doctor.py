@@ -15,6 +15,7 @@ import testbed
 SETUP = ("scripts/host-setup.sh in the testbed repository does it (apt-get install docker.io mmdebstrap "
          "debian-archive-keyring; dockerd --iptables=false --ip-masq=false --bridge=none)")
 KSM = "/sys/kernel/mm/ksm/run"
+LAUNCHER = "/usr/local/lib/testbed/engine"  # where scripts/host-setup.sh installs the runc shim's launcher
 # kernel option → (what needs it, required)
 KERNEL = {
     "CONFIG_VXLAN": ("vxlan pod network", True),
@@ -90,6 +91,38 @@ def _merging() -> dict[str, Any]:
                   "instead of 10", f"echo 1 > {KSM} (scripts/host-setup.sh does it)", required=False)
 
 
+def shims_shared(client: Any) -> bool | None:
+    """Whether the engine serves a lab's machines from one runc shim (runtime/docker.SHIM_GROUP): Docker 24+ takes
+    the group from the API; Docker 20.10 needs testbed's launcher first on its containerd's PATH
+    (scripts/engine/containerd-shim-runc-v2). None when this machine cannot tell: no containerd in sight."""
+    try:
+        if tuple(int(x) for x in client.version()["ApiVersion"].split(".")) >= (1, 43):
+            return True
+    except (KeyError, ValueError, AttributeError):
+        pass
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if Path(f"/proc/{pid}/comm").read_text().strip() == "containerd":
+                env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+                path = next((e[5:].decode() for e in env if e.startswith(b"PATH=")), "")
+                return LAUNCHER in path.split(":")
+        except OSError:
+            continue
+    return None
+
+
+def _shims(client: Any) -> dict[str, Any]:
+    shared = shims_shared(client)
+    if shared is None:
+        return _check("shared shim", True, "cannot tell whether a lab's machines share one containerd shim: the "
+                      "engine's containerd is not on this machine",
+                      required=False)
+    return _check("shared shim", shared, "a lab's machines share one containerd shim" if shared else
+                  "each machine has its own containerd shim: about 2.8 MiB more a node",
+                  "start the engine with scripts/host-setup.sh (its shim launcher first on the engine's PATH)",
+                  required=False)
+
+
 def checks() -> list[dict[str, Any]]:
     client, engine = _engine()
     out = [_check("python", True, platform.python_version()), engine, _capabilities()]
@@ -111,6 +144,8 @@ def checks() -> list[dict[str, Any]]:
                       "apt-get install mmdebstrap debian-archive-keyring (then `testbed images build`), or "
                       "`testbed images load FILE`"))
     out.append(_merging())
+    if client is not None:
+        out.append(_shims(client))
     root = "/var/lib/docker"
     if client is not None:
         root = client.info().get("DockerRootDir", root)

@@ -148,6 +148,7 @@ def test_doctor_and_version_report_this_machine():
     names = {c["name"]: c for c in report["checks"]}
     assert names["docker engine"]["ok"] and names["node image"]["ok"] and names["CONFIG_VXLAN"]["ok"]
     assert not names["CONFIG_IP_VS"]["required"]  # optional: a warning at most
+    assert not names["shared shim"]["required"] and "shim" in names["shared shim"]["detail"]
     version = json.loads(subprocess.run([sys.executable, "-m", "testbed", "version", "--json"], capture_output=True,
                                         text=True, check=True).stdout)
     assert version["image"] == images.reference() and version["imagePresent"]

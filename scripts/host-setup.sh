@@ -48,8 +48,9 @@ fi
 
 engine_up() { timeout 10 docker version --format '{{.Server.Version}}' >/dev/null 2>&1; }
 
-# A lab's machines served by one runc shim instead of one each (scripts/engine/containerd-shim-runc-v2 says how):
-# installed on every run, so that an update reaches the engine's next container; used by an engine started below.
+# A lab's machines served by a few shared runc shims instead of one each (scripts/engine/containerd-shim-runc-v2
+# says how): installed on every run, so that an update reaches the engine's next container; used by an engine
+# started below.
 launcher=/usr/local/lib/testbed/engine
 install -D -m 755 "$(dirname "$0")/engine/containerd-shim-runc-v2" "$launcher/containerd-shim-runc-v2"
 
@@ -57,7 +58,8 @@ if ! engine_up; then
   # Labs use no Docker network and no port publishing, so the engine is started without touching the host
   # firewall (no iptables rules, no masquerade) and without the default bridge, which masquerades to the outside.
   echo "starting dockerd (log: /var/log/testbed-dockerd.log)"
-  PATH="$launcher:$PATH" nohup dockerd --iptables=false --ip-masq=false --bridge=none >/var/log/testbed-dockerd.log 2>&1 &
+  PATH="$launcher:$PATH" nohup dockerd --iptables=false --ip-masq=false --bridge=none \
+    >/var/log/testbed-dockerd.log 2>&1 &
   for _ in $(seq 1 120); do
     engine_up && break
     sleep 0.25

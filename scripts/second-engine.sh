@@ -53,7 +53,7 @@ up() {
     ip -n "$ns" link set lo up
   fi
   # its own /run (pid files, containerd's sockets) and /var/lib/docker, seen by it alone; the runc shim's launcher
-  # first on its PATH, as on the engine scripts/host-setup.sh starts (a lab's machines share one shim)
+  # first on its PATH, as on the engine scripts/host-setup.sh starts (a lab's machines share a few shims)
   nohup nsenter --net="/run/netns/$ns" unshare --mount --pid --fork --mount-proc --propagation private \
     sh -c "mount -t tmpfs tmpfs /run && mount --bind '$data/root' /var/lib/docker && \
            mkdir -p /etc/docker && mount --bind '$data/etc' /etc/docker && \

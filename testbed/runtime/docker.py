@@ -12,11 +12,12 @@ import os
 import secrets
 import signal
 import tarfile
-import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from tenacity import retry, retry_if_result, stop_after_delay, wait_fixed
 
 import testbed
 from testbed.errors import EnvironmentProblem
@@ -252,26 +253,32 @@ def remove_lab(client: docker.DockerClient, lab: str, local: bool = True) -> int
     return removed
 
 
-def _end_shims(ids: set[str], grace: float = 1.0) -> None:
+def _end_shims(ids: set[str]) -> None:
     """A shared shim (SHIM_GROUP) that outlives its lab's machines, killed: it ends with its last container, but
     one was once seen to stay after a parallel test run, holding a few MiB for nothing. A shim's command line names
     the first container it served; every other container of its group was the lab's too, removed with it."""
-    def left() -> list[int]:
-        out = []
-        for pid in filter(str.isdigit, os.listdir("/proc")):
-            with contextlib.suppress(OSError):
-                if Path(f"/proc/{pid}/comm").read_text().startswith("containerd-shim"):
-                    args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-                    if any(a.decode(errors="replace") in ids for a in args):
-                        out.append(int(pid))
-        return out
-
-    deadline = time.monotonic() + grace
-    while (pids := left()) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    for pid in pids:
+    for pid in _shims_serving(ids):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+
+
+@retry(retry=retry_if_result(bool), stop=stop_after_delay(1.0), wait=wait_fixed(0.1),
+       retry_error_callback=lambda rs: rs.outcome.result())
+def _shims_serving(ids: set[str]) -> list[int]:
+    """The shims whose command line names one of ids, once they had a second to end by themselves."""
+    return [pid for pid, args in processes_named("containerd-shim", "cmdline")
+            if any(a.decode(errors="replace") in ids for a in args)]
+
+
+def processes_named(prefix: str, field: str) -> list[tuple[int, list[bytes]]]:
+    """The processes of this PID namespace whose name starts with prefix, each with a NUL-separated file of its
+    /proc entry (cmdline, environ): the engine's own processes, where this machine runs the engine."""
+    out = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError):
+            if Path(f"/proc/{pid}/comm").read_text().startswith(prefix):
+                out.append((int(pid), Path(f"/proc/{pid}/{field}").read_bytes().split(b"\0")))
+    return out
 
 
 def _remove(client: docker.DockerClient, found: list[Container], local: bool) -> None:

@@ -92,7 +92,7 @@ def _merging() -> dict[str, Any]:
 
 
 def shims_shared(client: Any) -> bool | None:
-    """Whether the engine serves a lab's machines from one runc shim (runtime/docker.SHIM_GROUP): Docker 24+ takes
+    """Whether the engine serves a lab's machines from shared runc shims (runtime/docker.SHIM_GROUP): Docker 24+ takes
     the group from the API; Docker 20.10 needs testbed's launcher first on its containerd's PATH
     (scripts/engine/containerd-shim-runc-v2). None when this machine cannot tell: no containerd in sight."""
     try:
@@ -100,24 +100,21 @@ def shims_shared(client: Any) -> bool | None:
             return True
     except (KeyError, ValueError, AttributeError):
         pass
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            if Path(f"/proc/{pid}/comm").read_text().strip() == "containerd":
-                env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-                path = next((e[5:].decode() for e in env if e.startswith(b"PATH=")), "")
-                return LAUNCHER in path.split(":")
-        except OSError:
-            continue
+    from testbed.runtime.docker import processes_named
+
+    for _, env in processes_named("containerd\n", "environ"):  # containerd itself, not its shims
+        path = next((e[5:].decode(errors="replace") for e in env if e.startswith(b"PATH=")), "")
+        return LAUNCHER in path.split(":")
     return None
 
 
 def _shims(client: Any) -> dict[str, Any]:
     shared = shims_shared(client)
     if shared is None:
-        return _check("shared shim", True, "cannot tell whether a lab's machines share one containerd shim: the "
+        return _check("shared shim", True, "cannot tell whether a lab's machines share containerd shims: the "
                       "engine's containerd is not on this machine",
                       required=False)
-    return _check("shared shim", shared, "a lab's machines share one containerd shim" if shared else
+    return _check("shared shim", shared, "a lab's machines share its four containerd shims" if shared else
                   "each machine has its own containerd shim: about 2.8 MiB more a node",
                   "start the engine with scripts/host-setup.sh (its shim launcher first on the engine's PATH)",
                   required=False)

@@ -67,7 +67,7 @@ def _parent(pid: int) -> int:
 
 
 def _grouping() -> bool:
-    """Whether this engine serves a lab's machines from one runc shim (`testbed doctor` says so too)."""
+    """Whether this engine serves a lab's machines from shared runc shims (`testbed doctor` says so too)."""
     return bool(doctor.shims_shared(docker.from_env()))
 
 
@@ -141,7 +141,7 @@ def test_a_forked_agent_lives_in_its_node_outlives_the_fabric_and_takes_its_node
         if merging.exists():
             assert "ksm_merge_any: yes" in merging.read_text()
         assert lab.exec("p", "hostname").stdout.strip() == "p"
-        # every machine of the lab served by one runc shim (about 2.8 MiB a machine less), where the engine can
+        # the lab's machines served by its shared runc shims (about 2.8 MiB a machine less), where the engine can
         shims = _shared_as_sharded(client.containers.list(filters={"label": f"testbed.lab={ctx.lab}"}))
 
         # the fabric restarts (its processes are killed): the agents are not its, and keep serving

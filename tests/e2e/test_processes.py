@@ -73,8 +73,11 @@ def _says(lab, word: str) -> bool:
     return any(word in r for r in lab.status()["reasons"])
 
 
-@retry(retry=retry_if_result(lambda row: row["restarts"] < 2), stop=stop_after_delay(20), wait=wait_fixed(0.1))
+@retry(retry=retry_if_result(lambda row: row["restarts"] < 2 or row["ready"]), stop=stop_after_delay(20),
+       wait=wait_fixed(0.1), retry_error_callback=lambda rs: rs.outcome.result())
 def _crashing(lab) -> dict:
+    """Its status once it has restarted twice, read while it is down: between two restarts it runs for a moment,
+    and is ready then (it has no readiness probe), as a crash-looping container is in Kubernetes."""
     return _pod_status(lab, "crasher")
 
 

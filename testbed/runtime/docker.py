@@ -143,7 +143,7 @@ def run_node(client: docker.DockerClient, image: str, lab: str, node: str, name:
     tmpfs = {"/run/netns": "mode=755", "/etc/netns": "mode=755"}
     if not local:
         tmpfs["/run/testbed"] = "mode=755"
-    group = f"{shim_group(lab, run_dir.parent)}-{zlib.crc32(node.encode()) % SHIM_SHARDS}"
+    group = f"{shim_group(lab, run_dir.parent)}-{shim_shard(node)}"
     # the group twice: Docker 24+ writes the annotation into the spec; for Docker 20.10 the launcher testbed's
     # host set-up puts on the engine's PATH reads it from the environment (scripts/engine/containerd-shim-runc-v2)
     environment = {"TESTBED_NODE": node, "TESTBED_LAB": lab, "TESTBED_ROLE": role, "TESTBED_SHIM_GROUP": group}
@@ -172,6 +172,11 @@ def run_node(client: docker.DockerClient, image: str, lab: str, node: str, name:
         api.put_archive(created["Id"], "/", code_archive())
     api.start(created["Id"])
     return client.containers.get(created["Id"])
+
+
+def shim_shard(machine: str) -> int:
+    """Which of its lab's SHIM_SHARDS shims serves a machine: by its name, the same whoever makes it."""
+    return zlib.crc32(machine.encode()) % SHIM_SHARDS
 
 
 def shim_group(lab: str, lab_run_dir: Path) -> str:

@@ -6,7 +6,6 @@ with its pods, as when the agent was the node's main process."""
 import contextlib
 import os
 import signal
-import zlib
 from pathlib import Path
 
 import docker
@@ -86,7 +85,7 @@ def _shared_as_sharded(machines: list[docker.models.containers.Container]) -> se
 
 
 def _shard(machine: docker.models.containers.Container) -> int:
-    return zlib.crc32(machine.labels["testbed.node"].encode()) % rt.SHIM_SHARDS
+    return rt.shim_shard(machine.labels["testbed.node"])
 
 
 def _shims(machines: list[docker.models.containers.Container]) -> set[int]:
